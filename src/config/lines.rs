@@ -1,0 +1,215 @@
+//! Reads the text of a stunnel-style file into sections of `key = value` entries, each with the
+//! line it came from.
+//!
+//! rust-ini does the INI parsing proper (it keeps repeated keys and repeated sections); it
+//! reports no line numbers for entries, so a light scan of the same text pairs every entry with
+//! its line. Nothing here knows what an option means.
+
+use ini::{Ini, ParseOption};
+
+/// One `key = value` line.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The key as written (trimmed).
+    pub key: String,
+    /// The value as written (trimmed; backslashes kept).
+    pub value: String,
+    /// 1-based line number.
+    pub line: usize,
+}
+
+/// One `[name]` section, or the global part before the first section.
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// The section name, trimmed; `None` for the global part.
+    pub name: Option<String>,
+    /// The line of the `[name]` header (0 for the global part).
+    pub line: usize,
+    /// The entries in file order.
+    pub entries: Vec<Entry>,
+}
+
+/// A syntax error, with the line it was found on.
+#[derive(Debug, Clone)]
+pub struct SyntaxError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Strips a UTF-8 byte-order mark and turns CRLF and lone CR line ends into LF.
+pub fn normalize(text: &str) -> String {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// Splits normalized text into the global part (always first) and its sections.
+pub fn read(text: &str) -> Result<Vec<Section>, SyntaxError> {
+    let layout = scan(text)?;
+    let ini = Ini::load_from_str_opt(
+        text,
+        ParseOption {
+            enabled_quote: false,
+            enabled_escape: false,
+            enabled_indented_mutiline_value: false,
+            enabled_preserve_key_leading_whitespace: false,
+        },
+    )
+    .map_err(|e| SyntaxError {
+        line: e.line + 1,
+        message: e.msg.to_string(),
+    })?;
+
+    let mut sections = Vec::with_capacity(layout.len());
+    let mut ini_sections = ini
+        .iter()
+        .filter(|(name, props)| name.is_some() || !props.is_empty());
+    for (i, (name, line, key_lines)) in layout.into_iter().enumerate() {
+        // rust-ini lists the general section only when it has entries.
+        let props = if i == 0 && key_lines.is_empty() {
+            None
+        } else {
+            ini_sections.next().map(|(_, p)| p)
+        };
+        let pairs: Vec<(&str, &str)> = props.map(|p| p.iter().collect()).unwrap_or_default();
+        if pairs.len() != key_lines.len() {
+            return Err(SyntaxError {
+                line: line.max(1),
+                message: "this section could not be read line by line; check for stray characters"
+                    .into(),
+            });
+        }
+        let entries = pairs
+            .into_iter()
+            .zip(key_lines)
+            .map(|((k, v), line)| Entry {
+                key: k.trim().to_string(),
+                value: v.trim().to_string(),
+                line,
+            })
+            .collect();
+        sections.push(Section {
+            name,
+            line,
+            entries,
+        });
+    }
+    Ok(sections)
+}
+
+/// Section headers and key lines, in order, with their line numbers; also the syntax checks
+/// rust-ini is lenient about (a line that is neither a comment, a header nor `key = value`).
+type Layout = Vec<(Option<String>, usize, Vec<usize>)>;
+
+fn scan(text: &str) -> Result<Layout, SyntaxError> {
+    let mut layout: Layout = vec![(None, 0, Vec::new())];
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let t = raw.trim();
+        if t.is_empty() || t.starts_with(';') || t.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = t.strip_prefix('[') {
+            let Some(name) = rest.strip_suffix(']') else {
+                return Err(SyntaxError {
+                    line,
+                    message: format!("`{t}` opens a section but has no closing `]`"),
+                });
+            };
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(SyntaxError {
+                    line,
+                    message: "a section needs a name, as in `[redis]`".into(),
+                });
+            }
+            layout.push((Some(name.to_string()), line, Vec::new()));
+            continue;
+        }
+        match t.find('=') {
+            Some(0) => {
+                return Err(SyntaxError {
+                    line,
+                    message: format!("`{t}` has no option name before `=`"),
+                });
+            }
+            Some(eq) if !t[..eq].contains(':') => {
+                layout.last_mut().expect("never empty").2.push(line)
+            }
+            _ => {
+                return Err(SyntaxError {
+                    line,
+                    message: format!(
+                        "`{t}` is not `option = value`, a `[section]` header or a comment"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(layout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_str(s: &str) -> Vec<Section> {
+        read(&normalize(s)).unwrap()
+    }
+
+    #[test]
+    fn pairs_entries_with_lines_and_keeps_repeats() {
+        let s = read_str(
+            "; c\nfips = no\noptions = A\noptions=B\n\n[one]\n# c\n connect = x:1 \nconnect=y:2\n[one]\n",
+        );
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].name, None);
+        let g: Vec<_> = s[0]
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str(), e.line))
+            .collect();
+        assert_eq!(
+            g,
+            [("fips", "no", 2), ("options", "A", 3), ("options", "B", 4)]
+        );
+        assert_eq!(s[1].name.as_deref(), Some("one"));
+        assert_eq!(s[1].line, 6);
+        let e: Vec<_> = s[1]
+            .entries
+            .iter()
+            .map(|e| (e.value.as_str(), e.line))
+            .collect();
+        assert_eq!(e, [("x:1", 8), ("y:2", 9)]);
+        assert_eq!(s[2].entries.len(), 0);
+    }
+
+    #[test]
+    fn bom_crlf_blanks_and_backslashes() {
+        let s = read_str("\u{feff}[ svc ]\r\nCAfile = C:\\certs\\ca.pem \r\n");
+        assert_eq!(s[1].name.as_deref(), Some("svc"));
+        assert_eq!(s[1].entries[0].value, "C:\\certs\\ca.pem");
+        assert_eq!(s[1].entries[0].line, 2);
+    }
+
+    #[test]
+    fn empty_global_part() {
+        let s = read_str("[a]\naccept = 1\n");
+        assert!(s[0].entries.is_empty());
+        assert_eq!(s[1].entries[0].value, "1");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        for (text, line) in [
+            ("[a]\nclient yes\n", 2),
+            ("[a\n", 1),
+            ("x=1\n[]\n", 2),
+            ("= 3\n", 1),
+        ] {
+            let e = read(&normalize(text)).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {}", e.message);
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The configuration: a stunnel-style INI file turned into typed, validated values.
+//!
+//! Two steps: [`lines`] reads the text into sections of entries with line numbers, then this
+//! module checks every entry against the option table ([`options`]) and parses it into
+//! [`Config`]. Nothing here binds, resolves or opens a connection; a `Config` that comes out is
+//! ready to run. Every error names the file, the line, the section, the option and the fix.
+
+mod lines;
+pub mod options;
+mod values;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use values::{Host, LogLevel, Target, TlsVersion, target as parse_target};
+
+use lines::{Entry, Section};
+use options::{Scope, Support};
+
+/// A whole configuration file, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    /// Options of the process as a whole.
+    pub global: Global,
+    /// One entry per `[section]`, in file order.
+    pub services: Vec<ServiceConfig>,
+}
+
+/// Options that apply to the whole process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Global {
+    /// Where to write the pid once listening (`pid`); `None`: no pid file.
+    pub pid: Option<PathBuf>,
+    /// The log level (`debug`).
+    pub log_level: LogLevel,
+    /// Log file (`output`); `None`: standard error.
+    pub output: Option<PathBuf>,
+}
+
+/// One tunnel: a plain TCP listener relayed to a TLS server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// The section name.
+    pub name: String,
+    /// Where to listen for plain TCP clients (`accept`).
+    pub accept: SocketAddr,
+    /// Where to connect, tried in order (`connect`, repeatable).
+    pub connect: Vec<Target>,
+    /// How to set up and check TLS towards `connect`.
+    pub tls: TlsSettings,
+    /// Connect within this (`TIMEOUTconnect`); the TLS handshake gets as long again.
+    pub connect_timeout: Duration,
+    /// On shutdown, give open connections this long to finish (`TIMEOUTclose`).
+    pub close_timeout: Duration,
+    /// Close a connection that moved no byte for this long (`TIMEOUTidle`); `None`: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The TLS settings of one service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsSettings {
+    /// Verify the certificate chain against the trust anchors.
+    pub verify_chain: bool,
+    /// Extra trust anchors: a PEM bundle (`CAfile`).
+    pub ca_file: Option<PathBuf>,
+    /// Extra trust anchors: a directory of PEM files (`CApath`).
+    pub ca_path: Option<PathBuf>,
+    /// The name the certificate must carry (`checkHost`); `None`: the `connect` host.
+    pub check_host: Option<String>,
+    /// The SNI name to send (`sni`): `None` for the default, `Some("")` to send none.
+    pub sni: Option<String>,
+    /// Lowest protocol version accepted.
+    pub min_version: TlsVersion,
+    /// Highest protocol version offered; `None`: the newest the library has.
+    pub max_version: Option<TlsVersion>,
+}
+
+/// A non-fatal remark about the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning(pub String);
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything wrong with a configuration file, one problem a line.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    /// Each problem, already worded for the user.
+    pub problems: Vec<String>,
+}
+
+/// The defaults, shared by the parser and the README test.
+pub mod defaults {
+    use std::time::Duration;
+    /// `TIMEOUTconnect`, as stunnel.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `TIMEOUTclose`, as stunnel.
+    pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `TIMEOUTidle`, as stunnel (12 hours).
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(43200);
+}
+
+impl Config {
+    /// Reads and validates a file.
+    pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
+            problems: vec![format!("cannot read config file {}: {e}", path.display())],
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError {
+            problems: vec![format!(
+                "{}: not UTF-8 text (first bad byte at offset {}); save the file as UTF-8",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            )],
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates the text of a file; `path` only names it in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let text = lines::normalize(text);
+        let sections = lines::read(&text).map_err(|e| ConfigError {
+            problems: vec![format!("{}:{}: {}", path.display(), e.line, e.message)],
+        })?;
+        let mut p = Parser {
+            path,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let config = p.config(&sections);
+        if p.problems.is_empty() {
+            Ok((config, p.warnings))
+        } else {
+            Err(ConfigError {
+                problems: p.problems,
+            })
+        }
+    }
+}
+
+/// Collects every problem and warning while it builds the typed values.
+struct Parser<'a> {
+    path: &'a Path,
+    problems: Vec<String>,
+    warnings: Vec<Warning>,
+}
+
+/// Where an entry came from, for messages.
+struct At<'e> {
+    section: Option<&'e str>,
+    entry: &'e Entry,
+}
+
+impl Parser<'_> {
+    fn locate(&self, at: &At) -> String {
+        let section = at.section.map(|s| format!(" [{s}]")).unwrap_or_default();
+        format!(
+            "{}:{}:{section} {}",
+            self.path.display(),
+            at.entry.line,
+            at.entry.key
+        )
+    }
+
+    fn problem(&mut self, at: &At, msg: impl fmt::Display) {
+        let here = self.locate(at);
+        self.problems.push(format!("{here}: {msg}"));
+    }
+
+    fn warn(&mut self, at: &At, msg: impl fmt::Display) {
+        let here = self.locate(at);
+        self.warnings.push(Warning(format!("{here}: {msg}")));
+    }
+
+    /// Parses a value, recording the problem when it fails.
+    fn value<T>(&mut self, at: &At, parse: impl FnOnce(&str) -> Result<T, String>) -> Option<T> {
+        match parse(&at.entry.value) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                self.problem(at, msg);
+                None
+            }
+        }
+    }
+
+    /// Checks an entry's name against the table; returns the canonical name if it is honoured.
+    fn known(&mut self, at: &At) -> Option<&'static str> {
+        let Some(spec) = options::lookup(&at.entry.key) else {
+            let hint = match options::suggest(&at.entry.key) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "see the option reference in README.md".into(),
+            };
+            self.problem(at, format!("unknown option; {hint}"));
+            return None;
+        };
+        if spec.scope == Scope::Global && at.section.is_some() {
+            self.problem(at, "is a global option; move it above the first [section]");
+            return None;
+        }
+        match spec.support {
+            Support::Honoured => Some(spec.name),
+            Support::Ignored => {
+                self.warn(
+                    at,
+                    "is a stunnel option retunnel does not use; it is ignored",
+                );
+                None
+            }
+            Support::Refused(why) => {
+                self.problem(at, format!("is not supported: {why}"));
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, sections: &[Section]) -> Config {
+        let (global_part, services) = sections
+            .split_first()
+            .expect("lines::read yields the global part first");
+        let mut global = Global {
+            pid: None,
+            log_level: LogLevel::default(),
+            output: None,
+        };
+        let mut defaults = Vec::new();
+        for entry in &global_part.entries {
+            let at = At {
+                section: None,
+                entry,
+            };
+            let Some(name) = self.known(&at) else {
+                continue;
+            };
+            match options::lookup(name).map(|s| s.scope) {
+                Some(Scope::Service) => defaults.push(entry),
+                _ => self.global_option(&mut global, name, &at),
+            }
+        }
+        if services.is_empty() {
+            self.problems.push(format!(
+                "{}: no [section] defines a tunnel; add one with `accept` and `connect` (see tunnel.conf.example)",
+                self.path.display()
+            ));
+        }
+        let mut out: Vec<ServiceConfig> = Vec::new();
+        for section in services {
+            let Some(svc) = self.service(section, &defaults) else {
+                continue;
+            };
+            if let Some(other) = out.iter().find(|o| o.name == svc.name) {
+                self.problems.push(format!(
+                    "{}:{}: [{}] is defined twice; rename one of the sections",
+                    self.path.display(),
+                    section.line,
+                    other.name
+                ));
+            } else if let Some(other) = out.iter().find(|o| o.accept == svc.accept) {
+                self.problems.push(format!(
+                    "{}:{}: [{}] accept {} is already used by [{}]; give each section its own port",
+                    self.path.display(),
+                    section.line,
+                    svc.name,
+                    svc.accept,
+                    other.name
+                ));
+            } else {
+                out.push(svc);
+            }
+        }
+        Config {
+            path: self.path.to_path_buf(),
+            global,
+            services: out,
+        }
+    }
+
+    fn global_option(&mut self, g: &mut Global, name: &str, at: &At) {
+        match name {
+            "fips" => {
+                if self.value(at, values::yes_no) == Some(true) {
+                    self.problem(at, "retunnel has no FIPS mode; set `fips = no` or remove the line");
+                }
+            }
+            "foreground" => match at.entry.value.to_ascii_lowercase().as_str() {
+                "yes" | "quiet" => {}
+                "no" => self.warn(at, "running in the background is not supported yet; retunnel stays in the foreground (use systemd or `&`)"),
+                _ => self.problem(at, "must be `yes`, `quiet` or `no`"),
+            },
+            "output" => g.output = self.value(at, values::path),
+            "pid" => g.pid = (!at.entry.value.is_empty()).then(|| PathBuf::from(&at.entry.value)),
+            "debug" => g.log_level = self.value(at, values::log_level).unwrap_or_default(),
+            "setuid" | "setgid" => {
+                if let Err(msg) = values::same_identity(name, &at.entry.value) {
+                    self.problem(at, msg);
+                }
+            }
+            _ => unreachable!("global option {name} has no parser"),
+        }
+    }
+
+    fn service(&mut self, section: &Section, defaults: &[&Entry]) -> Option<ServiceConfig> {
+        let name = section
+            .name
+            .clone()
+            .expect("only the global part has no name");
+        let problems_before = self.problems.len();
+        // Section values override the global defaults, except `options`, which add up.
+        let own = |key: &str| {
+            section
+                .entries
+                .iter()
+                .any(|e| e.key.eq_ignore_ascii_case(key))
+        };
+        let inherited = defaults
+            .iter()
+            .copied()
+            .filter(|d| d.key.eq_ignore_ascii_case("options") || !own(&d.key));
+
+        let mut accept = None;
+        let mut connect = Vec::new();
+        let mut tls = TlsSettings {
+            verify_chain: true,
+            ca_file: None,
+            ca_path: None,
+            check_host: None,
+            sni: None,
+            min_version: TlsVersion::Tls12,
+            max_version: None,
+        };
+        let mut connect_timeout = defaults::CONNECT_TIMEOUT;
+        let mut close_timeout = defaults::CLOSE_TIMEOUT;
+        let mut idle_timeout = Some(defaults::IDLE_TIMEOUT);
+        let mut options_min: Option<TlsVersion> = None;
+
+        for entry in inherited.chain(section.entries.iter()) {
+            let at = At {
+                section: Some(&name),
+                entry,
+            };
+            let Some(opt) = self.known(&at) else { continue };
+            match opt {
+                "client" => match at.entry.value.to_ascii_lowercase().as_str() {
+                    "yes" => {}
+                    "no" => self.problem(&at, "server mode (`client = no`) is not supported yet; retunnel accepts plain TCP and connects with TLS, so set `client = yes`"),
+                    _ => self.problem(&at, format!("`{}` is not `yes` or `no`; set `client = yes`", at.entry.value)),
+                },
+                "accept" => accept = self.value(&at, values::accept_addr),
+                "connect" => {
+                    if let Some(t) = self.value(&at, values::target) {
+                        connect.push(t);
+                    }
+                }
+                "CAfile" => tls.ca_file = self.value(&at, values::existing_file),
+                "CApath" => tls.ca_path = self.value(&at, values::existing_dir),
+                "verify" => match self.value(&at, values::verify_level) {
+                    Some(0) => tls.verify_chain = false,
+                    Some(_) => tls.verify_chain = true,
+                    None => {}
+                },
+                "verifyChain" => {
+                    if let Some(v) = self.value(&at, values::yes_no) {
+                        tls.verify_chain = v;
+                    }
+                }
+                "verifyPeer" => {
+                    if self.value(&at, values::yes_no) == Some(true) {
+                        self.problem(&at, "certificate pinning (`verifyPeer = yes`) is not supported yet; use `verifyChain = yes` with `CAfile`");
+                    }
+                }
+                "checkHost" => {
+                    if tls.check_host.is_some() && section.entries.iter().filter(|e| e.key.eq_ignore_ascii_case("checkHost")).count() > 1 {
+                        self.problem(&at, "retunnel checks one host name per section; keep one `checkHost` line");
+                    }
+                    tls.check_host = self.value(&at, values::host_name);
+                }
+                "sni" => tls.sni = Some(at.entry.value.clone()),
+                "delay" => {
+                    self.value(&at, values::yes_no);
+                }
+                "options" => {
+                    if let Some(v) = self.value(&at, values::ssl_option) {
+                        match v {
+                            values::SslOption::Min(m) => options_min = options_min.max(Some(m)),
+                            values::SslOption::Other(flag) => {
+                                self.warn(&at, format!("OpenSSL option {flag} is ignored"));
+                            }
+                        }
+                    }
+                }
+                "sslVersion" => {
+                    if let Some((min, max)) = self.value(&at, values::ssl_version_range) {
+                        tls.min_version = min;
+                        tls.max_version = max;
+                    }
+                }
+                "sslVersionMin" => {
+                    if let Some(v) = self.value(&at, values::tls_version_or_all) {
+                        tls.min_version = v.unwrap_or(TlsVersion::Tls10);
+                    }
+                }
+                "sslVersionMax" => {
+                    if let Some(v) = self.value(&at, values::tls_version_or_all) {
+                        tls.max_version = v;
+                    }
+                }
+                "TIMEOUTconnect" => connect_timeout = self.value(&at, values::seconds_nonzero).unwrap_or(connect_timeout),
+                "TIMEOUTclose" => close_timeout = self.value(&at, values::seconds).unwrap_or(close_timeout),
+                "TIMEOUTidle" => {
+                    if let Some(d) = self.value(&at, values::seconds) {
+                        idle_timeout = (!d.is_zero()).then_some(d);
+                    }
+                }
+                "debug" => self.warn(&at, "`debug` applies to the whole process in retunnel; set it once above the first [section]"),
+                other => unreachable!("service option {other} has no parser"),
+            }
+        }
+        // `options = NO_TLSv1_1` and the like can only raise the floor.
+        if let Some(m) = options_min {
+            tls.min_version = tls.min_version.max(m);
+        }
+        let header = format!("{}:{}: [{name}]", self.path.display(), section.line);
+        if let Some(max) = tls.max_version
+            && max < tls.min_version
+        {
+            self.problems.push(format!(
+                "{header}: the highest TLS version allowed ({max}) is below the lowest ({}); check sslVersionMin/sslVersionMax and options",
+                tls.min_version
+            ));
+        }
+        if tls.min_version < TlsVersion::Tls12 {
+            self.warnings.push(Warning(format!(
+                "{header}: allows {}, which is deprecated (RFC 8996); use TLSv1.2 or later unless the server cannot",
+                tls.min_version
+            )));
+        }
+        if let (Some(sni), Some(host)) = (&tls.sni, &tls.check_host)
+            && !sni.is_empty()
+            && !sni.eq_ignore_ascii_case(host)
+        {
+            self.problems.push(format!(
+                "{header}: `sni = {sni}` differs from `checkHost = {host}`; retunnel verifies the name it sends, so remove `sni` or make them equal"
+            ));
+        }
+        if !tls.verify_chain && tls.check_host.is_some() {
+            self.problems.push(format!(
+                "{header}: `checkHost` needs the chain verified to mean anything; remove `verifyChain = no`/`verify = 0` or remove `checkHost`"
+            ));
+        }
+        if connect.is_empty() {
+            self.problems.push(format!(
+                "{header}: no `connect`; add `connect = host:port` (the TLS server)"
+            ));
+        }
+        let Some(accept) = accept else {
+            if !section
+                .entries
+                .iter()
+                .chain(defaults.iter().copied())
+                .any(|e| e.key.eq_ignore_ascii_case("accept"))
+            {
+                self.problems.push(format!(
+                    "{header}: no `accept`; add `accept = 127.0.0.1:PORT` (where clients connect)"
+                ));
+            }
+            return None;
+        };
+        if self.problems.len() > problems_before {
+            return None;
+        }
+        Some(ServiceConfig {
+            name,
+            accept,
+            connect,
+            tls,
+            connect_timeout,
+            close_timeout,
+            idle_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

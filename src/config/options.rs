@@ -1,0 +1,268 @@
+//! The table of every option retunnel knows: its own and all of stunnel's.
+//!
+//! This one table drives the parser (is the name known, where may it appear, is it honoured,
+//! ignored with a warning, or refused), the "did you mean …?" suggestions, and a test that
+//! keeps the README's reference complete. It holds no parsing logic.
+
+/// Where an option may be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only before the first `[section]`.
+    Global,
+    /// In a section; written before the first section it is the default for every section.
+    Service,
+}
+
+/// What retunnel does with an option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Parsed and honoured.
+    Honoured,
+    /// Known to stunnel, harmless to skip: a warning names it.
+    Ignored,
+    /// Known to stunnel, but skipping it would weaken security or change what the tunnel does:
+    /// an error that says why.
+    Refused(&'static str),
+}
+
+/// One known option.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    /// The canonical spelling (matching is case-insensitive).
+    pub name: &'static str,
+    /// Where it may be written.
+    pub scope: Scope,
+    /// What retunnel does with it.
+    pub support: Support,
+}
+
+const fn honoured(name: &'static str, scope: Scope) -> OptionSpec {
+    OptionSpec {
+        name,
+        scope,
+        support: Support::Honoured,
+    }
+}
+
+const fn ignored(name: &'static str, scope: Scope) -> OptionSpec {
+    OptionSpec {
+        name,
+        scope,
+        support: Support::Ignored,
+    }
+}
+
+const fn refused(name: &'static str, scope: Scope, why: &'static str) -> OptionSpec {
+    OptionSpec {
+        name,
+        scope,
+        support: Support::Refused(why),
+    }
+}
+
+use Scope::{Global, Service};
+
+const NO_REVOCATION: &str = "retunnel cannot check certificate revocation yet, and ignoring the option would accept a revoked certificate; remove it only if you accept that";
+const NO_CLIENT_CERT: &str = "client certificates (mutual TLS) are not supported yet; without them the server would refuse the connection";
+const NO_SERVER_MODE: &str = "retunnel runs client tunnels only (plain TCP in, TLS out) for now";
+const NO_PEER_PINNING: &str = "retunnel cannot pin peer certificates yet, and ignoring the option would accept any valid certificate";
+
+/// Every option stunnel 5 knows, plus retunnel's own.
+pub const OPTIONS: &[OptionSpec] = &[
+    // Honoured, global.
+    honoured("fips", Global),
+    honoured("foreground", Global),
+    honoured("output", Global),
+    honoured("pid", Global),
+    honoured("setuid", Global),
+    honoured("setgid", Global),
+    honoured("debug", Global),
+    // Honoured, per service.
+    honoured("client", Service),
+    honoured("accept", Service),
+    honoured("connect", Service),
+    honoured("CAfile", Service),
+    honoured("CApath", Service),
+    honoured("verify", Service),
+    honoured("verifyChain", Service),
+    honoured("verifyPeer", Service),
+    honoured("checkHost", Service),
+    honoured("sni", Service),
+    honoured("delay", Service),
+    honoured("options", Service),
+    honoured("sslVersion", Service),
+    honoured("sslVersionMin", Service),
+    honoured("sslVersionMax", Service),
+    honoured("TIMEOUTconnect", Service),
+    honoured("TIMEOUTclose", Service),
+    honoured("TIMEOUTidle", Service),
+    // Ignored with a warning: skipping them changes neither security nor what is tunnelled.
+    ignored("ciphers", Service),
+    ignored("ciphersuites", Service),
+    ignored("curves", Service),
+    ignored("ECDHcurve", Service),
+    ignored("compression", Global),
+    ignored("EGD", Global),
+    ignored("RNDbytes", Global),
+    ignored("RNDfile", Global),
+    ignored("RNDoverwrite", Global),
+    ignored("syslog", Global),
+    ignored("log", Global),
+    ignored("service", Service),
+    ignored("taskbar", Global),
+    ignored("iconActive", Global),
+    ignored("iconError", Global),
+    ignored("iconIdle", Global),
+    ignored("libwrap", Service),
+    ignored("logId", Service),
+    ignored("sessionCacheSize", Service),
+    ignored("sessionCacheTimeout", Service),
+    ignored("sessionResume", Service),
+    ignored("sessiond", Service),
+    ignored("ticketKeySecret", Service),
+    ignored("ticketMacSecret", Service),
+    ignored("renegotiation", Service),
+    ignored("reset", Service),
+    ignored("retry", Service),
+    ignored("stack", Service),
+    ignored("socket", Service),
+    ignored("failover", Service),
+    ignored("securityLevel", Service),
+    ignored("TIMEOUTbusy", Service),
+    ignored("TIMEOUTocsp", Service),
+    ignored("ident", Service),
+    ignored("local", Service),
+    // Refused: ignoring them would weaken security or silently change the tunnel.
+    refused("CRLfile", Service, NO_REVOCATION),
+    refused("CRLpath", Service, NO_REVOCATION),
+    refused("OCSP", Service, NO_REVOCATION),
+    refused("OCSPaia", Service, NO_REVOCATION),
+    refused("OCSPflag", Service, NO_REVOCATION),
+    refused("OCSPnonce", Service, NO_REVOCATION),
+    refused("OCSPrequire", Service, NO_REVOCATION),
+    refused(
+        "requireCert",
+        Service,
+        "it only applies to TLS servers, and retunnel runs client tunnels only for now",
+    ),
+    refused("checkEmail", Service, NO_PEER_PINNING),
+    refused("checkIP", Service, NO_PEER_PINNING),
+    refused("cert", Service, NO_CLIENT_CERT),
+    refused("key", Service, NO_CLIENT_CERT),
+    refused("PSKidentity", Service, "pre-shared keys are not supported"),
+    refused("PSKsecrets", Service, "pre-shared keys are not supported"),
+    refused("engine", Global, "OpenSSL engines are not supported"),
+    refused("engineCtrl", Global, "OpenSSL engines are not supported"),
+    refused("engineDefault", Global, "OpenSSL engines are not supported"),
+    refused("engineId", Service, "OpenSSL engines are not supported"),
+    refused("engineNum", Service, "OpenSSL engines are not supported"),
+    refused("CAengine", Service, "OpenSSL engines are not supported"),
+    refused(
+        "chroot",
+        Global,
+        "retunnel cannot chroot yet, and ignoring it would run with more of the file system than you asked for",
+    ),
+    refused(
+        "include",
+        Global,
+        "included files are not read yet; the services they hold would be missing",
+    ),
+    refused(
+        "exec",
+        Service,
+        "retunnel tunnels to network services only, not to programs",
+    ),
+    refused(
+        "execArgs",
+        Service,
+        "retunnel tunnels to network services only, not to programs",
+    ),
+    refused(
+        "pty",
+        Service,
+        "retunnel tunnels to network services only, not to programs",
+    ),
+    refused(
+        "protocol",
+        Service,
+        "STARTTLS protocols are not supported; Redis speaks TLS from the first byte",
+    ),
+    refused(
+        "protocolAuthentication",
+        Service,
+        "STARTTLS protocols are not supported",
+    ),
+    refused(
+        "protocolDomain",
+        Service,
+        "STARTTLS protocols are not supported",
+    ),
+    refused(
+        "protocolHost",
+        Service,
+        "STARTTLS protocols are not supported",
+    ),
+    refused(
+        "protocolPassword",
+        Service,
+        "STARTTLS protocols are not supported",
+    ),
+    refused(
+        "protocolUsername",
+        Service,
+        "STARTTLS protocols are not supported",
+    ),
+    refused("redirect", Service, NO_SERVER_MODE),
+    refused(
+        "transparent",
+        Service,
+        "transparent proxying is not supported",
+    ),
+];
+
+/// Finds an option by name, ignoring case as stunnel does.
+pub fn lookup(name: &str) -> Option<&'static OptionSpec> {
+    OPTIONS.iter().find(|o| o.name.eq_ignore_ascii_case(name))
+}
+
+/// The known option closest to a misspelt one, if any is close enough to be a likely typo.
+pub fn suggest(name: &str) -> Option<&'static str> {
+    suggest_from(name, OPTIONS.iter().map(|o| o.name))
+}
+
+/// The candidate closest to `word` (ignoring case), if it is close enough to be a likely typo.
+pub fn suggest_from<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let word = word.to_ascii_lowercase();
+    candidates
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&word, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_ignoring_case() {
+        for (i, a) in OPTIONS.iter().enumerate() {
+            for b in &OPTIONS[i + 1..] {
+                assert!(!a.name.eq_ignore_ascii_case(b.name), "{} twice", a.name);
+            }
+        }
+    }
+
+    #[test]
+    fn suggests_close_names_only() {
+        assert_eq!(suggest("conect"), Some("connect"));
+        assert_eq!(suggest("cafiel"), Some("CAfile"));
+        assert_eq!(suggest("TIMEOUTconect"), Some("TIMEOUTconnect"));
+        assert_eq!(suggest("banana"), None);
+    }
+}

@@ -1,0 +1,574 @@
+//! Parsers for single option values: text in, a typed value or a message that says what is
+//! expected out. The messages are completed with file, line and option by the caller.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::options::suggest_from;
+
+/// The host part of a `connect` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// An IP literal: connected to as is, no SNI sent.
+    Ip(IpAddr),
+    /// A DNS name, resolved anew for every connection.
+    Name(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// A `connect` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Host name or address.
+    pub host: Host,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// How much to log (`debug`), from stunnel's syslog levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum LogLevel {
+    /// Levels 0–3 (emerg … err).
+    Error,
+    /// Level 4 (warning).
+    Warn,
+    /// Levels 5–6 (notice, info): the default, one line per connection.
+    #[default]
+    Info,
+    /// Level 7 (debug).
+    Debug,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.0 (deprecated).
+    Tls10,
+    /// TLS 1.1 (deprecated).
+    Tls11,
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsVersion::Tls10 => "TLSv1",
+            TlsVersion::Tls11 => "TLSv1.1",
+            TlsVersion::Tls12 => "TLSv1.2",
+            TlsVersion::Tls13 => "TLSv1.3",
+        })
+    }
+}
+
+type R<T> = Result<T, String>;
+
+pub fn yes_no(v: &str) -> R<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("`{v}` is not `yes` or `no`")),
+    }
+}
+
+pub fn path(v: &str) -> R<PathBuf> {
+    if v.is_empty() {
+        Err("needs a file path".into())
+    } else {
+        Ok(PathBuf::from(v))
+    }
+}
+
+pub fn existing_file(v: &str) -> R<PathBuf> {
+    let p = path(v)?;
+    match std::fs::metadata(&p) {
+        Ok(m) if m.is_file() => Ok(p),
+        Ok(_) => Err(format!("{v} is not a file; give the path of a PEM file")),
+        Err(e) => Err(format!("cannot read {v}: {e}; check the path")),
+    }
+}
+
+pub fn existing_dir(v: &str) -> R<PathBuf> {
+    let p = path(v)?;
+    match std::fs::metadata(&p) {
+        Ok(m) if m.is_dir() => Ok(p),
+        Ok(_) => Err(format!(
+            "{v} is not a directory; use CAfile for a single file"
+        )),
+        Err(e) => Err(format!("cannot read {v}: {e}; check the path")),
+    }
+}
+
+const LEVELS: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+const FACILITIES: [&str; 20] = [
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user",
+    "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+];
+
+/// `debug = LEVEL` or `debug = FACILITY.LEVEL`, LEVEL a number 0–7 or a syslog level name.
+pub fn log_level(v: &str) -> R<LogLevel> {
+    let lower = v.to_ascii_lowercase();
+    let level = match lower.split_once('.') {
+        Some((facility, level)) => {
+            if !FACILITIES.contains(&facility) {
+                let hint = suggest_from(facility, FACILITIES.iter().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(format!("unknown syslog facility `{facility}`{hint}"));
+            }
+            level
+        }
+        None => &lower,
+    };
+    let n = match level.parse::<u8>() {
+        Ok(n) if n <= 7 => n,
+        Ok(_) => {
+            return Err(format!(
+                "`{v}` is not a level 0-7; use 5 (notice, the default) or 7 (debug)"
+            ));
+        }
+        Err(_) => match LEVELS.iter().position(|l| *l == level).or(match level {
+            "warn" => Some(4),
+            "error" => Some(3),
+            _ => None,
+        }) {
+            Some(n) => n as u8,
+            None => {
+                return Err(format!(
+                    "`{v}` is not a level; use 0-7 or one of {}",
+                    LEVELS.join(", ")
+                ));
+            }
+        },
+    };
+    Ok(match n {
+        0..=3 => LogLevel::Error,
+        4 => LogLevel::Warn,
+        5 | 6 => LogLevel::Info,
+        _ => LogLevel::Debug,
+    })
+}
+
+/// Splits `host:port`, `[v6]:port`, `v6:port` (last colon) or a bare `port`.
+fn split_host_port(v: &str) -> R<(Option<&str>, u16)> {
+    let (host, port) = match v.rsplit_once(':') {
+        None => (None, v),
+        Some((h, p)) => {
+            let h = h
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(h);
+            (Some(h), p)
+        }
+    };
+    let port = port.trim();
+    let n: u32 = port.parse().map_err(|_| {
+        format!("`{v}` has no valid port; write `host:port` or a bare port, as in 127.0.0.1:6379")
+    })?;
+    if !(1..=65535).contains(&n) {
+        return Err(format!("port {n} is outside 1-65535"));
+    }
+    match host.map(str::trim) {
+        Some("") => Err(format!(
+            "`{v}` has an empty host; write `host:port` or a bare port"
+        )),
+        h => Ok((h, n as u16)),
+    }
+}
+
+/// The plain-text side: a bare port means loopback only (unlike stunnel, which binds every
+/// interface), so that unencrypted Redis traffic never reaches the network by accident.
+pub fn accept_addr(v: &str) -> R<SocketAddr> {
+    let (host, port) = split_host_port(v)?;
+    let ip = match host {
+        None | Some("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Some("*") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Some(h) => h.parse::<IpAddr>().map_err(|_| {
+            format!(
+                "`{h}` is not an IP address; write an address such as 127.0.0.1, [::1] or 0.0.0.0"
+            )
+        })?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+pub fn target(v: &str) -> R<Target> {
+    let (host, port) = split_host_port(v)?;
+    let host = match host {
+        None => Host::Name("localhost".into()),
+        Some(h) => match h.parse::<IpAddr>() {
+            Ok(ip) => Host::Ip(ip),
+            Err(_) => Host::Name(host_name(h)?),
+        },
+    };
+    Ok(Target { host, port })
+}
+
+pub fn host_name(v: &str) -> R<String> {
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.split('.').all(|l| !l.is_empty() && l.len() <= 63)
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!("`{v}` is not a valid host name"))
+    }
+}
+
+pub fn verify_level(v: &str) -> R<u8> {
+    match v.trim() {
+        "0" => Ok(0),
+        "1" | "2" => Ok(2),
+        "3" | "4" => Err(format!(
+            "`verify = {v}` (certificate pinning) is not supported yet, and ignoring it would accept any valid certificate; use `verify = 2` with `CAfile`"
+        )),
+        _ => Err(format!(
+            "`{v}` is not a verify level; use 2 (check the chain) or 0 (no checks)"
+        )),
+    }
+}
+
+/// An `options` value: either a protocol floor or another OpenSSL flag (ignored).
+#[derive(Debug, PartialEq, Eq)]
+pub enum SslOption {
+    /// `NO_SSLv2`…`NO_TLSv1_2`: the lowest version still allowed.
+    Min(TlsVersion),
+    /// Any other flag stunnel knows.
+    Other(String),
+}
+
+const OPENSSL_FLAGS: &[&str] = &[
+    "MICROSOFT_SESS_ID_BUG",
+    "NETSCAPE_CHALLENGE_BUG",
+    "LEGACY_SERVER_CONNECT",
+    "NETSCAPE_REUSE_CIPHER_CHANGE_BUG",
+    "SSLREF2_REUSE_CERT_TYPE_BUG",
+    "MICROSOFT_BIG_SSLV3_BUFFER",
+    "SAFARI_ECDHE_ECDSA_BUG",
+    "SSLEAY_080_CLIENT_DH_BUG",
+    "TLS_D5_BUG",
+    "TLS_BLOCK_PADDING_BUG",
+    "TLS_ROLLBACK_BUG",
+    "DONT_INSERT_EMPTY_FRAGMENTS",
+    "ALL",
+    "NO_QUERY_MTU",
+    "COOKIE_EXCHANGE",
+    "NO_TICKET",
+    "CISCO_ANYCONNECT",
+    "NO_SESSION_RESUMPTION_ON_RENEGOTIATION",
+    "NO_COMPRESSION",
+    "ALLOW_UNSAFE_LEGACY_RENEGOTIATION",
+    "SINGLE_ECDH_USE",
+    "SINGLE_DH_USE",
+    "EPHEMERAL_RSA",
+    "CIPHER_SERVER_PREFERENCE",
+    "PKCS1_CHECK_1",
+    "PKCS1_CHECK_2",
+    "NETSCAPE_CA_DN_BUG",
+    "NETSCAPE_DEMO_CIPHER_CHANGE_BUG",
+    "CRYPTOPRO_TLSEXT_BUG",
+    "NO_ENCRYPT_THEN_MAC",
+    "NO_RENEGOTIATION",
+    "ENABLE_MIDDLEBOX_COMPAT",
+    "PRIORITIZE_CHACHA",
+    "ALLOW_NO_DHE_KEX",
+    "NO_ANTI_REPLAY",
+    "IGNORE_UNEXPECTED_EOF",
+    "NO_EXTENDED_MASTER_SECRET",
+    "ENABLE_KTLS",
+    "NO_TLSv1_3",
+    "NO_TLSv1.3",
+];
+
+pub fn ssl_option(v: &str) -> R<SslOption> {
+    let flag = v
+        .trim()
+        .trim_start_matches('-')
+        .to_ascii_uppercase()
+        .replace("TLSV", "TLSv")
+        .replace("SSLV", "SSLv");
+    let min = match flag.as_str() {
+        "NO_SSLV2" | "NO_SSLv2" | "NO_SSLv3" => Some(TlsVersion::Tls10),
+        "NO_TLSv1" => Some(TlsVersion::Tls11),
+        "NO_TLSv1_1" | "NO_TLSv1.1" => Some(TlsVersion::Tls12),
+        "NO_TLSv1_2" | "NO_TLSv1.2" => Some(TlsVersion::Tls13),
+        _ => None,
+    };
+    if v.trim().starts_with('-') {
+        // Clearing a flag can only lower the floor, which retunnel never does implicitly.
+        return Ok(SslOption::Other(v.trim().to_string()));
+    }
+    if let Some(m) = min {
+        return Ok(SslOption::Min(m));
+    }
+    if OPENSSL_FLAGS.iter().any(|f| f.eq_ignore_ascii_case(&flag)) {
+        return Ok(SslOption::Other(flag));
+    }
+    let all = OPENSSL_FLAGS.iter().copied().chain([
+        "NO_SSLv2",
+        "NO_SSLv3",
+        "NO_TLSv1",
+        "NO_TLSv1_1",
+        "NO_TLSv1_2",
+    ]);
+    let hint = suggest_from(&flag, all)
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    Err(format!(
+        "`{v}` is not an OpenSSL option stunnel knows{hint}"
+    ))
+}
+
+fn tls_version(v: &str) -> Option<TlsVersion> {
+    match v.to_ascii_lowercase().as_str() {
+        "tlsv1" | "tlsv1.0" => Some(TlsVersion::Tls10),
+        "tlsv1.1" => Some(TlsVersion::Tls11),
+        "tlsv1.2" => Some(TlsVersion::Tls12),
+        "tlsv1.3" => Some(TlsVersion::Tls13),
+        _ => None,
+    }
+}
+
+/// `sslVersionMin`/`sslVersionMax`: a version, or `all` (no bound: `None`).
+pub fn tls_version_or_all(v: &str) -> R<Option<TlsVersion>> {
+    if v.eq_ignore_ascii_case("all") {
+        return Ok(None);
+    }
+    tls_version(v).map(Some).ok_or_else(|| unknown_version(v))
+}
+
+/// `sslVersion`: exactly one version, or `all` (TLSv1 and up, as stunnel).
+pub fn ssl_version_range(v: &str) -> R<(TlsVersion, Option<TlsVersion>)> {
+    if v.eq_ignore_ascii_case("all") {
+        return Ok((TlsVersion::Tls10, None));
+    }
+    let ver = tls_version(v).ok_or_else(|| unknown_version(v))?;
+    Ok((ver, Some(ver)))
+}
+
+fn unknown_version(v: &str) -> String {
+    if v.to_ascii_lowercase().starts_with("ssl") {
+        format!("`{v}`: SSL 2 and 3 are broken and not supported; use TLSv1.2 or TLSv1.3")
+    } else {
+        format!("`{v}` is not a TLS version; use TLSv1, TLSv1.1, TLSv1.2, TLSv1.3 or all")
+    }
+}
+
+pub fn seconds(v: &str) -> R<Duration> {
+    v.parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("`{v}` is not a whole number of seconds"))
+}
+
+pub fn seconds_nonzero(v: &str) -> R<Duration> {
+    match seconds(v)? {
+        d if d.is_zero() => Err("must be at least 1 second".into()),
+        d => Ok(d),
+    }
+}
+
+/// `setuid`/`setgid` may only name the identity already in effect until privilege dropping
+/// is implemented: silently running with other privileges than the file says is never right.
+pub fn same_identity(option: &str, v: &str) -> R<()> {
+    let (current_id, current_name) = if option == "setuid" {
+        let uid = unsafe { libc::geteuid() };
+        (uid, user_name(uid))
+    } else {
+        let gid = unsafe { libc::getegid() };
+        (gid, group_name(gid))
+    };
+    let matches = v.parse::<u32>().map(|n| n == current_id).unwrap_or(false)
+        || current_name.as_deref().is_some_and(|n| n == v);
+    if matches {
+        return Ok(());
+    }
+    let now = current_name.unwrap_or_else(|| current_id.to_string());
+    Err(format!(
+        "retunnel runs as {now} and cannot switch to `{v}` yet; remove the line, or start retunnel as {v} (for example with systemd's User=/Group=)"
+    ))
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    // getpwuid_r is the thread-safe form; config parsing may run beside the runtime (reload).
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if rc != 0 || out.is_null() {
+        return None;
+    }
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut out = std::ptr::null_mut();
+    let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if rc != 0 || out.is_null() {
+        return None;
+    }
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(grp.gr_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_forms() {
+        assert_eq!(
+            accept_addr("6379").unwrap(),
+            "127.0.0.1:6379".parse().unwrap()
+        );
+        assert_eq!(
+            accept_addr("0.0.0.0:1").unwrap(),
+            "0.0.0.0:1".parse().unwrap()
+        );
+        assert_eq!(
+            accept_addr("[::1]:6380").unwrap(),
+            "[::1]:6380".parse().unwrap()
+        );
+        assert_eq!(
+            accept_addr(":::6380").unwrap(),
+            "[::]:6380".parse().unwrap()
+        );
+        assert_eq!(
+            accept_addr("localhost:7").unwrap(),
+            "127.0.0.1:7".parse().unwrap()
+        );
+        assert!(accept_addr("0").unwrap_err().contains("outside 1-65535"));
+        assert!(
+            accept_addr("65536")
+                .unwrap_err()
+                .contains("outside 1-65535")
+        );
+        assert!(accept_addr("host.example:1").is_err());
+        assert!(accept_addr(":6379").is_err());
+        assert!(accept_addr("abc").is_err());
+    }
+
+    #[test]
+    fn target_forms() {
+        let t = target("master.example.com:6379").unwrap();
+        assert_eq!(
+            (t.host, t.port),
+            (Host::Name("master.example.com".into()), 6379)
+        );
+        assert_eq!(target("6379").unwrap().host, Host::Name("localhost".into()));
+        assert_eq!(
+            target("[::1]:1").unwrap().host,
+            Host::Ip("::1".parse().unwrap())
+        );
+        assert_eq!(
+            target("::1:1").unwrap().host,
+            Host::Ip("::1".parse().unwrap())
+        );
+        assert_eq!(target("[::1]:1").unwrap().to_string(), "[::1]:1");
+        assert!(target("bad host:1").is_err());
+        assert!(target("h:99999").unwrap_err().contains("outside 1-65535"));
+    }
+
+    #[test]
+    fn debug_levels() {
+        assert_eq!(log_level("7").unwrap(), LogLevel::Debug);
+        assert_eq!(log_level("5").unwrap(), LogLevel::Info);
+        assert_eq!(log_level("3").unwrap(), LogLevel::Error);
+        assert_eq!(log_level("daemon.debug").unwrap(), LogLevel::Debug);
+        assert_eq!(log_level("LOCAL0.4").unwrap(), LogLevel::Warn);
+        assert_eq!(log_level("warning").unwrap(), LogLevel::Warn);
+        assert!(log_level("8").is_err());
+        assert!(log_level("deamon.7").unwrap_err().contains("daemon"));
+    }
+
+    #[test]
+    fn ssl_options() {
+        assert_eq!(
+            ssl_option("NO_SSLv2").unwrap(),
+            SslOption::Min(TlsVersion::Tls10)
+        );
+        assert_eq!(
+            ssl_option("no_tlsv1.1").unwrap(),
+            SslOption::Min(TlsVersion::Tls12)
+        );
+        assert_eq!(
+            ssl_option("NO_TLSv1_2").unwrap(),
+            SslOption::Min(TlsVersion::Tls13)
+        );
+        assert!(matches!(
+            ssl_option("NO_COMPRESSION").unwrap(),
+            SslOption::Other(_)
+        ));
+        assert!(ssl_option("NO_SSLv4").unwrap_err().contains("did you mean"));
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(
+            tls_version_or_all("TLSv1.3").unwrap(),
+            Some(TlsVersion::Tls13)
+        );
+        assert_eq!(tls_version_or_all("all").unwrap(), None);
+        assert!(tls_version_or_all("SSLv3").unwrap_err().contains("broken"));
+        assert_eq!(
+            ssl_version_range("TLSv1.2").unwrap(),
+            (TlsVersion::Tls12, Some(TlsVersion::Tls12))
+        );
+    }
+
+    #[test]
+    fn identity_as_current_user_is_accepted() {
+        let uid = unsafe { libc::geteuid() };
+        assert!(same_identity("setuid", &uid.to_string()).is_ok());
+        let name = user_name(uid).unwrap();
+        assert!(same_identity("setuid", &name).is_ok());
+        assert!(
+            same_identity("setuid", "no-such-user-xyz")
+                .unwrap_err()
+                .contains("cannot switch")
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Moving bytes both ways between the client and the upstream until both directions are done.
+//!
+//! Half-close is kept: when the client shuts its write side, the upstream is shut for writing
+//! (a TLS close_notify) and the reply still flows back until the upstream closes. Bytes are
+//! counted as they pass, so the log line has them even when the relay ends in an error. This
+//! module knows nothing of TLS or Redis.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Buffer per direction: one full TLS record, so a 16 KiB record moves in one write.
+const BUF_SIZE: usize = 16 * 1024;
+
+/// Bytes moved by one relay, readable while it runs.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Client → upstream.
+    pub up: AtomicU64,
+    /// Upstream → client.
+    pub down: AtomicU64,
+}
+
+impl Counters {
+    fn total(&self) -> u64 {
+        self.up.load(Ordering::Relaxed) + self.down.load(Ordering::Relaxed)
+    }
+}
+
+/// How a relay ended.
+#[derive(Debug)]
+pub enum End {
+    /// Both sides closed in turn.
+    Closed,
+    /// No byte moved for the idle timeout.
+    Idle(Duration),
+    /// A read or write failed.
+    Error(io::Error),
+}
+
+/// Relays until both directions are done, a side fails, or the connection idles too long.
+pub async fn relay<C, U>(
+    client: C,
+    upstream: U,
+    idle: Option<Duration>,
+    counters: Arc<Counters>,
+) -> End
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut client = Counted {
+        inner: client,
+        counters: counters.clone(),
+        up: true,
+    };
+    let mut upstream = Counted {
+        inner: upstream,
+        counters: counters.clone(),
+        up: false,
+    };
+    let copy =
+        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF_SIZE, BUF_SIZE);
+    let Some(idle) = idle else {
+        return ended(copy.await);
+    };
+    tokio::pin!(copy);
+    let mut seen = counters.total();
+    loop {
+        tokio::select! {
+            r = &mut copy => return ended(r),
+            () = tokio::time::sleep(idle) => {
+                let now = counters.total();
+                if now == seen {
+                    return End::Idle(idle);
+                }
+                seen = now;
+            }
+        }
+    }
+}
+
+fn ended(r: io::Result<(u64, u64)>) -> End {
+    match r {
+        Ok(_) => End::Closed,
+        Err(e) => End::Error(e),
+    }
+}
+
+/// Counts the bytes read from a stream (reads from the client count as up, from the upstream
+/// as down); writes pass straight through.
+struct Counted<S> {
+    inner: S,
+    counters: Arc<Counters>,
+    up: bool,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            let c = if self.up {
+                &self.counters.up
+            } else {
+                &self.counters.down
+            };
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    #[tokio::test]
+    async fn half_close_still_delivers_reply_and_counts() {
+        let (mut client, relay_client) = duplex(64);
+        let (relay_up, mut server) = duplex(64);
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(relay(relay_client, relay_up, None, counters.clone()));
+        client.write_all(b"PING\r\n").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut req = Vec::new();
+        server.read_to_end(&mut req).await.unwrap();
+        assert_eq!(req, b"PING\r\n");
+        server.write_all(b"+PONG\r\n").await.unwrap();
+        drop(server);
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, b"+PONG\r\n");
+        assert!(matches!(task.await.unwrap(), End::Closed));
+        assert_eq!(counters.up.load(Ordering::Relaxed), 6);
+        assert_eq!(counters.down.load(Ordering::Relaxed), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connection_is_closed() {
+        let (_client, relay_client) = duplex(64);
+        let (relay_up, _server) = duplex(64);
+        let end = relay(
+            relay_client,
+            relay_up,
+            Some(Duration::from_secs(30)),
+            Default::default(),
+        )
+        .await;
+        assert!(matches!(end, End::Idle(_)));
+    }
+}

@@ -1,0 +1,251 @@
+//! Everything about TLS towards the upstream server: trust anchors, protocol versions, which
+//! name is verified and sent as SNI, the handshake, and turning OpenSSL's errors into
+//! sentences. The relay only sees an `AsyncRead + AsyncWrite` stream, so the TLS library can
+//! change without touching it.
+//!
+//! Unlike stunnel, the chain and the host name are verified by default, against the system
+//! trust store (OpenSSL's `SSL_CERT_FILE`/`SSL_CERT_DIR` are honoured) plus `CAfile`/`CApath`.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use native_tls::{Certificate, Protocol};
+use tokio::net::TcpStream;
+
+use crate::config::{Host, TlsSettings, TlsVersion};
+
+/// The TLS stream the relay gets.
+pub type TlsStream = tokio_native_tls::TlsStream<TcpStream>;
+
+/// A TLS client set up for one service.
+#[derive(Clone)]
+pub struct TlsClient {
+    connector: tokio_native_tls::TlsConnector,
+    /// `checkHost`, else a non-empty `sni`: the name verified (and sent) instead of the host.
+    name_override: Option<String>,
+    /// Whether certificates are checked at all.
+    verifying: bool,
+}
+
+impl fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("name_override", &self.name_override)
+            .field("verifying", &self.verifying)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A problem with the TLS settings, found before anything listens.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A trust-anchor file or directory could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A trust-anchor file holds no usable certificate.
+    #[error(
+        "{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give a PEM file of CA certificates"
+    )]
+    NoCertificates {
+        /// The file or directory.
+        path: PathBuf,
+    },
+    /// A certificate in a trust-anchor file is malformed.
+    #[error("{path}: bad certificate: {source}")]
+    BadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// What OpenSSL said.
+        source: native_tls::Error,
+    },
+    /// The TLS library refused the settings.
+    #[error("TLS setup failed: {0}")]
+    Library(#[from] native_tls::Error),
+}
+
+/// Why a handshake failed, worded for the log (and for the client, in Redis mode).
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The certificate did not pass verification.
+    #[error("certificate of {name} rejected: {reason}; {hint}")]
+    Verify {
+        /// The name that was verified.
+        name: String,
+        /// OpenSSL's reason.
+        reason: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// Any other failure (protocol mismatch, reset, not TLS at all…).
+    #[error("TLS handshake with {name} failed: {reason}")]
+    Other {
+        /// The name that was verified.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+fn protocol(v: TlsVersion) -> Protocol {
+    match v {
+        TlsVersion::Tls10 => Protocol::Tlsv10,
+        TlsVersion::Tls11 => Protocol::Tlsv11,
+        TlsVersion::Tls12 => Protocol::Tlsv12,
+        TlsVersion::Tls13 => Protocol::Tlsv13,
+    }
+}
+
+impl TlsClient {
+    /// Builds the client: loads `CAfile`/`CApath` and applies the version bounds.
+    pub fn new(s: &TlsSettings) -> Result<TlsClient, SetupError> {
+        let mut b = native_tls::TlsConnector::builder();
+        b.min_protocol_version(Some(protocol(s.min_version)));
+        b.max_protocol_version(s.max_version.map(protocol));
+        for path in s.ca_file.iter() {
+            for cert in load_pem_file(path)? {
+                b.add_root_certificate(cert);
+            }
+        }
+        if let Some(dir) = &s.ca_path {
+            for cert in load_pem_dir(dir)? {
+                b.add_root_certificate(cert);
+            }
+        }
+        if !s.verify_chain {
+            b.danger_accept_invalid_certs(true);
+            b.danger_accept_invalid_hostnames(true);
+        }
+        let sni_off = s.sni.as_deref() == Some("");
+        b.use_sni(!sni_off);
+        let name_override = s
+            .check_host
+            .clone()
+            .or_else(|| s.sni.clone().filter(|n| !n.is_empty()));
+        Ok(TlsClient {
+            connector: b.build()?.into(),
+            name_override,
+            verifying: s.verify_chain,
+        })
+    }
+
+    /// The name verified for a connection to `host` (also sent as SNI unless it is an IP or
+    /// `sni` is empty).
+    pub fn verified_name(&self, host: &Host) -> String {
+        match (&self.name_override, host) {
+            (Some(n), _) => n.clone(),
+            (None, Host::Name(n)) => n.clone(),
+            (None, Host::Ip(ip)) => ip.to_string(),
+        }
+    }
+
+    /// A short description for the start-up line.
+    pub fn describe(&self) -> String {
+        match (&self.name_override, self.verifying) {
+            (_, false) => "NOT VERIFIED (verifyChain = no)".into(),
+            (Some(n), true) => format!("verify chain + host {n}"),
+            (None, true) => "verify chain + host".into(),
+        }
+    }
+
+    /// Runs the handshake over an established TCP connection.
+    pub async fn handshake(
+        &self,
+        host: &Host,
+        tcp: TcpStream,
+    ) -> Result<TlsStream, HandshakeError> {
+        let name = self.verified_name(host);
+        self.connector
+            .connect(&name, tcp)
+            .await
+            .map_err(|e| classify(name, e))
+    }
+}
+
+fn classify(name: String, e: native_tls::Error) -> HandshakeError {
+    let text = e.to_string();
+    if !text.contains("certificate verify failed") {
+        let reason = if text.contains("wrong version number")
+            || text.contains("packet length too long")
+        {
+            "the server did not answer in TLS (is it a plain-TCP port?)".to_string()
+        } else if text.contains("unexpected eof") || text.contains("Connection reset") {
+            "the server closed the connection during the handshake (does it speak TLS, and accept this TLS version?)".to_string()
+        } else {
+            text
+        };
+        return HandshakeError::Other { name, reason };
+    }
+    // native-tls appends OpenSSL's verify result in parentheses; keep that part.
+    let reason = text
+        .rsplit_once('(')
+        .and_then(|(_, r)| r.strip_suffix(')'))
+        .unwrap_or("verification failed")
+        .to_string();
+    let hint = if reason.contains("Hostname mismatch") || reason.contains("IP address mismatch") {
+        "connect by the name the certificate carries, or set checkHost to it"
+    } else if reason.contains("expired") {
+        "the server's certificate has expired; renew it"
+    } else if reason.contains("self-signed")
+        || reason.contains("local issuer")
+        || reason.contains("unable to get")
+    {
+        "if the server uses a private CA, point CAfile at that CA's PEM file"
+    } else {
+        "check the server's certificate and CAfile"
+    };
+    HandshakeError::Verify { name, reason, hint }
+}
+
+fn load_pem_file(path: &Path) -> Result<Vec<Certificate>, SetupError> {
+    let pem = std::fs::read(path).map_err(|source| SetupError::Read {
+        path: path.into(),
+        source,
+    })?;
+    if !contains(&pem, b"-----BEGIN CERTIFICATE-----") {
+        return Err(SetupError::NoCertificates { path: path.into() });
+    }
+    let certs = Certificate::stack_from_pem(&pem).map_err(|source| SetupError::BadCertificate {
+        path: path.into(),
+        source,
+    })?;
+    if certs.is_empty() {
+        return Err(SetupError::NoCertificates { path: path.into() });
+    }
+    Ok(certs)
+}
+
+/// Every PEM certificate in the files of a directory (OpenSSL's hashed links included).
+fn load_pem_dir(dir: &Path) -> Result<Vec<Certificate>, SetupError> {
+    let read_err = |source| SetupError::Read {
+        path: dir.into(),
+        source,
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .filter_map(Result::ok)
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    let mut certs = Vec::new();
+    for entry in entries {
+        let path = entry.path();
+        if path.is_file()
+            && let Ok(found) = load_pem_file(&path)
+        {
+            certs.extend(found);
+        }
+    }
+    if certs.is_empty() {
+        return Err(SetupError::NoCertificates { path: dir.into() });
+    }
+    Ok(certs)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
