@@ -19,22 +19,16 @@ pub async fn handle(client: TcpStream, shared: Arc<Shared>) {
     let started = Instant::now();
     let _ = client.set_nodelay(true);
     let svc = &shared.config;
-    let connected =
-        match upstream::connect(&svc.connect, &shared.connect_to, svc.connect_timeout).await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "cannot reach upstream; closing client");
-                return;
-            }
-        };
+    let connected = match upstream::connect(&svc.connect, &shared.connect_to, svc.connect_timeout).await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "cannot reach upstream; closing client");
+            return;
+        }
+    };
     let upstream_addr = connected.addr;
     let host = &svc.connect[connected.target].host;
-    let tls = match tokio::time::timeout(
-        svc.connect_timeout,
-        shared.tls.handshake(host, connected.stream),
-    )
-    .await
-    {
+    let tls = match tokio::time::timeout(svc.connect_timeout, shared.tls.handshake(host, connected.stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             warn!(upstream = %upstream_addr, error = %e, "TLS handshake failed; closing client");

@@ -13,25 +13,16 @@ use crate::config::LogLevel;
 
 /// Installs the global subscriber. Fails only if `output` cannot be opened for appending.
 pub fn init(level: LogLevel, output: Option<&Path>) -> std::io::Result<()> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.directive()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.directive()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     match output {
         Some(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
-            builder
-                .with_ansi(false)
-                .with_writer(Mutex::new(file))
-                .init();
+            builder.with_ansi(false).with_writer(Mutex::new(file)).init();
         }
         None => {
             let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            builder
-                .with_ansi(colour)
-                .with_writer(std::io::stderr)
-                .init();
+            builder.with_ansi(colour).with_writer(std::io::stderr).init();
         }
     }
     Ok(())

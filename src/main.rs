@@ -37,9 +37,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(path) = cli.config.or(cli.config_file) else {
-        eprintln!(
-            "retunnel: no configuration file; run `retunnel -c FILE` (see tunnel.conf.example), or --help"
-        );
+        eprintln!("retunnel: no configuration file; run `retunnel -c FILE` (see tunnel.conf.example), or --help");
         return ExitCode::from(2);
     };
     let mut connect_to = ConnectTo::default();
@@ -62,9 +60,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) =
-        retunnel::logging::init(config.global.log_level, config.global.output.as_deref())
-    {
+    if let Err(e) = retunnel::logging::init(config.global.log_level, config.global.output.as_deref()) {
         eprintln!(
             "retunnel: cannot open log file {}: {e}",
             config.global.output.as_deref().unwrap_or(&path).display()

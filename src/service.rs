@@ -53,13 +53,8 @@ pub async fn accept_loop(
     }
 }
 
-fn spawn_connection(
-    sock: tokio::net::TcpStream,
-    peer: SocketAddr,
-    shared: &Arc<Shared>,
-    tracker: &TaskTracker,
-) {
+fn spawn_connection(sock: tokio::net::TcpStream, peer: SocketAddr, shared: &Arc<Shared>, tracker: &TaskTracker) {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let span = info_span!("conn", service = %shared.config.name, id, %peer);
+    let span = info_span!("conn", id, %peer);
     tracker.spawn(crate::connection::handle(sock, shared.clone()).instrument(span));
 }

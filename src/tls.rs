@@ -49,9 +49,7 @@ pub enum SetupError {
         source: io::Error,
     },
     /// A trust-anchor file holds no usable certificate.
-    #[error(
-        "{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give a PEM file of CA certificates"
-    )]
+    #[error("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give a PEM file of CA certificates")]
     NoCertificates {
         /// The file or directory.
         path: PathBuf,
@@ -123,10 +121,7 @@ impl TlsClient {
         }
         let sni_off = s.sni.as_deref() == Some("");
         b.use_sni(!sni_off);
-        let name_override = s
-            .check_host
-            .clone()
-            .or_else(|| s.sni.clone().filter(|n| !n.is_empty()));
+        let name_override = s.check_host.clone().or_else(|| s.sni.clone().filter(|n| !n.is_empty()));
         Ok(TlsClient {
             connector: b.build()?.into(),
             name_override,
@@ -154,28 +149,20 @@ impl TlsClient {
     }
 
     /// Runs the handshake over an established TCP connection.
-    pub async fn handshake(
-        &self,
-        host: &Host,
-        tcp: TcpStream,
-    ) -> Result<TlsStream, HandshakeError> {
+    pub async fn handshake(&self, host: &Host, tcp: TcpStream) -> Result<TlsStream, HandshakeError> {
         let name = self.verified_name(host);
-        self.connector
-            .connect(&name, tcp)
-            .await
-            .map_err(|e| classify(name, e))
+        self.connector.connect(&name, tcp).await.map_err(|e| classify(name, e))
     }
 }
 
 fn classify(name: String, e: native_tls::Error) -> HandshakeError {
     let text = e.to_string();
     if !text.contains("certificate verify failed") {
-        let reason = if text.contains("wrong version number")
-            || text.contains("packet length too long")
-        {
+        let reason = if text.contains("wrong version number") || text.contains("packet length too long") {
             "the server did not answer in TLS (is it a plain-TCP port?)".to_string()
         } else if text.contains("unexpected eof") || text.contains("Connection reset") {
-            "the server closed the connection during the handshake (does it speak TLS, and accept this TLS version?)".to_string()
+            "the server closed the connection during the handshake (does it speak TLS, and accept this TLS version?)"
+                .to_string()
         } else {
             text
         };
@@ -191,10 +178,7 @@ fn classify(name: String, e: native_tls::Error) -> HandshakeError {
         "connect by the name the certificate carries, or set checkHost to it"
     } else if reason.contains("expired") {
         "the server's certificate has expired; renew it"
-    } else if reason.contains("self-signed")
-        || reason.contains("local issuer")
-        || reason.contains("unable to get")
-    {
+    } else if reason.contains("self-signed") || reason.contains("local issuer") || reason.contains("unable to get") {
         "if the server uses a private CA, point CAfile at that CA's PEM file"
     } else {
         "check the server's certificate and CAfile"

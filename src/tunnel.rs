@@ -50,10 +50,7 @@ pub struct Tunnel {
 impl Tunnel {
     /// Sets up TLS for every service, then binds every `accept` address. If any of it fails,
     /// whatever was bound is closed again and nothing listens.
-    pub async fn bind(
-        services: Vec<ServiceConfig>,
-        connect_to: &ConnectTo,
-    ) -> Result<Tunnel, StartError> {
+    pub async fn bind(services: Vec<ServiceConfig>, connect_to: &ConnectTo) -> Result<Tunnel, StartError> {
         let mut shared = Vec::with_capacity(services.len());
         for config in services {
             let tls = TlsClient::new(&config.tls).map_err(|source| StartError::Tls {
@@ -69,14 +66,12 @@ impl Tunnel {
         let mut bound = Vec::with_capacity(shared.len());
         for s in shared {
             let addr = s.config.accept;
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    service: s.config.name.clone(),
-                    addr,
-                    hint: bind_hint(&source),
-                    source,
-                })?;
+            let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+                service: s.config.name.clone(),
+                addr,
+                hint: bind_hint(&source),
+                source,
+            })?;
             bound.push((listener, s));
         }
         Ok(Tunnel { services: bound })
@@ -84,10 +79,7 @@ impl Tunnel {
 
     /// The addresses actually bound, in section order (useful with port 0 in tests).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.services
-            .iter()
-            .filter_map(|(l, _)| l.local_addr().ok())
-            .collect()
+        self.services.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
     }
 
     /// Serves until `shutdown` is cancelled, then waits for open connections, at most the
@@ -123,10 +115,7 @@ impl Tunnel {
         );
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             let left = tracker.len();
-            warn!(
-                left,
-                "connections still open after TIMEOUTclose; closing them"
-            );
+            warn!(left, "connections still open after TIMEOUTclose; closing them");
             return left;
         }
         0
@@ -164,9 +153,7 @@ fn bind_hint(e: &io::Error) -> &'static str {
         io::ErrorKind::PermissionDenied => {
             "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port above 1023"
         }
-        io::ErrorKind::AddrNotAvailable => {
-            "this host has no such address; use 127.0.0.1 or one of its own addresses"
-        }
+        io::ErrorKind::AddrNotAvailable => "this host has no such address; use 127.0.0.1 or one of its own addresses",
         _ => "check the `accept` address",
     }
 }

@@ -24,11 +24,7 @@ pub struct ConnectTo {
 impl ConnectTo {
     /// Parses `HOST:PORT:ADDR:PORT` (IPv6 addresses in brackets).
     pub fn add(&mut self, spec: &str) -> Result<(), String> {
-        let bad = || {
-            format!(
-                "`{spec}` is not HOST:PORT:ADDR:PORT (for example db.example.com:6379:127.0.0.1:16379)"
-            )
-        };
+        let bad = || format!("`{spec}` is not HOST:PORT:ADDR:PORT (for example db.example.com:6379:127.0.0.1:16379)");
         let (from, to) = split_pair(spec).ok_or_else(bad)?;
         let from = crate::config::parse_target(from).map_err(|e| format!("{}: {e}", bad()))?;
         let to = crate::config::parse_target(to).map_err(|e| format!("{}: {e}", bad()))?;
@@ -78,11 +74,7 @@ impl fmt::Display for ConnectError {
         if self.timed_out {
             f.write_str("timed out (TIMEOUTconnect); ")?;
         }
-        let tried: Vec<String> = self
-            .attempts
-            .iter()
-            .map(|(a, why)| format!("{a}: {why}"))
-            .collect();
+        let tried: Vec<String> = self.attempts.iter().map(|(a, why)| format!("{a}: {why}")).collect();
         write!(f, "{}", tried.join("; "))
     }
 }
@@ -101,11 +93,7 @@ pub struct Connected {
 }
 
 /// Resolves and connects, trying targets in order and each of their addresses in turn.
-pub async fn connect(
-    targets: &[Target],
-    overrides: &ConnectTo,
-    timeout: Duration,
-) -> Result<Connected, ConnectError> {
+pub async fn connect(targets: &[Target], overrides: &ConnectTo, timeout: Duration) -> Result<Connected, ConnectError> {
     let deadline = Instant::now() + timeout;
     let mut err = ConnectError {
         attempts: Vec::new(),
@@ -116,8 +104,7 @@ pub async fn connect(
         let addrs = match tokio::time::timeout_at(deadline, resolve(real)).await {
             Err(_) => {
                 err.timed_out = true;
-                err.attempts
-                    .push((real.to_string(), "DNS lookup timed out".into()));
+                err.attempts.push((real.to_string(), "DNS lookup timed out".into()));
                 return Err(err);
             }
             Ok(Err(e)) => {
@@ -154,9 +141,7 @@ async fn resolve(t: &Target) -> io::Result<Vec<SocketAddr>> {
     match &t.host {
         Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, t.port)]),
         Host::Name(name) => {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), t.port))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), t.port)).await?.collect();
             if addrs.is_empty() {
                 return Err(io::Error::new(io::ErrorKind::NotFound, "no addresses"));
             }

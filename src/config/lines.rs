@@ -62,9 +62,7 @@ pub fn read(text: &str) -> Result<Vec<Section>, SyntaxError> {
     })?;
 
     let mut sections = Vec::with_capacity(layout.len());
-    let mut ini_sections = ini
-        .iter()
-        .filter(|(name, props)| name.is_some() || !props.is_empty());
+    let mut ini_sections = ini.iter().filter(|(name, props)| name.is_some() || !props.is_empty());
     for (i, (name, line, key_lines)) in layout.into_iter().enumerate() {
         // rust-ini lists the general section only when it has entries.
         let props = if i == 0 && key_lines.is_empty() {
@@ -76,8 +74,7 @@ pub fn read(text: &str) -> Result<Vec<Section>, SyntaxError> {
         if pairs.len() != key_lines.len() {
             return Err(SyntaxError {
                 line: line.max(1),
-                message: "this section could not be read line by line; check for stray characters"
-                    .into(),
+                message: "this section could not be read line by line; check for stray characters".into(),
             });
         }
         let entries = pairs
@@ -89,11 +86,7 @@ pub fn read(text: &str) -> Result<Vec<Section>, SyntaxError> {
                 line,
             })
             .collect();
-        sections.push(Section {
-            name,
-            line,
-            entries,
-        });
+        sections.push(Section { name, line, entries });
     }
     Ok(sections)
 }
@@ -134,15 +127,11 @@ fn scan(text: &str) -> Result<Layout, SyntaxError> {
                     message: format!("`{t}` has no option name before `=`"),
                 });
             }
-            Some(eq) if !t[..eq].contains(':') => {
-                layout.last_mut().expect("never empty").2.push(line)
-            }
+            Some(eq) if !t[..eq].contains(':') => layout.last_mut().expect("never empty").2.push(line),
             _ => {
                 return Err(SyntaxError {
                     line,
-                    message: format!(
-                        "`{t}` is not `option = value`, a `[section]` header or a comment"
-                    ),
+                    message: format!("`{t}` is not `option = value`, a `[section]` header or a comment"),
                 });
             }
         }
@@ -160,9 +149,7 @@ mod tests {
 
     #[test]
     fn pairs_entries_with_lines_and_keeps_repeats() {
-        let s = read_str(
-            "; c\nfips = no\noptions = A\noptions=B\n\n[one]\n# c\n connect = x:1 \nconnect=y:2\n[one]\n",
-        );
+        let s = read_str("; c\nfips = no\noptions = A\noptions=B\n\n[one]\n# c\n connect = x:1 \nconnect=y:2\n[one]\n");
         assert_eq!(s.len(), 3);
         assert_eq!(s[0].name, None);
         let g: Vec<_> = s[0]
@@ -170,17 +157,10 @@ mod tests {
             .iter()
             .map(|e| (e.key.as_str(), e.value.as_str(), e.line))
             .collect();
-        assert_eq!(
-            g,
-            [("fips", "no", 2), ("options", "A", 3), ("options", "B", 4)]
-        );
+        assert_eq!(g, [("fips", "no", 2), ("options", "A", 3), ("options", "B", 4)]);
         assert_eq!(s[1].name.as_deref(), Some("one"));
         assert_eq!(s[1].line, 6);
-        let e: Vec<_> = s[1]
-            .entries
-            .iter()
-            .map(|e| (e.value.as_str(), e.line))
-            .collect();
+        let e: Vec<_> = s[1].entries.iter().map(|e| (e.value.as_str(), e.line)).collect();
         assert_eq!(e, [("x:1", 8), ("y:2", 9)]);
         assert_eq!(s[2].entries.len(), 0);
     }
@@ -202,12 +182,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_line() {
-        for (text, line) in [
-            ("[a]\nclient yes\n", 2),
-            ("[a\n", 1),
-            ("x=1\n[]\n", 2),
-            ("= 3\n", 1),
-        ] {
+        for (text, line) in [("[a]\nclient yes\n", 2), ("[a\n", 1), ("x=1\n[]\n", 2), ("= 3\n", 1)] {
             let e = read(&normalize(text)).unwrap_err();
             assert_eq!(e.line, line, "{text:?}: {}", e.message);
         }

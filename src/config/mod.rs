@@ -139,9 +139,7 @@ impl Config {
         if p.problems.is_empty() {
             Ok((config, p.warnings))
         } else {
-            Err(ConfigError {
-                problems: p.problems,
-            })
+            Err(ConfigError { problems: p.problems })
         }
     }
 }
@@ -162,12 +160,7 @@ struct At<'e> {
 impl Parser<'_> {
     fn locate(&self, at: &At) -> String {
         let section = at.section.map(|s| format!(" [{s}]")).unwrap_or_default();
-        format!(
-            "{}:{}:{section} {}",
-            self.path.display(),
-            at.entry.line,
-            at.entry.key
-        )
+        format!("{}:{}:{section} {}", self.path.display(), at.entry.line, at.entry.key)
     }
 
     fn problem(&mut self, at: &At, msg: impl fmt::Display) {
@@ -208,10 +201,7 @@ impl Parser<'_> {
         match spec.support {
             Support::Honoured => Some(spec.name),
             Support::Ignored => {
-                self.warn(
-                    at,
-                    "is a stunnel option retunnel does not use; it is ignored",
-                );
+                self.warn(at, "is a stunnel option retunnel does not use; it is ignored");
                 None
             }
             Support::Refused(why) => {
@@ -232,10 +222,7 @@ impl Parser<'_> {
         };
         let mut defaults = Vec::new();
         for entry in &global_part.entries {
-            let at = At {
-                section: None,
-                entry,
-            };
+            let at = At { section: None, entry };
             let Some(name) = self.known(&at) else {
                 continue;
             };
@@ -307,18 +294,10 @@ impl Parser<'_> {
     }
 
     fn service(&mut self, section: &Section, defaults: &[&Entry]) -> Option<ServiceConfig> {
-        let name = section
-            .name
-            .clone()
-            .expect("only the global part has no name");
+        let name = section.name.clone().expect("only the global part has no name");
         let problems_before = self.problems.len();
         // Section values override the global defaults, except `options`, which add up.
-        let own = |key: &str| {
-            section
-                .entries
-                .iter()
-                .any(|e| e.key.eq_ignore_ascii_case(key))
-        };
+        let own = |key: &str| section.entries.iter().any(|e| e.key.eq_ignore_ascii_case(key));
         let inherited = defaults
             .iter()
             .copied()

@@ -63,9 +63,11 @@ const fn refused(name: &'static str, scope: Scope, why: &'static str) -> OptionS
 use Scope::{Global, Service};
 
 const NO_REVOCATION: &str = "retunnel cannot check certificate revocation yet, and ignoring the option would accept a revoked certificate; remove it only if you accept that";
-const NO_CLIENT_CERT: &str = "client certificates (mutual TLS) are not supported yet; without them the server would refuse the connection";
+const NO_CLIENT_CERT: &str =
+    "client certificates (mutual TLS) are not supported yet; without them the server would refuse the connection";
 const NO_SERVER_MODE: &str = "retunnel runs client tunnels only (plain TCP in, TLS out) for now";
-const NO_PEER_PINNING: &str = "retunnel cannot pin peer certificates yet, and ignoring the option would accept any valid certificate";
+const NO_PEER_PINNING: &str =
+    "retunnel cannot pin peer certificates yet, and ignoring the option would accept any valid certificate";
 
 /// Every option stunnel 5 knows, plus retunnel's own.
 pub const OPTIONS: &[OptionSpec] = &[
@@ -192,32 +194,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         Service,
         "STARTTLS protocols are not supported",
     ),
-    refused(
-        "protocolDomain",
-        Service,
-        "STARTTLS protocols are not supported",
-    ),
-    refused(
-        "protocolHost",
-        Service,
-        "STARTTLS protocols are not supported",
-    ),
-    refused(
-        "protocolPassword",
-        Service,
-        "STARTTLS protocols are not supported",
-    ),
-    refused(
-        "protocolUsername",
-        Service,
-        "STARTTLS protocols are not supported",
-    ),
+    refused("protocolDomain", Service, "STARTTLS protocols are not supported"),
+    refused("protocolHost", Service, "STARTTLS protocols are not supported"),
+    refused("protocolPassword", Service, "STARTTLS protocols are not supported"),
+    refused("protocolUsername", Service, "STARTTLS protocols are not supported"),
     refused("redirect", Service, NO_SERVER_MODE),
-    refused(
-        "transparent",
-        Service,
-        "transparent proxying is not supported",
-    ),
+    refused("transparent", Service, "transparent proxying is not supported"),
 ];
 
 /// Finds an option by name, ignoring case as stunnel does.
@@ -234,12 +216,7 @@ pub fn suggest(name: &str) -> Option<&'static str> {
 pub fn suggest_from<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let word = word.to_ascii_lowercase();
     candidates
-        .map(|c| {
-            (
-                strsim::damerau_levenshtein(&word, &c.to_ascii_lowercase()),
-                c,
-            )
-        })
+        .map(|c| (strsim::damerau_levenshtein(&word, &c.to_ascii_lowercase()), c))
         .filter(|(d, c)| *d <= 2.max(c.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)

@@ -123,19 +123,15 @@ pub fn existing_dir(v: &str) -> R<PathBuf> {
     let p = path(v)?;
     match std::fs::metadata(&p) {
         Ok(m) if m.is_dir() => Ok(p),
-        Ok(_) => Err(format!(
-            "{v} is not a directory; use CAfile for a single file"
-        )),
+        Ok(_) => Err(format!("{v} is not a directory; use CAfile for a single file")),
         Err(e) => Err(format!("cannot read {v}: {e}; check the path")),
     }
 }
 
-const LEVELS: [&str; 8] = [
-    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-];
+const LEVELS: [&str; 8] = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
 const FACILITIES: [&str; 20] = [
-    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user",
-    "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog", "user", "uucp", "local0",
+    "local1", "local2", "local3", "local4", "local5", "local6", "local7",
 ];
 
 /// `debug = LEVEL` or `debug = FACILITY.LEVEL`, LEVEL a number 0–7 or a syslog level name.
@@ -167,10 +163,7 @@ pub fn log_level(v: &str) -> R<LogLevel> {
         }) {
             Some(n) => n as u8,
             None => {
-                return Err(format!(
-                    "`{v}` is not a level; use 0-7 or one of {}",
-                    LEVELS.join(", ")
-                ));
+                return Err(format!("`{v}` is not a level; use 0-7 or one of {}", LEVELS.join(", ")));
             }
         },
     };
@@ -187,24 +180,19 @@ fn split_host_port(v: &str) -> R<(Option<&str>, u16)> {
     let (host, port) = match v.rsplit_once(':') {
         None => (None, v),
         Some((h, p)) => {
-            let h = h
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(h);
+            let h = h.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(h);
             (Some(h), p)
         }
     };
     let port = port.trim();
-    let n: u32 = port.parse().map_err(|_| {
-        format!("`{v}` has no valid port; write `host:port` or a bare port, as in 127.0.0.1:6379")
-    })?;
+    let n: u32 = port
+        .parse()
+        .map_err(|_| format!("`{v}` has no valid port; write `host:port` or a bare port, as in 127.0.0.1:6379"))?;
     if !(1..=65535).contains(&n) {
         return Err(format!("port {n} is outside 1-65535"));
     }
     match host.map(str::trim) {
-        Some("") => Err(format!(
-            "`{v}` has an empty host; write `host:port` or a bare port"
-        )),
+        Some("") => Err(format!("`{v}` has an empty host; write `host:port` or a bare port")),
         h => Ok((h, n as u16)),
     }
 }
@@ -216,11 +204,9 @@ pub fn accept_addr(v: &str) -> R<SocketAddr> {
     let ip = match host {
         None | Some("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
         Some("*") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        Some(h) => h.parse::<IpAddr>().map_err(|_| {
-            format!(
-                "`{h}` is not an IP address; write an address such as 127.0.0.1, [::1] or 0.0.0.0"
-            )
-        })?,
+        Some(h) => h
+            .parse::<IpAddr>()
+            .map_err(|_| format!("`{h}` is not an IP address; write an address such as 127.0.0.1, [::1] or 0.0.0.0"))?,
     };
     Ok(SocketAddr::new(ip, port))
 }
@@ -339,19 +325,14 @@ pub fn ssl_option(v: &str) -> R<SslOption> {
     if OPENSSL_FLAGS.iter().any(|f| f.eq_ignore_ascii_case(&flag)) {
         return Ok(SslOption::Other(flag));
     }
-    let all = OPENSSL_FLAGS.iter().copied().chain([
-        "NO_SSLv2",
-        "NO_SSLv3",
-        "NO_TLSv1",
-        "NO_TLSv1_1",
-        "NO_TLSv1_2",
-    ]);
+    let all = OPENSSL_FLAGS
+        .iter()
+        .copied()
+        .chain(["NO_SSLv2", "NO_SSLv3", "NO_TLSv1", "NO_TLSv1_1", "NO_TLSv1_2"]);
     let hint = suggest_from(&flag, all)
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_default();
-    Err(format!(
-        "`{v}` is not an OpenSSL option stunnel knows{hint}"
-    ))
+    Err(format!("`{v}` is not an OpenSSL option stunnel knows{hint}"))
 }
 
 fn tls_version(v: &str) -> Option<TlsVersion> {
@@ -412,8 +393,8 @@ pub fn same_identity(option: &str, v: &str) -> R<()> {
         let gid = unsafe { libc::getegid() };
         (gid, group_name(gid))
     };
-    let matches = v.parse::<u32>().map(|n| n == current_id).unwrap_or(false)
-        || current_name.as_deref().is_some_and(|n| n == v);
+    let matches =
+        v.parse::<u32>().map(|n| n == current_id).unwrap_or(false) || current_name.as_deref().is_some_and(|n| n == v);
     if matches {
         return Ok(());
     }
@@ -460,32 +441,13 @@ mod tests {
 
     #[test]
     fn accept_forms() {
-        assert_eq!(
-            accept_addr("6379").unwrap(),
-            "127.0.0.1:6379".parse().unwrap()
-        );
-        assert_eq!(
-            accept_addr("0.0.0.0:1").unwrap(),
-            "0.0.0.0:1".parse().unwrap()
-        );
-        assert_eq!(
-            accept_addr("[::1]:6380").unwrap(),
-            "[::1]:6380".parse().unwrap()
-        );
-        assert_eq!(
-            accept_addr(":::6380").unwrap(),
-            "[::]:6380".parse().unwrap()
-        );
-        assert_eq!(
-            accept_addr("localhost:7").unwrap(),
-            "127.0.0.1:7".parse().unwrap()
-        );
+        assert_eq!(accept_addr("6379").unwrap(), "127.0.0.1:6379".parse().unwrap());
+        assert_eq!(accept_addr("0.0.0.0:1").unwrap(), "0.0.0.0:1".parse().unwrap());
+        assert_eq!(accept_addr("[::1]:6380").unwrap(), "[::1]:6380".parse().unwrap());
+        assert_eq!(accept_addr(":::6380").unwrap(), "[::]:6380".parse().unwrap());
+        assert_eq!(accept_addr("localhost:7").unwrap(), "127.0.0.1:7".parse().unwrap());
         assert!(accept_addr("0").unwrap_err().contains("outside 1-65535"));
-        assert!(
-            accept_addr("65536")
-                .unwrap_err()
-                .contains("outside 1-65535")
-        );
+        assert!(accept_addr("65536").unwrap_err().contains("outside 1-65535"));
         assert!(accept_addr("host.example:1").is_err());
         assert!(accept_addr(":6379").is_err());
         assert!(accept_addr("abc").is_err());
@@ -494,19 +456,10 @@ mod tests {
     #[test]
     fn target_forms() {
         let t = target("master.example.com:6379").unwrap();
-        assert_eq!(
-            (t.host, t.port),
-            (Host::Name("master.example.com".into()), 6379)
-        );
+        assert_eq!((t.host, t.port), (Host::Name("master.example.com".into()), 6379));
         assert_eq!(target("6379").unwrap().host, Host::Name("localhost".into()));
-        assert_eq!(
-            target("[::1]:1").unwrap().host,
-            Host::Ip("::1".parse().unwrap())
-        );
-        assert_eq!(
-            target("::1:1").unwrap().host,
-            Host::Ip("::1".parse().unwrap())
-        );
+        assert_eq!(target("[::1]:1").unwrap().host, Host::Ip("::1".parse().unwrap()));
+        assert_eq!(target("::1:1").unwrap().host, Host::Ip("::1".parse().unwrap()));
         assert_eq!(target("[::1]:1").unwrap().to_string(), "[::1]:1");
         assert!(target("bad host:1").is_err());
         assert!(target("h:99999").unwrap_err().contains("outside 1-65535"));
@@ -526,31 +479,16 @@ mod tests {
 
     #[test]
     fn ssl_options() {
-        assert_eq!(
-            ssl_option("NO_SSLv2").unwrap(),
-            SslOption::Min(TlsVersion::Tls10)
-        );
-        assert_eq!(
-            ssl_option("no_tlsv1.1").unwrap(),
-            SslOption::Min(TlsVersion::Tls12)
-        );
-        assert_eq!(
-            ssl_option("NO_TLSv1_2").unwrap(),
-            SslOption::Min(TlsVersion::Tls13)
-        );
-        assert!(matches!(
-            ssl_option("NO_COMPRESSION").unwrap(),
-            SslOption::Other(_)
-        ));
+        assert_eq!(ssl_option("NO_SSLv2").unwrap(), SslOption::Min(TlsVersion::Tls10));
+        assert_eq!(ssl_option("no_tlsv1.1").unwrap(), SslOption::Min(TlsVersion::Tls12));
+        assert_eq!(ssl_option("NO_TLSv1_2").unwrap(), SslOption::Min(TlsVersion::Tls13));
+        assert!(matches!(ssl_option("NO_COMPRESSION").unwrap(), SslOption::Other(_)));
         assert!(ssl_option("NO_SSLv4").unwrap_err().contains("did you mean"));
     }
 
     #[test]
     fn versions() {
-        assert_eq!(
-            tls_version_or_all("TLSv1.3").unwrap(),
-            Some(TlsVersion::Tls13)
-        );
+        assert_eq!(tls_version_or_all("TLSv1.3").unwrap(), Some(TlsVersion::Tls13));
         assert_eq!(tls_version_or_all("all").unwrap(), None);
         assert!(tls_version_or_all("SSLv3").unwrap_err().contains("broken"));
         assert_eq!(

@@ -1,0 +1,438 @@
+//! Shared test support: a private PKI, TLS redis-servers, a TLS echo server, and the retunnel
+//! binary run as a user runs it. Everything listens on 127.0.0.1 ports the OS hands out, and
+//! every process started here is killed when its handle drops. Waiting is always for an
+//! event (a port accepting, a log line), never a fixed sleep.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+use openssl::x509::{X509, X509NameBuilder};
+
+/// How long any wait in a test may take before the test fails with a message.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A port that was free a moment ago on 127.0.0.1 (for programs that need a number up front).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+pub fn wait_port(port: u16) {
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on 127.0.0.1:{port} after {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn new_key() -> PKey<Private> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+}
+
+/// A certificate authority that signs test certificates.
+pub struct Ca {
+    cert: X509,
+    key: PKey<Private>,
+    /// The CA certificate as PEM, written to disk.
+    pub pem: PathBuf,
+}
+
+/// A certificate and its key on disk.
+#[derive(Clone)]
+pub struct Leaf {
+    /// PEM certificate.
+    pub cert: PathBuf,
+    /// PEM PKCS#8 key.
+    pub key: PathBuf,
+}
+
+/// A directory of test certificates that lives as long as the test.
+pub struct Pki {
+    /// Where the files are.
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        Pki {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A self-signed CA named `name`.
+    pub fn ca(&self, name: &str) -> Ca {
+        let key = new_key();
+        let mut n = X509NameBuilder::new().unwrap();
+        n.append_entry_by_text("CN", name).unwrap();
+        let n = n.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(&serial()).unwrap();
+        b.set_subject_name(&n).unwrap();
+        b.set_issuer_name(&n).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        let cert = b.build();
+        let pem = self.path(&format!("{name}.pem"));
+        std::fs::write(&pem, cert.to_pem().unwrap()).unwrap();
+        Ca { cert, key, pem }
+    }
+
+    /// A server certificate signed by `ca`, for the DNS names and IPs in `sans`, valid from
+    /// `from_days` to `to_days` relative to now (negative `to_days`: already expired).
+    pub fn leaf(&self, ca: &Ca, file: &str, sans: &[&str], from_days: i64, to_days: i64) -> Leaf {
+        let key = new_key();
+        let mut n = X509NameBuilder::new().unwrap();
+        n.append_entry_by_text("CN", sans.first().copied().unwrap_or("test"))
+            .unwrap();
+        let n = n.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(&serial()).unwrap();
+        b.set_subject_name(&n).unwrap();
+        b.set_issuer_name(ca.cert.subject_name()).unwrap();
+        b.set_pubkey(&key).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        b.set_not_before(&Asn1Time::from_unix(now + from_days * 86400).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::from_unix(now + to_days * 86400).unwrap())
+            .unwrap();
+        let mut san = SubjectAlternativeName::new();
+        for s in sans {
+            if s.parse::<std::net::IpAddr>().is_ok() {
+                san.ip(s);
+            } else {
+                san.dns(s);
+            }
+        }
+        let ext = san.build(&b.x509v3_context(Some(&ca.cert), None)).unwrap();
+        b.append_extension(ext).unwrap();
+        b.sign(&ca.key, MessageDigest::sha256()).unwrap();
+        let cert = b.build();
+        let leaf = Leaf {
+            cert: self.path(&format!("{file}.pem")),
+            key: self.path(&format!("{file}.key")),
+        };
+        std::fs::write(&leaf.cert, cert.to_pem().unwrap()).unwrap();
+        std::fs::write(&leaf.key, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        leaf
+    }
+
+    /// The usual pair: a CA and a server certificate for localhost and 127.0.0.1 (plus `extra`).
+    pub fn standard(&self, extra: &[&str]) -> (Ca, Leaf) {
+        let ca = self.ca("test-ca");
+        let mut sans = vec!["localhost", "127.0.0.1"];
+        sans.extend_from_slice(extra);
+        let leaf = self.leaf(&ca, "server", &sans, -1, 2);
+        (ca, leaf)
+    }
+}
+
+fn serial() -> openssl::asn1::Asn1Integer {
+    let mut bn = BigNum::new().unwrap();
+    bn.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
+    bn.to_asn1_integer().unwrap()
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TLS-only redis-server on 127.0.0.1.
+pub struct Redis {
+    /// Its TLS port.
+    pub port: u16,
+    /// Its data directory.
+    pub dir: tempfile::TempDir,
+    pub proc: Proc,
+}
+
+impl Redis {
+    /// Starts redis-server with TLS only (no plain port), serving `leaf`, plus `args`.
+    pub fn start_tls(leaf: &Leaf, ca: &Ca, args: &[&str]) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", "0", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&leaf.cert)
+            .arg("--tls-key-file")
+            .arg(&leaf.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&ca.pem)
+            .args(["--tls-auth-clients", "no", "--dir"])
+            .arg(dir.path())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        let proc = Proc {
+            child,
+            name: "redis-server".into(),
+        };
+        wait_port(port);
+        Redis { port, dir, proc }
+    }
+}
+
+/// Runs `redis-cli` (plain TCP) against 127.0.0.1:`port`; returns stdout, trimmed.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli must be installed (apt-get install redis-tools)");
+    let mut s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() {
+        s.push_str(&format!(
+            " [exit {:?}: {}]",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    s
+}
+
+/// Sends raw bytes over plain TCP, shuts the write side, and reads everything until close.
+pub fn raw_exchange(port: u16, data: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(data).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
+
+/// Everything a retunnel process wrote to stderr so far, and a way to wait for more.
+#[derive(Clone, Default)]
+pub struct Log(Arc<(Mutex<LogState>, Condvar)>);
+
+#[derive(Default)]
+pub struct LogState {
+    text: String,
+    /// The process closed its stderr (it exited).
+    closed: bool,
+}
+
+impl Log {
+    pub fn text(&self) -> String {
+        self.0.0.lock().unwrap().text.clone()
+    }
+
+    /// Waits until the process has closed its stderr, then returns all of it.
+    pub fn wait_closed(&self) -> String {
+        let (lock, cv) = &*self.0;
+        let guard = lock.lock().unwrap();
+        let (guard, _) = cv.wait_timeout_while(guard, WAIT, |s| !s.closed).unwrap();
+        assert!(guard.closed, "stderr never closed; log so far:\n{}", guard.text);
+        guard.text.clone()
+    }
+
+    /// Waits until the log contains `needle` `count` times; fails the test with the log otherwise.
+    pub fn wait_for_n(&self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + WAIT;
+        let (lock, cv) = &*self.0;
+        let mut state = lock.lock().unwrap();
+        while state.text.matches(needle).count() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero() && !state.closed,
+                "log never showed {count}x {needle:?}; log so far:\n{}",
+                state.text
+            );
+            state = cv.wait_timeout(state, left).unwrap().0;
+        }
+        state.text.clone()
+    }
+
+    pub fn wait_for(&self, needle: &str) -> String {
+        self.wait_for_n(needle, 1)
+    }
+}
+
+/// The retunnel binary, running.
+pub struct Retunnel {
+    pub proc: Proc,
+    pub log: Log,
+    /// The config file it was given (if any).
+    pub config: Option<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn retunnel_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_retunnel")
+}
+
+impl Retunnel {
+    /// Writes `conf` to a file and runs `retunnel -c FILE ARGS`, without waiting.
+    pub fn spawn(conf: &str, args: &[&str]) -> Retunnel {
+        Self::spawn_env(conf, args, &[])
+    }
+
+    pub fn spawn_env(conf: &str, args: &[&str], env: &[(&str, &Path)]) -> Retunnel {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tunnel.conf");
+        std::fs::write(&path, conf).unwrap();
+        let mut cmd = Command::new(retunnel_bin());
+        cmd.arg("-c").arg(&path).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut r = Self::spawn_cmd(cmd, dir);
+        r.config = Some(path);
+        r
+    }
+
+    /// Runs a prepared command, collecting its stderr.
+    pub fn spawn_cmd(mut cmd: Command, dir: tempfile::TempDir) -> Retunnel {
+        cmd.env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Log::default();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let (lock, cv) = &*sink.0;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut t = lock.lock().unwrap();
+                t.text.push_str(&line);
+                t.text.push('\n');
+                cv.notify_all();
+            }
+            lock.lock().unwrap().closed = true;
+            cv.notify_all();
+        });
+        Retunnel {
+            proc: Proc {
+                child,
+                name: "retunnel".into(),
+            },
+            log,
+            config: None,
+            _dir: dir,
+        }
+    }
+
+    /// Starts retunnel and waits until `services` services are listening.
+    pub fn start(conf: &str, services: usize) -> Retunnel {
+        let r = Self::spawn(conf, &[]);
+        r.log.wait_for_n("listening", services);
+        r
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.proc.child.id() as i32
+    }
+
+    /// Sends a signal (`libc::SIGTERM`, …).
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(st) = self.proc.child.try_wait().unwrap() {
+                return st.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "retunnel did not exit; log:\n{}",
+                self.log.text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Runs retunnel to completion with a config (for configs that must be refused).
+pub fn run_to_exit(conf: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut r = Retunnel::spawn(conf, args);
+    let code = r.wait_exit();
+    (code, r.log.wait_closed())
+}
+
+/// A TLS echo server on 127.0.0.1: echoes every byte until the client closes its side, then
+/// closes. Runs on its own thread and runtime.
+pub struct TlsEcho {
+    pub addr: SocketAddr,
+}
+
+impl TlsEcho {
+    pub fn start(leaf: &Leaf) -> TlsEcho {
+        let cert = std::fs::read(&leaf.cert).unwrap();
+        let key = std::fs::read(&leaf.key).unwrap();
+        let identity = native_tls::Identity::from_pkcs8(&cert, &key).unwrap();
+        let acceptor = tokio_native_tls::TlsAcceptor::from(native_tls::TlsAcceptor::new(identity).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((sock, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(sock).await else { return };
+                        let (mut r, mut w) = tokio::io::split(tls);
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                        let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
+                    });
+                }
+            });
+        });
+        TlsEcho { addr }
+    }
+}
