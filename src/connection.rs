@@ -15,7 +15,7 @@ use crate::service::Shared;
 use crate::upstream;
 
 /// Serves one accepted client until both directions are done.
-pub async fn handle(client: TcpStream, shared: Arc<Shared>) {
+pub async fn handle(mut client: TcpStream, shared: Arc<Shared>) {
     let started = Instant::now();
     let _ = client.set_nodelay(true);
     let svc = &shared.config;
@@ -23,6 +23,7 @@ pub async fn handle(client: TcpStream, shared: Arc<Shared>) {
         Ok(c) => c,
         Err(e) => {
             warn!(error = %e, "cannot reach upstream; closing client");
+            redis_error(&mut client, &shared, &format!("cannot reach upstream: {e}")).await;
             return;
         }
     };
@@ -32,17 +33,37 @@ pub async fn handle(client: TcpStream, shared: Arc<Shared>) {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             warn!(upstream = %upstream_addr, error = %e, "TLS handshake failed; closing client");
+            redis_error(&mut client, &shared, &e.to_string()).await;
             return;
         }
         Err(_) => {
             warn!(upstream = %upstream_addr, timeout_s = svc.connect_timeout.as_secs(), "TLS handshake timed out (TIMEOUTconnect); closing client");
+            redis_error(
+                &mut client,
+                &shared,
+                &format!("TLS handshake with {upstream_addr} timed out (TIMEOUTconnect)"),
+            )
+            .await;
             return;
         }
     };
     debug!(upstream = %upstream_addr, "upstream ready");
     let counters = Arc::new(Counters::default());
-    let end = relay::relay(client, tls, svc.idle_timeout, counters.clone()).await;
+    let end = match &shared.redis {
+        None => relay::relay(client, tls, svc.idle_timeout, counters.clone()).await,
+        Some(cluster) => {
+            let base = crate::redis::nodes::base_host(&svc.connect[connected.target]);
+            crate::redis::relay::relay(client, tls, cluster.clone(), base, svc.idle_timeout, counters.clone()).await
+        }
+    };
     log_end(&end, upstream_addr, &counters, started);
+}
+
+/// In a `protocol = redis` section, the client hears why as a Redis error.
+async fn redis_error(client: &mut TcpStream, shared: &Shared, why: &str) {
+    if shared.redis.is_some() {
+        crate::redis::send_error(client, why).await;
+    }
 }
 
 fn log_end(end: &End, upstream: SocketAddr, c: &Counters, started: Instant) {

@@ -10,6 +10,7 @@
 //! - [`connection`]: one client: resolve, connect, handshake, relay, log.
 //! - [`upstream`]: DNS at connect time and TCP connect with a deadline.
 //! - [`relay`]: bytes both ways with half-close, counters and the idle timeout.
+//! - [`redis`]: `protocol = redis`: cluster redirects and topology rewritten to node listeners.
 //! - [`process`]: pid file and signals; [`logging`]: tracing set-up.
 //! - [`run`]: the daemon's life, from a validated config to exit.
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod connection;
 pub mod logging;
 pub mod process;
+pub mod redis;
 pub mod relay;
 pub mod run;
 pub mod service;

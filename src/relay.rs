@@ -60,14 +60,23 @@ where
         up: false,
     };
     let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF_SIZE, BUF_SIZE);
+    until_idle(async { copy.await.map(|_| ()) }, idle, &counters).await
+}
+
+/// Runs a relay future to its end, or until `counters` stop moving for `idle`.
+pub async fn until_idle(
+    relay: impl Future<Output = io::Result<()>>,
+    idle: Option<Duration>,
+    counters: &Counters,
+) -> End {
     let Some(idle) = idle else {
-        return ended(copy.await);
+        return ended(relay.await);
     };
-    tokio::pin!(copy);
+    tokio::pin!(relay);
     let mut seen = counters.total();
     loop {
         tokio::select! {
-            r = &mut copy => return ended(r),
+            r = &mut relay => return ended(r),
             () = tokio::time::sleep(idle) => {
                 let now = counters.total();
                 if now == seen {
@@ -79,9 +88,9 @@ where
     }
 }
 
-fn ended(r: io::Result<(u64, u64)>) -> End {
+fn ended(r: io::Result<()>) -> End {
     match r {
-        Ok(_) => End::Closed,
+        Ok(()) => End::Closed,
         Err(e) => End::Error(e),
     }
 }

@@ -24,6 +24,8 @@ pub struct Shared {
     pub tls: TlsClient,
     /// `--connect-to` mappings.
     pub connect_to: ConnectTo,
+    /// `protocol = redis`: the section's cluster node listeners.
+    pub redis: Option<Arc<crate::redis::Cluster>>,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -36,6 +38,9 @@ pub async fn accept_loop(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
+    if let Some(cluster) = &shared.redis {
+        cluster.attach(&tracker, &shutdown);
+    }
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,

@@ -58,6 +58,7 @@ impl Tunnel {
                 source,
             })?;
             shared.push(Arc::new(Shared {
+                redis: crate::redis::Cluster::for_section(&config, connect_to),
                 config,
                 tls,
                 connect_to: connect_to.clone(),

@@ -58,6 +58,15 @@ pub struct ServiceConfig {
     pub close_timeout: Duration,
     /// Close a connection that moved no byte for this long (`TIMEOUTidle`); `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// `protocol = redis`: Redis-aware relaying (cluster redirects and topology); `None`: bytes only.
+    pub redis: Option<RedisSettings>,
+}
+
+/// The settings of a `protocol = redis` section.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RedisSettings {
+    /// Ports for the cluster node listeners (`clusterPorts = A-B`); `None`: any free port.
+    pub cluster_ports: Option<(u16, u16)>,
 }
 
 /// The TLS settings of one service.
@@ -318,6 +327,8 @@ impl Parser<'_> {
         let mut close_timeout = defaults::CLOSE_TIMEOUT;
         let mut idle_timeout = Some(defaults::IDLE_TIMEOUT);
         let mut options_min: Option<TlsVersion> = None;
+        let mut redis: Option<RedisSettings> = None;
+        let mut cluster_ports = None;
 
         for entry in inherited.chain(section.entries.iter()) {
             let at = At {
@@ -397,6 +408,12 @@ impl Parser<'_> {
                         idle_timeout = (!d.is_zero()).then_some(d);
                     }
                 }
+                "protocol" => {
+                    if self.value(&at, values::protocol).is_some() {
+                        redis = Some(RedisSettings::default());
+                    }
+                }
+                "clusterPorts" => cluster_ports = self.value(&at, values::port_range),
                 "debug" => self.warn(&at, "`debug` applies to the whole process in retunnel; set it once above the first [section]"),
                 other => unreachable!("service option {other} has no parser"),
             }
@@ -433,6 +450,13 @@ impl Parser<'_> {
                 "{header}: `checkHost` needs the chain verified to mean anything; remove `verifyChain = no`/`verify = 0` or remove `checkHost`"
             ));
         }
+        match (&mut redis, cluster_ports) {
+            (Some(r), ports) => r.cluster_ports = ports,
+            (None, Some(_)) => self.problems.push(format!(
+                "{header}: `clusterPorts` only applies to Redis Cluster tunnels; add `protocol = redis` or remove it"
+            )),
+            (None, None) => {}
+        }
         if connect.is_empty() {
             self.problems.push(format!(
                 "{header}: no `connect`; add `connect = host:port` (the TLS server)"
@@ -462,6 +486,7 @@ impl Parser<'_> {
             connect_timeout,
             close_timeout,
             idle_timeout,
+            redis,
         })
     }
 }

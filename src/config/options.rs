@@ -98,6 +98,9 @@ pub const OPTIONS: &[OptionSpec] = &[
     honoured("TIMEOUTconnect", Service),
     honoured("TIMEOUTclose", Service),
     honoured("TIMEOUTidle", Service),
+    // `protocol = redis` (retunnel's own value; stunnel's STARTTLS values are refused when parsed).
+    honoured("protocol", Service),
+    honoured("clusterPorts", Service),
     // Ignored with a warning: skipping them changes neither security nor what is tunnelled.
     ignored("ciphers", Service),
     ignored("ciphersuites", Service),
@@ -183,11 +186,6 @@ pub const OPTIONS: &[OptionSpec] = &[
         "pty",
         Service,
         "retunnel tunnels to network services only, not to programs",
-    ),
-    refused(
-        "protocol",
-        Service,
-        "STARTTLS protocols are not supported; Redis speaks TLS from the first byte",
     ),
     refused(
         "protocolAuthentication",

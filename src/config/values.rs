@@ -370,6 +370,31 @@ fn unknown_version(v: &str) -> String {
     }
 }
 
+/// `protocol`: only `redis` (retunnel's own value); stunnel's STARTTLS protocols are refused.
+pub fn protocol(v: &str) -> R<()> {
+    if v.eq_ignore_ascii_case("redis") {
+        return Ok(());
+    }
+    Err(format!(
+        "`{v}`: stunnel's STARTTLS protocols are not supported (Redis speaks TLS from the first byte); the only value is `redis`, for Redis Cluster support"
+    ))
+}
+
+/// `clusterPorts = A-B`: an inclusive range of TCP ports, A <= B, A > 0.
+pub fn port_range(v: &str) -> R<(u16, u16)> {
+    let bad = || format!("`{v}` is not a port range like 17000-17099");
+    let (a, b) = v.split_once('-').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    if a == 0 || a > b {
+        return Err(format!(
+            "{}: the first port must be above 0 and not above the last",
+            bad()
+        ));
+    }
+    Ok((a, b))
+}
+
 pub fn seconds(v: &str) -> R<Duration> {
     v.parse::<u64>()
         .map(Duration::from_secs)

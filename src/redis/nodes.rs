@@ -1,0 +1,165 @@
+//! The cluster nodes of one `protocol = redis` section: for every node a reply names
+//! (`host:port`), one local listener, opened on first sight and kept as long as the section
+//! runs, that tunnels to that node with the section's TLS settings. Node listeners are
+//! Redis-aware too, since any node may answer with a redirect or a topology reply.
+//!
+//! TLS towards a node verifies the node's host name; a node known only by IP is verified
+//! against the section's `checkHost` (or `sni`), else its `connect` host name: managed
+//! clusters put one wildcard name in every node's certificate.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{Host, ServiceConfig, Target};
+use crate::service::{self, Shared};
+use crate::tls::TlsClient;
+use crate::upstream::ConnectTo;
+
+/// The node listeners of one section.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The section the nodes belong to.
+    section: ServiceConfig,
+    /// `--connect-to` mappings, applied to node addresses too.
+    connect_to: ConnectTo,
+    /// The listeners opened so far.
+    nodes: Mutex<Listeners>,
+    /// Where node connections are tracked and when they stop (set when the section starts).
+    runtime: OnceLock<(TaskTracker, CancellationToken)>,
+}
+
+/// The node listeners opened so far.
+#[derive(Debug)]
+struct Listeners {
+    /// Node `(host in lower case, port)` → local port.
+    by_node: HashMap<(String, u16), u16>,
+    /// Where the search for a free `clusterPorts` port resumes.
+    next_port: u16,
+}
+
+impl Cluster {
+    /// The registry for a section, if it is a `protocol = redis` one.
+    pub fn for_section(section: &ServiceConfig, connect_to: &ConnectTo) -> Option<Arc<Cluster>> {
+        let settings = section.redis.as_ref()?;
+        let first = settings.cluster_ports.map_or(0, |(a, _)| a);
+        Some(Arc::new(Cluster {
+            section: section.clone(),
+            connect_to: connect_to.clone(),
+            nodes: Mutex::new(Listeners {
+                by_node: HashMap::new(),
+                next_port: first,
+            }),
+            runtime: OnceLock::new(),
+        }))
+    }
+
+    /// Hands over the section's task tracker and shutdown signal; node listeners use them.
+    pub fn attach(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
+        let _ = self.runtime.set((tracker.clone(), shutdown.clone()));
+    }
+
+    /// The local port tunnelling to node `host:port`, opening it on first use. `None` (with a
+    /// warning) if no listener could be opened; the reply then keeps the node's own address.
+    pub fn local_port(self: &Arc<Self>, host: &str, port: u16) -> Option<u16> {
+        let key = (host.to_ascii_lowercase(), port);
+        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(&local) = nodes.by_node.get(&key) {
+            return Some(local);
+        }
+        match self.open(host, port, &mut nodes.next_port) {
+            Ok(local) => {
+                nodes.by_node.insert(key, local);
+                Some(local)
+            }
+            Err(why) => {
+                warn!(node = %format!("{host}:{port}"), error = %why, "cannot open a listener for a cluster node; the client gets its real address");
+                None
+            }
+        }
+    }
+
+    fn open(self: &Arc<Self>, host: &str, port: u16, next: &mut u16) -> Result<u16, String> {
+        let (tracker, shutdown) = self.runtime.get().ok_or("the section is not running")?;
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let target = crate::config::parse_target(&format!("{bracketed}:{port}"))?;
+        let tls = TlsClient::new(&self.node_tls(&target.host)).map_err(|e| e.to_string())?;
+        let listener = self.bind(next)?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let mut config = self.section.clone();
+        config.name = format!("{}/{target}", self.section.name);
+        config.connect = vec![target];
+        let span = info_span!("service", service = %config.name);
+        info!(parent: &span, node = %format!("{host}:{port}"), listen = %local, "cluster node listener opened");
+        let shared = Arc::new(Shared {
+            config,
+            tls,
+            connect_to: self.connect_to.clone(),
+            redis: Some(self.clone()),
+        });
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+        let fut = service::accept_loop(listener, shared, tracker.clone(), shutdown.clone());
+        tracker.spawn(fut.instrument(span));
+        Ok(local.port())
+    }
+
+    /// Binds on the section's `accept` address: a free port, or the next free one of `clusterPorts`.
+    fn bind(&self, next: &mut u16) -> Result<std::net::TcpListener, String> {
+        let ip: IpAddr = self.section.accept.ip();
+        let range = self.section.redis.as_ref().and_then(|r| r.cluster_ports);
+        let Some((first, last)) = range else {
+            return listen(SocketAddr::new(ip, 0)).map_err(|e| format!("cannot listen on {ip}: {e}"));
+        };
+        while *next >= first && *next <= last {
+            let port = *next;
+            *next = next.wrapping_add(1);
+            if let Ok(l) = listen(SocketAddr::new(ip, port)) {
+                return Ok(l);
+            }
+        }
+        Err(format!(
+            "no free port left in clusterPorts = {first}-{last}; widen the range (one port per cluster node)"
+        ))
+    }
+
+    fn node_tls(&self, host: &Host) -> crate::config::TlsSettings {
+        let mut tls = self.section.tls.clone();
+        let sni_off = tls.sni.as_deref() == Some("");
+        let section_name = tls
+            .check_host
+            .clone()
+            .or_else(|| tls.sni.clone().filter(|s| !s.is_empty()))
+            .or_else(|| match &self.section.connect.first()?.host {
+                Host::Name(n) => Some(n.clone()),
+                Host::Ip(_) => None,
+            });
+        tls.check_host = match host {
+            Host::Name(_) => None,
+            Host::Ip(_) => section_name,
+        };
+        tls.sni = sni_off.then(String::new);
+        tls
+    }
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// The node target a section connects to first, for redirects that name no host.
+pub fn base_host(target: &Target) -> String {
+    match &target.host {
+        Host::Name(n) => n.clone(),
+        Host::Ip(ip) => ip.to_string(),
+    }
+}

@@ -1,0 +1,424 @@
+//! The Redis-aware relay: bytes pass through unchanged, except the replies that name cluster
+//! nodes, which are held whole and rewritten to point at local node listeners.
+//!
+//! Client → server, a [`Scanner`] reads each command's name and first arguments and queues
+//! what its reply will be ([`Expect`]); server → client, another finds each reply's bounds
+//! and takes the next expectation. `MULTI`/`EXEC`, `CLIENT REPLY OFF|SKIP|ON`, `RESET` and
+//! RESP3 push frames keep the pairing exact. Once replies can no longer be paired (after
+//! `SUBSCRIBE`, `MONITOR`, or commands that are not RESP), only `-MOVED`/`-ASK` are rewritten:
+//! they are recognised by their content alone, so that never needs the pairing.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, warn};
+
+use super::nodes::Cluster;
+use super::resp::{Scanner, Side};
+use super::rewrite::{self, Addresses, Topo};
+use crate::relay::{Counters, End};
+
+/// Read buffer per direction, as the plain relay's.
+const BUF_SIZE: usize = 16 * 1024;
+/// Largest reply held for rewriting; a bigger one passes unchanged with a warning.
+pub const MAX_HELD: usize = 64 * 1024 * 1024;
+
+/// What the reply to a command is, as far as rewriting goes.
+#[derive(Debug, Clone, PartialEq)]
+enum Expect {
+    /// Nothing to rewrite.
+    Plain,
+    /// A topology reply.
+    Topo(Topo),
+    /// `EXEC` of a transaction that queued topology commands, in order.
+    Exec(Box<[Option<Topo>]>),
+    /// From this reply on, replies cannot be paired with commands.
+    Untrack,
+}
+
+/// Expectations, oldest first, with runs of `Plain` counted rather than stored one by one.
+#[derive(Debug, Default)]
+struct Queue(VecDeque<(Expect, u64)>);
+
+impl Queue {
+    fn push(&mut self, e: Expect) {
+        if let Some((Expect::Plain, n)) = self.0.back_mut()
+            && e == Expect::Plain
+        {
+            *n += 1;
+            return;
+        }
+        self.0.push_back((e, 1));
+    }
+
+    fn pop(&mut self) -> Option<Expect> {
+        let (e, n) = self.0.front_mut()?;
+        *n -= 1;
+        if *n > 0 {
+            return Some(e.clone());
+        }
+        self.0.pop_front().map(|(e, _)| e)
+    }
+}
+
+/// The client's session state that decides which commands get a reply, and what kind.
+#[derive(Debug, Default)]
+struct Session {
+    /// Inside `MULTI`: the topology kind of each queued command.
+    multi: Option<Vec<Option<Topo>>>,
+    /// `CLIENT REPLY OFF`: no replies until `CLIENT REPLY ON`.
+    reply_off: bool,
+    /// `CLIENT REPLY SKIP`: the next command gets no reply.
+    skip_next: bool,
+}
+
+fn is(word: Option<&[u8]>, name: &str) -> bool {
+    word.is_some_and(|w| w.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+impl Session {
+    /// The expectation for the command the scanner just completed; `None`: it gets no reply.
+    fn command(&mut self, s: &Scanner) -> Option<Expect> {
+        let name = s.word(0);
+        if s.frame_type() == 0 && name.is_none() && s.word(1).is_none() {
+            return None; // an empty inline line
+        }
+        if is(name, "client") && is(s.word(1), "reply") {
+            if is(s.word(2), "on") {
+                self.reply_off = false;
+                return Some(Expect::Plain);
+            }
+            self.reply_off |= is(s.word(2), "off");
+            self.skip_next |= is(s.word(2), "skip");
+            return None;
+        }
+        if self.reply_off {
+            return None;
+        }
+        if std::mem::take(&mut self.skip_next) {
+            return None;
+        }
+        if ["subscribe", "psubscribe", "ssubscribe", "monitor"]
+            .iter()
+            .any(|c| is(name, c))
+        {
+            return Some(Expect::Untrack);
+        }
+        if is(name, "reset") {
+            *self = Session::default();
+            return Some(Expect::Plain);
+        }
+        let topo = topology_command(s);
+        if let Some(queued) = &mut self.multi {
+            if is(name, "exec") || is(name, "discard") {
+                let queued = std::mem::take(queued);
+                self.multi = None;
+                let exec = is(name, "exec") && queued.iter().any(Option::is_some);
+                return Some(if exec {
+                    Expect::Exec(queued.into())
+                } else {
+                    Expect::Plain
+                });
+            }
+            queued.push(topo);
+            return Some(Expect::Plain); // +QUEUED
+        }
+        if is(name, "multi") {
+            self.multi = Some(Vec::new());
+        }
+        Some(topo.map_or(Expect::Plain, Expect::Topo))
+    }
+}
+
+fn topology_command(s: &Scanner) -> Option<Topo> {
+    if !is(s.word(0), "cluster") {
+        return None;
+    }
+    let sub = s.word(1)?;
+    let topo = match sub.to_ascii_lowercase().as_slice() {
+        b"slots" => Topo::Slots,
+        b"shards" => Topo::Shards,
+        b"nodes" => Topo::Nodes,
+        b"replicas" | b"slaves" => Topo::Replicas,
+        _ => return None,
+    };
+    Some(topo)
+}
+
+/// Relays one client of a `protocol = redis` section (or node listener) until both
+/// directions are done, a side fails, or the connection idles too long.
+pub async fn relay<U>(
+    client: TcpStream,
+    upstream: U,
+    cluster: Arc<Cluster>,
+    base_host: String,
+    idle: Option<Duration>,
+    counters: Arc<Counters>,
+) -> End
+where
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    // The address the client reached us by is the one it can reach node listeners by.
+    let local_ip = client
+        .local_addr()
+        .map(|a| a.ip().to_canonical())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let (client_r, client_w) = client.into_split();
+    let (up_r, up_w) = tokio::io::split(upstream);
+    let queue = Mutex::new(Queue::default());
+    let map = |host: &str, port: u16| cluster.local_port(host, port);
+    let addrs = Addresses {
+        local_ip: local_ip.to_string(),
+        base_host: &base_host,
+        map: &map,
+    };
+    let both = async {
+        tokio::try_join!(
+            commands(client_r, up_w, &queue, &counters),
+            replies(up_r, client_w, &queue, &addrs, &counters)
+        )
+        .map(|_| ())
+    };
+    crate::relay::until_idle(both, idle, &counters).await
+}
+
+/// Client → server: forwards every byte, queueing what each command's reply will be.
+async fn commands<R, W>(mut from: R, mut to: W, queue: &Mutex<Queue>, counters: &Counters) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut scanner = Scanner::new(Side::Client);
+    let mut session = Session::default();
+    let mut following = true;
+    let mut batch = Vec::new();
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        counters.up.fetch_add(n as u64, Ordering::Relaxed);
+        if following {
+            following = scan_commands(&buf[..n], &mut scanner, &mut session, &mut batch);
+            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+            batch.drain(..).for_each(|e| q.push(e));
+        }
+        // Queued before it is sent: the reply cannot arrive before its expectation.
+        to.write_all(&buf[..n]).await?;
+        to.flush().await?;
+    }
+}
+
+/// Scans one read of commands; false when the stream can no longer be followed.
+fn scan_commands(data: &[u8], scanner: &mut Scanner, session: &mut Session, batch: &mut Vec<Expect>) -> bool {
+    let mut i = 0;
+    while i < data.len() {
+        match scanner.feed(&data[i..]) {
+            Ok((used, done)) => {
+                i += used;
+                if done && let Some(e) = session.command(scanner) {
+                    batch.push(e);
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot follow the client's commands; from now on only MOVED/ASK redirects are rewritten on this connection");
+                batch.push(Expect::Untrack);
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// What the frame being read is held for.
+#[derive(Debug)]
+enum Hold {
+    /// Not held: it passes as it comes.
+    No,
+    /// An error reply: a redirect if it says so.
+    Redirect,
+    /// A reply to rewrite.
+    Reply(Expect),
+}
+
+/// Server → client state.
+struct Replies<'a> {
+    scanner: Scanner,
+    /// Expectations taken from the shared queue, consumed in order.
+    local: Queue,
+    queue: &'a Mutex<Queue>,
+    /// Replies are still paired with commands.
+    tracking: bool,
+    hold: Hold,
+    held: Vec<u8>,
+    addrs: &'a Addresses<'a>,
+}
+
+impl Replies<'_> {
+    fn next_expect(&mut self) -> Option<Expect> {
+        if let Some(e) = self.local.pop() {
+            return Some(e);
+        }
+        let mut shared = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::swap(&mut self.local, &mut shared);
+        drop(shared);
+        self.local.pop()
+    }
+
+    /// Decides, at the first byte of a top-level frame, whether to hold it.
+    fn frame_starts(&mut self, first: u8) {
+        self.hold = Hold::No;
+        if matches!(first, b'>' | b'|') {
+            return; // push frames and attributes answer no command
+        }
+        let expect = if self.tracking { self.next_expect() } else { None };
+        match &expect {
+            None if self.tracking => {
+                warn!(
+                    "a reply came with no command waiting for it; from now on only MOVED/ASK redirects are rewritten on this connection"
+                );
+                self.tracking = false;
+            }
+            Some(Expect::Untrack) => {
+                debug!("subscribe or monitor mode: only MOVED/ASK redirects are rewritten from here on");
+                self.tracking = false;
+            }
+            _ => {}
+        }
+        self.hold = match expect {
+            _ if first == b'-' => Hold::Redirect,
+            Some(e @ (Expect::Topo(_) | Expect::Exec(_))) => Hold::Reply(e),
+            _ => Hold::No,
+        };
+    }
+
+    /// The bytes to send for the held frame, now complete.
+    fn release(&mut self) -> Vec<u8> {
+        let held = std::mem::take(&mut self.held);
+        let new = match std::mem::replace(&mut self.hold, Hold::No) {
+            Hold::No => None,
+            Hold::Redirect => rewrite::redirect(&held, self.addrs),
+            Hold::Reply(Expect::Topo(t)) => rewrite::topology(&held, t, self.addrs),
+            Hold::Reply(Expect::Exec(q)) => rewrite::exec(&held, &q, self.addrs),
+            Hold::Reply(_) => None,
+        };
+        new.unwrap_or(held)
+    }
+}
+
+/// Server → client: forwards replies, rewriting those that name cluster nodes. A reply that
+/// is not RESP ends the connection: passing it on could split a later rewrite mid-frame.
+async fn replies<R, W>(
+    mut from: R,
+    mut to: W,
+    queue: &Mutex<Queue>,
+    addrs: &Addresses<'_>,
+    counters: &Counters,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut st = Replies {
+        scanner: Scanner::new(Side::Server),
+        local: Queue::default(),
+        queue,
+        tracking: true,
+        hold: Hold::No,
+        held: Vec::new(),
+        addrs,
+    };
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        counters.down.fetch_add(n as u64, Ordering::Relaxed);
+        let data = &buf[..n];
+        let (mut i, mut from_i) = (0, 0);
+        while i < n {
+            if st.scanner.at_frame_start() {
+                st.frame_starts(data[i]);
+                if !matches!(st.hold, Hold::No) {
+                    to.write_all(&data[from_i..i]).await?;
+                    from_i = i;
+                }
+            }
+            let (used, done) = st.scanner.feed(&data[i..]).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the server sent bytes that are not RESP ({e}); closing the connection"),
+                )
+            })?;
+            if !matches!(st.hold, Hold::No) {
+                st.held.extend_from_slice(&data[i..i + used]);
+                from_i = i + used;
+                if st.held.len() > MAX_HELD {
+                    warn!(max_bytes = MAX_HELD, "reply too large to rewrite; passing it unchanged");
+                    to.write_all(&std::mem::take(&mut st.held)).await?;
+                    st.hold = Hold::No;
+                }
+            }
+            i += used;
+            if done && !matches!(st.hold, Hold::No) {
+                let out = st.release();
+                to.write_all(&out).await?;
+            }
+        }
+        to.write_all(&data[from_i..n]).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expectations(commands: &[u8]) -> Vec<Expect> {
+        let mut s = Scanner::new(Side::Client);
+        let mut session = Session::default();
+        let mut out = Vec::new();
+        assert!(scan_commands(commands, &mut s, &mut session, &mut out));
+        out
+    }
+
+    #[test]
+    fn pairs_commands_with_reply_kinds() {
+        let e = expectations(b"GET a\r\ncluster slots\r\n\r\n*2\r\n$7\r\ncluster\r\n$5\r\nnodes\r\n");
+        assert_eq!(e, [Expect::Plain, Expect::Topo(Topo::Slots), Expect::Topo(Topo::Nodes)]);
+        let e = expectations(b"MULTI\r\nSET a b\r\nCLUSTER SHARDS\r\nEXEC\r\nMULTI\r\nGET a\r\nEXEC\r\n");
+        let exec = Expect::Exec(vec![None, Some(Topo::Shards)].into());
+        assert_eq!(
+            e[..5],
+            [Expect::Plain, Expect::Plain, Expect::Plain, exec, Expect::Plain]
+        );
+        assert_eq!(e.len(), 7);
+        let e =
+            expectations(b"CLIENT REPLY SKIP\r\nGET a\r\nGET b\r\nCLIENT REPLY OFF\r\nGET c\r\nCLIENT REPLY ON\r\n");
+        assert_eq!(e, [Expect::Plain, Expect::Plain]);
+        let e = expectations(b"SSUBSCRIBE ch\r\n");
+        assert_eq!(e, [Expect::Untrack]);
+    }
+
+    #[test]
+    fn queue_counts_runs() {
+        let mut q = Queue::default();
+        for _ in 0..3 {
+            q.push(Expect::Plain);
+        }
+        q.push(Expect::Topo(Topo::Nodes));
+        assert_eq!(q.0.len(), 2);
+        assert_eq!(q.pop(), Some(Expect::Plain));
+        assert_eq!(q.pop(), Some(Expect::Plain));
+        assert_eq!(q.pop(), Some(Expect::Plain));
+        assert_eq!(q.pop(), Some(Expect::Topo(Topo::Nodes)));
+        assert_eq!(q.pop(), None);
+    }
+}

@@ -1,0 +1,403 @@
+//! A streaming RESP2/RESP3 scanner: it finds where each top-level frame ends without buffering
+//! it. Bulk payloads are skipped by count, so a 512 MB value or an absurd declared length costs
+//! no memory; header lines are kept up to [`MAX_LINE`] bytes and nesting up to [`MAX_DEPTH`]
+//! levels. On the client side it also reads inline commands and keeps the first few words of
+//! each command (name and arguments, at most [`WORD_MAX`] bytes each) so the relay can pair
+//! replies with commands. It never allocates per frame and never panics on any input.
+
+/// Longest header line kept (Redis's own limit for inline commands is 64 KiB).
+pub const MAX_LINE: usize = 64 * 1024;
+/// Deepest nesting of aggregates accepted (Redis's replies nest a handful of levels).
+pub const MAX_DEPTH: usize = 64;
+/// Command words kept per command: name and two arguments (`CLIENT REPLY OFF`).
+pub const WORDS: usize = 3;
+/// Bytes kept of each word; longer words are marked as such and match nothing.
+pub const WORD_MAX: usize = 16;
+
+/// Why a byte stream is not RESP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    /// A frame started with a byte that is no RESP type.
+    #[error("unknown RESP type byte 0x{0:02x}")]
+    BadType(u8),
+    /// A length or count header did not hold a number.
+    #[error("bad length or count in a RESP header")]
+    BadLength,
+    /// A header line went on past [`MAX_LINE`].
+    #[error("RESP header line longer than {MAX_LINE} bytes")]
+    LineTooLong,
+    /// Aggregates nested deeper than [`MAX_DEPTH`].
+    #[error("RESP aggregates nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    /// A bulk payload was not followed by CRLF.
+    #[error("RESP bulk payload not followed by CRLF")]
+    BadTerminator,
+    /// A streamed (`$?`/`*?`) aggregate, which Redis never sends.
+    #[error("streamed RESP3 types are not supported")]
+    Streamed,
+}
+
+/// Which side of the conversation a scanner reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Commands: RESP arrays or inline command lines.
+    Client,
+    /// Replies: any RESP2/RESP3 frame.
+    Server,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Reading a header line (or an inline command).
+    Line,
+    /// Skipping the bytes left of a bulk payload.
+    Payload(u64),
+    /// Expecting the CR, then the LF, after a payload.
+    Cr,
+    Lf,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Level {
+    /// Elements still to come.
+    left: u64,
+    /// An attribute (`|`): it does not count as an element of its parent.
+    attr: bool,
+}
+
+/// One kept command word.
+#[derive(Debug, Clone, Copy, Default)]
+struct Word {
+    len: usize,
+    bytes: [u8; WORD_MAX],
+}
+
+/// Tracks frame boundaries in one direction of a connection.
+#[derive(Debug)]
+pub struct Scanner {
+    side: Side,
+    state: State,
+    /// The header line so far, when it spans reads (at most [`MAX_LINE`] bytes).
+    line: Vec<u8>,
+    /// The part of the line beyond [`MAX_LINE`] was dropped.
+    overflow: bool,
+    stack: Vec<Level>,
+    /// Type byte of the current top-level frame (0 for an inline command).
+    top: u8,
+    /// Words of the current command (client side).
+    words: [Word; WORDS],
+    /// How many words are set.
+    n_words: usize,
+    /// Index of the top-level array element being read (client side).
+    element: u64,
+}
+
+impl Scanner {
+    /// A scanner at the start of a stream.
+    pub fn new(side: Side) -> Scanner {
+        Scanner {
+            side,
+            state: State::Line,
+            line: Vec::new(),
+            overflow: false,
+            stack: Vec::new(),
+            top: 0,
+            words: [Word::default(); WORDS],
+            n_words: 0,
+            element: 0,
+        }
+    }
+
+    /// Whether the next byte starts a new top-level frame.
+    pub fn at_frame_start(&self) -> bool {
+        matches!(self.state, State::Line) && self.line.is_empty() && !self.overflow && self.stack.is_empty()
+    }
+
+    /// Type byte of the frame just completed (`b'*'`, `b'-'`, `b'>'`…; 0 for an inline command).
+    pub fn frame_type(&self) -> u8 {
+        self.top
+    }
+
+    /// Word `i` of the command just completed (client side), if it was short enough to keep.
+    pub fn word(&self, i: usize) -> Option<&[u8]> {
+        let w = self.words.get(i).filter(|_| i < self.n_words)?;
+        (w.len <= WORD_MAX).then(|| &w.bytes[..w.len])
+    }
+
+    /// Scans `data` up to the end of the current top-level frame. Returns how many bytes were
+    /// used and whether a frame ended there; call again with the rest.
+    pub fn feed(&mut self, data: &[u8]) -> Result<(usize, bool), ProtocolError> {
+        let mut i = 0;
+        while i < data.len() {
+            match self.state {
+                State::Payload(left) => {
+                    let take = left.min((data.len() - i) as u64) as usize;
+                    self.keep_word_bytes(&data[i..i + take]);
+                    i += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 { State::Cr } else { State::Payload(left) };
+                }
+                State::Cr | State::Lf => {
+                    let want = if matches!(self.state, State::Cr) { b'\r' } else { b'\n' };
+                    if data[i] != want {
+                        return Err(ProtocolError::BadTerminator);
+                    }
+                    i += 1;
+                    if want == b'\r' {
+                        self.state = State::Lf;
+                        continue;
+                    }
+                    self.state = State::Line;
+                    if self.element_done() {
+                        return Ok((i, true));
+                    }
+                }
+                State::Line => {
+                    let rest = &data[i..];
+                    let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                        self.keep_line(rest);
+                        return Ok((data.len(), false));
+                    };
+                    let done = if self.line.is_empty() && !self.overflow {
+                        self.header(strip_cr(&rest[..nl]))?
+                    } else {
+                        self.keep_line(&rest[..nl]);
+                        let line = std::mem::take(&mut self.line);
+                        let r = self.header(strip_cr(&line));
+                        self.line = line;
+                        self.line.clear();
+                        self.overflow = false;
+                        r?
+                    };
+                    i += nl + 1;
+                    if done {
+                        return Ok((i, true));
+                    }
+                }
+            }
+        }
+        Ok((i, false))
+    }
+
+    fn keep_line(&mut self, part: &[u8]) {
+        let room = MAX_LINE - self.line.len();
+        if part.len() > room {
+            self.overflow = true;
+        }
+        self.line.extend_from_slice(&part[..part.len().min(room)]);
+    }
+
+    /// Handles one whole header line; true when it completes a top-level frame.
+    fn header(&mut self, line: &[u8]) -> Result<bool, ProtocolError> {
+        let at_top = self.stack.is_empty();
+        if at_top {
+            self.n_words = 0;
+            self.element = 0;
+        }
+        let Some((&kind, rest)) = line.split_first() else {
+            if at_top && self.side == Side::Client {
+                self.top = 0; // an empty inline line: Redis skips it
+                return Ok(true);
+            }
+            return Err(ProtocolError::BadType(b'\n'));
+        };
+        if at_top {
+            self.top = kind;
+            if self.side == Side::Client && kind != b'*' {
+                self.top = 0;
+                self.inline_words(line);
+                return Ok(true);
+            }
+        }
+        let numeric = matches!(kind, b'$' | b'!' | b'=' | b'*' | b'~' | b'>' | b'%' | b'|');
+        if numeric && self.overflow {
+            return Err(ProtocolError::LineTooLong);
+        }
+        match kind {
+            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => Ok(self.element_done()),
+            b'$' | b'!' | b'=' => match length(rest)? {
+                None => Ok(self.element_done()),
+                Some(n) => {
+                    self.start_word();
+                    self.state = State::Payload(n);
+                    if n == 0 {
+                        self.state = State::Cr;
+                    }
+                    Ok(false)
+                }
+            },
+            b'*' | b'~' | b'>' | b'%' | b'|' => {
+                let Some(n) = length(rest)? else {
+                    return Ok(self.element_done());
+                };
+                let pairs = matches!(kind, b'%' | b'|');
+                let n = if pairs {
+                    n.checked_mul(2).ok_or(ProtocolError::BadLength)?
+                } else {
+                    n
+                };
+                if n == 0 && kind == b'|' {
+                    return Ok(at_top); // an empty attribute annotates nothing
+                }
+                if n == 0 {
+                    return Ok(self.element_done());
+                }
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(ProtocolError::TooDeep);
+                }
+                self.stack.push(Level {
+                    left: n,
+                    attr: kind == b'|',
+                });
+                Ok(false)
+            }
+            other => Err(ProtocolError::BadType(other)),
+        }
+    }
+
+    /// One element is complete: count it against its parents. True at the end of a top-level frame.
+    fn element_done(&mut self) -> bool {
+        if self.stack.len() == 1 {
+            self.element += 1;
+        }
+        while let Some(level) = self.stack.last_mut() {
+            level.left -= 1;
+            if level.left > 0 {
+                return false;
+            }
+            let attr = level.attr;
+            self.stack.pop();
+            if attr {
+                // An attribute annotates the element after it; it is no element itself, except
+                // at the top, where the relay sees it as a frame of its own.
+                return self.stack.is_empty();
+            }
+            if self.stack.len() == 1 {
+                self.element += 1;
+            }
+        }
+        true
+    }
+
+    /// A bulk string starts: keep it if it is one of the first words of a command.
+    fn start_word(&mut self) {
+        if self.side == Side::Client && self.stack.len() == 1 && (self.element as usize) < WORDS {
+            let i = self.element as usize;
+            self.words[i].len = 0;
+            self.n_words = i + 1;
+        }
+    }
+
+    fn keep_word_bytes(&mut self, part: &[u8]) {
+        if self.side != Side::Client || self.stack.len() != 1 || (self.element as usize) >= WORDS {
+            return;
+        }
+        let w = &mut self.words[self.element as usize];
+        for &b in part {
+            if w.len < WORD_MAX {
+                w.bytes[w.len] = b;
+            }
+            w.len = w.len.saturating_add(1);
+        }
+    }
+
+    fn inline_words(&mut self, line: &[u8]) {
+        for (i, word) in line
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .take(WORDS)
+            .enumerate()
+        {
+            let w = &mut self.words[i];
+            w.len = word.len();
+            let n = word.len().min(WORD_MAX);
+            w.bytes[..n].copy_from_slice(&word[..n]);
+            self.n_words = i + 1;
+        }
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// A length or count: `None` for the null `-1`.
+fn length(digits: &[u8]) -> Result<Option<u64>, ProtocolError> {
+    if digits == b"-1" {
+        return Ok(None);
+    }
+    if digits == b"?" {
+        return Err(ProtocolError::Streamed);
+    }
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(ProtocolError::BadLength);
+    }
+    let text = std::str::from_utf8(digits).map_err(|_| ProtocolError::BadLength)?;
+    text.parse().map(Some).map_err(|_| ProtocolError::BadLength)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `data` in pieces of `step` bytes; returns the end offset of every frame.
+    pub(crate) fn frames(side: Side, data: &[u8], step: usize) -> Result<Vec<usize>, ProtocolError> {
+        let mut s = Scanner::new(side);
+        let mut ends = Vec::new();
+        let mut pos = 0;
+        for chunk in data.chunks(step.max(1)) {
+            let mut i = 0;
+            while i < chunk.len() {
+                let (used, done) = s.feed(&chunk[i..])?;
+                i += used;
+                if done {
+                    ends.push(pos + i);
+                }
+            }
+            pos += chunk.len();
+        }
+        Ok(ends)
+    }
+
+    #[test]
+    fn finds_frame_ends_whatever_the_split() {
+        let data = b"+OK\r\n$5\r\nhello\r\n*2\r\n:1\r\n*1\r\n$-1\r\n%1\r\n+a\r\n,1.5\r\n|1\r\n+k\r\n+v\r\n>2\r\n+m\r\n_\r\n*0\r\n";
+        let want = vec![5, 16, 33, 47, 59, 70, 74];
+        for step in 1..data.len() {
+            assert_eq!(frames(Side::Server, data, step).unwrap(), want, "step {step}");
+        }
+    }
+
+    #[test]
+    fn keeps_command_words_from_arrays_and_inline() {
+        let mut s = Scanner::new(Side::Client);
+        let cmd = b"*3\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n$30\r\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n";
+        assert_eq!(s.feed(cmd).unwrap(), (cmd.len(), true));
+        assert_eq!(s.word(0), Some(&b"CLUSTER"[..]));
+        assert_eq!(s.word(1), Some(&b"SLOTS"[..]));
+        assert_eq!(s.word(2), None, "too long to keep");
+        assert_eq!(s.feed(b"client  reply off\r\n").unwrap(), (19, true));
+        assert_eq!(s.frame_type(), 0);
+        assert_eq!(s.word(2), Some(&b"off"[..]));
+        assert_eq!(s.feed(b"\r\n").unwrap(), (2, true));
+        assert_eq!(s.word(0), None);
+    }
+
+    #[test]
+    fn huge_lengths_cost_nothing_and_garbage_is_an_error() {
+        let mut s = Scanner::new(Side::Server);
+        assert_eq!(s.feed(b"$536870912\r\n").unwrap(), (12, false));
+        assert_eq!(s.feed(&[b'x'; 4096]).unwrap(), (4096, false));
+        assert!(s.line.capacity() < 64);
+        for bad in [&b"?x\r\n"[..], b"$abc\r\n", b"*-2\r\n", b"$1\r\nxyz", b"$?\r\n"] {
+            assert!(Scanner::new(Side::Server).feed(bad).is_err(), "{bad:?}");
+        }
+        let deep = b"*1\r\n".repeat(MAX_DEPTH + 1);
+        assert_eq!(Scanner::new(Side::Server).feed(&deep), Err(ProtocolError::TooDeep));
+        let long = vec![b'1'; MAX_LINE + 10];
+        let mut s = Scanner::new(Side::Server);
+        s.feed(b"$").unwrap();
+        s.feed(&long).unwrap();
+        assert_eq!(s.feed(b"\r\n"), Err(ProtocolError::LineTooLong));
+    }
+}

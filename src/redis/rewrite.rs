@@ -1,0 +1,421 @@
+//! Rewriting the replies that name cluster nodes: `-MOVED`/`-ASK` redirects and the replies to
+//! `CLUSTER SLOTS`, `SHARDS`, `NODES` and `REPLICAS`/`SLAVES`, in RESP2 and RESP3. A held frame is
+//! parsed into a small tree, every node address is swapped for its local listener, and the tree
+//! is written back. Anything of an unexpected shape is left exactly as it was: this module
+//! never invents or drops a reply, it only changes addresses.
+
+use super::resp::MAX_DEPTH;
+
+/// Which topology command a reply answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topo {
+    /// `CLUSTER SLOTS`.
+    Slots,
+    /// `CLUSTER SHARDS`.
+    Shards,
+    /// `CLUSTER NODES`.
+    Nodes,
+    /// `CLUSTER REPLICAS` / `CLUSTER SLAVES`.
+    Replicas,
+}
+
+/// Where node addresses go: the client-facing IP and a way to get a node's local port.
+pub struct Addresses<'a> {
+    /// The IP the client connected to, substituted for every node host.
+    pub local_ip: String,
+    /// The host this connection tunnels to, for redirects with an empty host.
+    pub base_host: &'a str,
+    /// The local listener port for a node `host`, `port` (opened on first use).
+    pub map: &'a (dyn Fn(&str, u16) -> Option<u16> + Sync),
+}
+
+impl Addresses<'_> {
+    fn local(&self, host: &str, port: u16) -> Option<u16> {
+        match host {
+            "?" => None, // Redis does not know the endpoint; nothing to point at
+            "" => (self.map)(self.base_host, port),
+            h => (self.map)(h, port),
+        }
+    }
+}
+
+/// A parsed reply.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    /// A one-line type (`+ - : _ , # (`) and its text.
+    Line(u8, Vec<u8>),
+    /// A length-prefixed type (`$ ! =`) and its payload.
+    Blob(u8, Vec<u8>),
+    /// A null of any type (`$-1`, `*-1`).
+    Null(u8),
+    /// An aggregate (`* ~ > % |`); maps and attributes hold keys and values in turn.
+    Agg(u8, Vec<Value>),
+}
+
+impl Value {
+    fn text(&self) -> Option<&str> {
+        match self {
+            Value::Line(_, t) | Value::Blob(_, t) => std::str::from_utf8(t).ok(),
+            _ => None,
+        }
+    }
+
+    fn port(&self) -> Option<u16> {
+        self.text()?.parse().ok()
+    }
+
+    fn set_text(&mut self, s: &str) {
+        if let Value::Line(_, t) | Value::Blob(_, t) = self {
+            *t = s.as_bytes().to_vec();
+        }
+    }
+
+    fn items_mut(&mut self) -> Option<&mut Vec<Value>> {
+        match self {
+            Value::Agg(_, items) => Some(items),
+            _ => None,
+        }
+    }
+}
+
+fn parse(buf: &[u8], pos: &mut usize, depth: usize) -> Option<Value> {
+    if depth > MAX_DEPTH + 1 {
+        return None;
+    }
+    let rest = buf.get(*pos..)?;
+    let nl = rest.windows(2).position(|w| w == b"\r\n")?;
+    let (&kind, body) = rest[..nl].split_first()?;
+    *pos += nl + 2;
+    if body == b"-1" && !matches!(kind, b':' | b'(' | b',') {
+        return Some(Value::Null(kind));
+    }
+    let count = || std::str::from_utf8(body).ok()?.parse::<usize>().ok();
+    match kind {
+        b'$' | b'!' | b'=' => {
+            let n = count()?;
+            let payload = buf.get(*pos..pos.checked_add(n)?)?.to_vec();
+            *pos += n + 2;
+            Some(Value::Blob(kind, payload))
+        }
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let n = count()? * if matches!(kind, b'%' | b'|') { 2 } else { 1 };
+            let mut items = Vec::with_capacity(n.min(1024));
+            for _ in 0..n {
+                items.push(parse(buf, pos, depth + 1)?);
+            }
+            Some(Value::Agg(kind, items))
+        }
+        _ => Some(Value::Line(kind, body.to_vec())),
+    }
+}
+
+fn write(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Line(k, t) => {
+            out.push(*k);
+            out.extend_from_slice(t);
+        }
+        Value::Blob(k, t) => {
+            out.push(*k);
+            out.extend_from_slice(t.len().to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(t);
+        }
+        Value::Null(k) => {
+            out.push(*k);
+            out.extend_from_slice(b"-1");
+        }
+        Value::Agg(k, items) => {
+            let n = if matches!(k, b'%' | b'|') {
+                items.len() / 2
+            } else {
+                items.len()
+            };
+            out.push(*k);
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+            for item in items {
+                write(item, out);
+            }
+            return;
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Parses one whole frame (attributes before it are not expected here).
+fn parse_frame(frame: &[u8]) -> Option<Value> {
+    let mut pos = 0;
+    let v = parse(frame, &mut pos, 0)?;
+    (pos == frame.len()).then_some(v)
+}
+
+/// `-MOVED <slot> <host>:<port>` or `-ASK …` with the address swapped; `None` for other frames.
+pub fn redirect(frame: &[u8], a: &Addresses) -> Option<Vec<u8>> {
+    let line = std::str::from_utf8(frame.strip_prefix(b"-")?.strip_suffix(b"\r\n")?).ok()?;
+    let mut parts = line.split(' ');
+    let (kind, slot, addr) = (parts.next()?, parts.next()?, parts.next()?);
+    if !matches!(kind, "MOVED" | "ASK") || parts.next().is_some() {
+        return None;
+    }
+    let (host, port) = addr.rsplit_once(':')?;
+    let local = a.local(host, port.parse().ok()?)?;
+    Some(format!("-{kind} {slot} {}:{local}\r\n", a.local_ip).into_bytes())
+}
+
+/// The reply to a topology command with every node address swapped; `None` if it has another
+/// shape (an error, `+QUEUED` inside MULTI) and must pass unchanged.
+pub fn topology(frame: &[u8], topo: Topo, a: &Addresses) -> Option<Vec<u8>> {
+    let mut v = parse_frame(frame)?;
+    rewrite_value(&mut v, topo, a)?;
+    let mut out = Vec::with_capacity(frame.len() + 64);
+    write(&v, &mut out);
+    Some(out)
+}
+
+/// The reply to `EXEC`, whose elements answer the queued commands in order.
+pub fn exec(frame: &[u8], queued: &[Option<Topo>], a: &Addresses) -> Option<Vec<u8>> {
+    let mut v = parse_frame(frame)?;
+    let items = v.items_mut()?;
+    if items.len() != queued.len() {
+        return None;
+    }
+    for (item, topo) in items.iter_mut().zip(queued) {
+        if let Some(t) = topo {
+            let _ = rewrite_value(item, *t, a);
+        }
+    }
+    let mut out = Vec::with_capacity(frame.len() + 64);
+    write(&v, &mut out);
+    Some(out)
+}
+
+fn rewrite_value(v: &mut Value, topo: Topo, a: &Addresses) -> Option<()> {
+    match topo {
+        Topo::Slots => v.items_mut()?.iter_mut().for_each(|range| slot_range(range, a)),
+        Topo::Shards => v.items_mut()?.iter_mut().for_each(|shard| shard_nodes(shard, a)),
+        Topo::Nodes => nodes_blob(v, a)?,
+        Topo::Replicas => v.items_mut()?.iter_mut().for_each(|line| {
+            let _ = nodes_blob(line, a);
+        }),
+    }
+    Some(())
+}
+
+/// `[start, end, [host, port, id, {hostname, ip}], …]`.
+fn slot_range(range: &mut Value, a: &Addresses) {
+    let Some(items) = range.items_mut() else { return };
+    for node in items.iter_mut().skip(2) {
+        let Some(fields) = node.items_mut() else { continue };
+        let (Some(host), Some(port)) = (
+            fields.first().and_then(Value::text),
+            fields.get(1).and_then(Value::port),
+        ) else {
+            continue;
+        };
+        let Some(local) = a.local(host, port) else { continue };
+        fields[0].set_text(&a.local_ip);
+        fields[1].set_text(&local.to_string());
+        if let Some(meta) = fields.get_mut(3).and_then(Value::items_mut) {
+            for kv in meta.chunks_mut(2) {
+                if let [k, v] = kv
+                    && matches!(k.text(), Some("hostname" | "ip"))
+                {
+                    v.set_text(&a.local_ip);
+                }
+            }
+        }
+    }
+}
+
+/// A shard `{slots: …, nodes: [{id, port, tls-port, ip, endpoint, hostname, …}, …]}`.
+fn shard_nodes(shard: &mut Value, a: &Addresses) {
+    let Some(items) = shard.items_mut() else { return };
+    for kv in items.chunks_mut(2) {
+        if let [k, nodes] = kv
+            && k.text() == Some("nodes")
+            && let Some(nodes) = nodes.items_mut()
+        {
+            nodes
+                .iter_mut()
+                .filter_map(Value::items_mut)
+                .for_each(|n| shard_node(n, a));
+        }
+    }
+}
+
+fn shard_node(fields: &mut Vec<Value>, a: &Addresses) {
+    let get = |key: &str| {
+        fields
+            .chunks(2)
+            .find(|kv| kv.len() == 2 && kv[0].text() == Some(key))
+            .map(|kv| &kv[1])
+    };
+    let host = get("endpoint")
+        .and_then(Value::text)
+        .filter(|h| !h.is_empty() && *h != "?")
+        .or_else(|| get("ip").and_then(Value::text));
+    let port = get("tls-port").or_else(|| get("port")).and_then(Value::port);
+    let (Some(host), Some(port)) = (host, port) else { return };
+    let Some(local) = a.local(host, port) else { return };
+    let has_port = get("port").is_some();
+    for kv in fields.chunks_mut(2) {
+        if let [k, v] = kv {
+            match k.text() {
+                Some("ip" | "endpoint" | "hostname") => v.set_text(&a.local_ip),
+                Some("port" | "tls-port") => v.set_text(&local.to_string()),
+                _ => {}
+            }
+        }
+    }
+    if !has_port {
+        // A TLS-only node has no plain `port`; the local listener is one.
+        fields.push(Value::Blob(b'$', b"port".to_vec()));
+        fields.push(Value::Line(b':', local.to_string().into_bytes()));
+    }
+}
+
+/// A `CLUSTER NODES` text: a bulk string, or a RESP3 verbatim string with its `txt:` prefix.
+fn nodes_blob(v: &mut Value, a: &Addresses) -> Option<()> {
+    let Value::Blob(kind, bytes) = v else { return None };
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (prefix, body) = if *kind == b'=' {
+        text.split_at_checked(4)?
+    } else {
+        ("", text)
+    };
+    let lines: Vec<String> = body.split('\n').map(|l| nodes_line(l, a)).collect();
+    *bytes = format!("{prefix}{}", lines.join("\n")).into_bytes();
+    Some(())
+}
+
+/// `<id> <ip>:<port>@<cport>[,<hostname>] <flags> …` with the address swapped.
+fn nodes_line(line: &str, a: &Addresses) -> String {
+    let mut fields: Vec<&str> = line.split(' ').collect();
+    let Some(addr) = fields.get(1) else {
+        return line.to_string();
+    };
+    let Some(new) = nodes_addr(addr, a) else {
+        return line.to_string();
+    };
+    fields[1] = &new;
+    fields.join(" ")
+}
+
+fn nodes_addr(field: &str, a: &Addresses) -> Option<String> {
+    let (addr, bus) = field.split_once('@')?;
+    let (ip, port) = addr.rsplit_once(':')?;
+    let (cport, hostname) = bus.split_once(',').unwrap_or((bus, ""));
+    let host = if hostname.is_empty() { ip } else { hostname };
+    if host.is_empty() {
+        return None; // a node without an address yet
+    }
+    let local = a.local(host, port.parse().ok()?)?;
+    let hostname = if bus.contains(',') && !hostname.is_empty() {
+        format!(",{}", a.local_ip)
+    } else if bus.contains(',') {
+        ",".to_string()
+    } else {
+        String::new()
+    };
+    Some(format!("{}:{local}@{cport}{hostname}", a.local_ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_addresses(f: impl FnOnce(&Addresses)) {
+        let map = |host: &str, port: u16| match (host, port) {
+            ("10.0.0.1", 6379) => Some(17001),
+            ("node2.example", 6380) => Some(17002),
+            ("base.example", 6381) => Some(17003),
+            _ => None,
+        };
+        f(&Addresses {
+            local_ip: "127.0.0.1".into(),
+            base_host: "base.example",
+            map: &map,
+        });
+    }
+
+    #[test]
+    fn redirects_point_at_local_listeners() {
+        with_addresses(|a| {
+            assert_eq!(
+                redirect(b"-MOVED 3999 10.0.0.1:6379\r\n", a).unwrap(),
+                b"-MOVED 3999 127.0.0.1:17001\r\n"
+            );
+            assert_eq!(
+                redirect(b"-ASK 1 node2.example:6380\r\n", a).unwrap(),
+                b"-ASK 1 127.0.0.1:17002\r\n"
+            );
+            assert_eq!(
+                redirect(b"-MOVED 2 :6381\r\n", a).unwrap(),
+                b"-MOVED 2 127.0.0.1:17003\r\n"
+            );
+            assert_eq!(redirect(b"-ERR MOVED 1 10.0.0.1:6379\r\n", a), None);
+            assert_eq!(redirect(b"-MOVED 1 unknown:1\r\n", a), None);
+        });
+    }
+
+    #[test]
+    fn cluster_slots_resp2_and_resp3() {
+        with_addresses(|a| {
+            let resp2 = b"*1\r\n*3\r\n:0\r\n:5460\r\n*4\r\n$8\r\n10.0.0.1\r\n:6379\r\n$2\r\nid\r\n*2\r\n$8\r\nhostname\r\n$4\r\nnode\r\n";
+            let out = topology(resp2, Topo::Slots, a).unwrap();
+            assert_eq!(
+                out,
+                b"*1\r\n*3\r\n:0\r\n:5460\r\n*4\r\n$9\r\n127.0.0.1\r\n:17001\r\n$2\r\nid\r\n*2\r\n$8\r\nhostname\r\n$9\r\n127.0.0.1\r\n"
+            );
+            let resp3 = b"*1\r\n*3\r\n:0\r\n:5460\r\n*4\r\n$13\r\nnode2.example\r\n:6380\r\n$2\r\nid\r\n%1\r\n$2\r\nip\r\n$8\r\n10.0.0.2\r\n";
+            let out = topology(resp3, Topo::Slots, a).unwrap();
+            assert!(out.ends_with(b":17002\r\n$2\r\nid\r\n%1\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n"));
+        });
+    }
+
+    #[test]
+    fn cluster_nodes_and_replicas_text() {
+        with_addresses(|a| {
+            let text = "abc 10.0.0.1:6379@16379,n1 myself,master - 0 0 1 connected 0-5460\ndef :0@0 noaddr - 0 0 0 disconnected\n";
+            let frame = format!("${}\r\n{text}\r\n", text.len());
+            let out = topology(frame.as_bytes(), Topo::Nodes, a).unwrap();
+            assert_eq!(
+                out,
+                frame.as_bytes(),
+                "n1 is unknown to the map and noaddr has none: left as they were"
+            );
+            let text = "abc 10.0.0.9:6380@16380,node2.example slave x 0 0 1 connected\n";
+            let frame = format!("=${}\r\ntxt:{text}\r\n", text.len() + 4);
+            let frame = frame.replacen("=$", "=", 1);
+            let out = String::from_utf8(topology(frame.as_bytes(), Topo::Nodes, a).unwrap()).unwrap();
+            assert!(out.contains("txt:abc 127.0.0.1:17002@16380,127.0.0.1 slave"), "{out}");
+            let line = "abc 10.0.0.1:6379@16379 slave x 0 0 1 connected";
+            let frame = format!("*1\r\n${}\r\n{line}\r\n", line.len());
+            let out = String::from_utf8(topology(frame.as_bytes(), Topo::Replicas, a).unwrap()).unwrap();
+            assert!(out.contains("abc 127.0.0.1:17001@16379 slave"), "{out}");
+        });
+    }
+
+    #[test]
+    fn cluster_shards_adds_a_plain_port() {
+        with_addresses(|a| {
+            let frame = b"*1\r\n*4\r\n$5\r\nslots\r\n*0\r\n$5\r\nnodes\r\n*1\r\n*6\r\n$8\r\ntls-port\r\n:6379\r\n$2\r\nip\r\n$8\r\n10.0.0.1\r\n$8\r\nendpoint\r\n$8\r\n10.0.0.1\r\n";
+            let out = String::from_utf8(topology(frame, Topo::Shards, a).unwrap()).unwrap();
+            assert!(
+                out.contains("*8\r\n$8\r\ntls-port\r\n:17001\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n"),
+                "{out}"
+            );
+            assert!(out.ends_with("$4\r\nport\r\n:17001\r\n"), "{out}");
+        });
+    }
+
+    #[test]
+    fn other_shapes_pass_unchanged() {
+        with_addresses(|a| {
+            assert_eq!(topology(b"+QUEUED\r\n", Topo::Slots, a), None);
+            assert_eq!(topology(b"-ERR no\r\n", Topo::Nodes, a), None);
+            assert_eq!(topology(b"*1\r\n", Topo::Slots, a), None, "truncated");
+        });
+    }
+}
