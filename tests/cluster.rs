@@ -253,3 +253,63 @@ fn failover_keeps_writes(c: &RedisCluster, port: u16, map: &std::collections::Ha
         assert!(v == format!("v{i}"), "key:{i} lost after failover: {v}");
     }
 }
+
+/// A free stretch of 40 ports for `clusterPorts` (node listeners skip any taken meanwhile).
+fn port_range() -> (u16, u16) {
+    let first = free_port().min(65000);
+    (first, first + 39)
+}
+
+#[test]
+fn hostname_cluster_through_one_section() {
+    let c = RedisCluster::start(true);
+    let port = free_port();
+    let (first, last) = port_range();
+    let conf = section(port, &format!("node1.cluster.test:{}", c.nodes[0].port), &c.ca)
+        + &format!("clusterPorts = {first}-{last}\n");
+    let args = c.connect_to_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let rt = Retunnel::spawn(&conf, &args);
+    rt.log.wait_for("listening");
+
+    write_every_shard(port, &c);
+    let real: Vec<String> = c.nodes.iter().map(|n| n.port.to_string()).collect();
+    let in_range = |p: &str| p.parse::<u16>().is_ok_and(|p| (first..=last).contains(&p));
+    // Every topology reply, in RESP2 and RESP3, names only local listeners by IP.
+    for (proto, cmd) in [
+        ("-2", "slots"),
+        ("-3", "slots"),
+        ("-2", "shards"),
+        ("-3", "shards"),
+        ("-2", "nodes"),
+    ] {
+        let out = redis_cli(port, &[proto, "cluster", cmd]);
+        assert!(
+            !out.contains(".cluster.test"),
+            "{proto} cluster {cmd} leaked a host name:\n{out}"
+        );
+        for p in &real {
+            assert!(
+                !out.contains(p.as_str()),
+                "{proto} cluster {cmd} leaked real port {p}:\n{out}"
+            );
+        }
+        assert!(out.contains("127.0.0.1"), "{out}");
+    }
+    let nodes = parse_nodes(&redis_cli(port, &["cluster", "nodes"]));
+    assert_eq!(nodes.len(), 6);
+    assert!(
+        nodes.iter().all(|n| in_range(&n.port.to_string())),
+        "not in clusterPorts: {nodes:?}"
+    );
+    let log = rt.log.wait_for_n("cluster node listener opened", 6);
+    assert!(log.contains("node=node2.cluster.test:"), "{log}");
+
+    let out = python(PY_CLIENT, &[&port.to_string(), "100"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let used = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        used.split_whitespace().all(|n| in_range(n.rsplit_once(':').unwrap().1)),
+        "{used}"
+    );
+}

@@ -27,3 +27,37 @@ pub async fn send_error(client: &mut tokio::net::TcpStream, why: &str) {
     let _ = client.write_all(format!("-ERR retunnel: {line}\r\n").as_bytes()).await;
     let _ = client.shutdown().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, RedisSettings};
+    use std::path::Path;
+
+    fn parse(extra: &str) -> Result<Config, String> {
+        let text = format!("[c]\naccept = 127.0.0.1:7000\nconnect = db.example.com:6379\n{extra}");
+        Config::parse(&text, Path::new("t.conf"))
+            .map(|(c, _)| c)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn protocol_redis_and_cluster_ports_are_parsed_and_checked() {
+        assert_eq!(parse("").unwrap().services[0].redis, None);
+        let c = parse("protocol = Redis\nclusterPorts = 17000-17099\n").unwrap();
+        let want = RedisSettings {
+            cluster_ports: Some((17000, 17099)),
+        };
+        assert_eq!(c.services[0].redis, Some(want));
+        let e = parse("protocol = smtp\n").unwrap_err();
+        assert!(
+            e.contains("t.conf:4: [c] protocol: `smtp`: stunnel's STARTTLS protocols are not supported"),
+            "{e}"
+        );
+        let e = parse("clusterPorts = 17000-17099\n").unwrap_err();
+        assert!(e.contains("add `protocol = redis`"), "{e}");
+        for bad in ["17099-17000", "0-5", "17000", "a-b"] {
+            let e = parse(&format!("protocol = redis\nclusterPorts = {bad}\n")).unwrap_err();
+            assert!(e.contains("is not a port range like 17000-17099"), "{bad}: {e}");
+        }
+    }
+}

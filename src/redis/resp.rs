@@ -337,8 +337,86 @@ fn length(digits: &[u8]) -> Result<Option<u64>, ProtocolError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Any RESP2/RESP3 frame Redis may send (attributes and streamed types aside).
+    pub(crate) fn arb_frame() -> impl Strategy<Value = Vec<u8>> {
+        let text = "[a-zA-Z0-9 .:-]{0,20}";
+        let leaf = prop_oneof![
+            text.prop_map(|t| format!("+{t}\r\n").into_bytes()),
+            text.prop_map(|t| format!("-ERR {t}\r\n").into_bytes()),
+            any::<i64>().prop_map(|n| format!(":{n}\r\n").into_bytes()),
+            Just(b"_\r\n".to_vec()),
+            Just(b"$-1\r\n".to_vec()),
+            Just(b"*-1\r\n".to_vec()),
+            Just(b",1.5\r\n".to_vec()),
+            Just(b"#t\r\n".to_vec()),
+            Just(b"(3492890328409238509324850943850943825024385\r\n".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| blob(b'$', &b)),
+            text.prop_map(|t| blob(b'=', format!("txt:{t}").as_bytes())),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                (
+                    prop::sample::select(&[b'*', b'~', b'>'][..]),
+                    proptest::collection::vec(inner.clone(), 0..6)
+                )
+                    .prop_map(|(k, items)| aggregate(k, items.len(), items)),
+                proptest::collection::vec((inner.clone(), inner), 0..4).prop_map(|pairs| {
+                    let n = pairs.len();
+                    aggregate(b'%', n, pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
+                }),
+            ]
+        })
+    }
+
+    fn blob(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![kind];
+        out.extend_from_slice(format!("{}\r\n", payload.len()).as_bytes());
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+
+    fn aggregate(kind: u8, n: usize, items: Vec<Vec<u8>>) -> Vec<u8> {
+        let mut out = format!("{}{n}\r\n", kind as char).into_bytes();
+        items.iter().for_each(|i| out.extend_from_slice(i));
+        out
+    }
+
+    proptest! {
+        /// However the stream is cut into reads, every frame ends exactly where it ends.
+        #[test]
+        fn frame_bounds_survive_any_split(frames_in in proptest::collection::vec(arb_frame(), 1..8), step in 1usize..64) {
+            let mut data = Vec::new();
+            let mut want = Vec::new();
+            for f in &frames_in {
+                data.extend_from_slice(f);
+                want.push(data.len());
+            }
+            prop_assert_eq!(frames(Side::Server, &data, step).unwrap(), want);
+        }
+
+        /// Arbitrary bytes never panic, and what the scanner keeps stays bounded.
+        #[test]
+        fn garbage_never_panics_and_memory_stays_bounded(data in proptest::collection::vec(any::<u8>(), 0..4096), step in 1usize..512) {
+            for side in [Side::Server, Side::Client] {
+                let mut s = Scanner::new(side);
+                'feed: for chunk in data.chunks(step) {
+                    let mut i = 0;
+                    while i < chunk.len() {
+                        match s.feed(&chunk[i..]) {
+                            Ok((used, _)) => i += used,
+                            Err(_) => break 'feed,
+                        }
+                        prop_assert!(s.line.len() <= MAX_LINE && s.stack.len() <= MAX_DEPTH);
+                    }
+                }
+            }
+        }
+    }
 
     /// Feeds `data` in pieces of `step` bytes; returns the end offset of every frame.
     pub(crate) fn frames(side: Side, data: &[u8], step: usize) -> Result<Vec<usize>, ProtocolError> {

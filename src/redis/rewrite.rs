@@ -410,6 +410,17 @@ mod tests {
         });
     }
 
+    proptest::proptest! {
+        /// A parsed frame writes back byte for byte: rewriting changes addresses, nothing else.
+        #[test]
+        fn parse_then_write_is_identity(frame in crate::redis::resp::tests::arb_frame()) {
+            let v = parse_frame(&frame).unwrap();
+            let mut out = Vec::new();
+            write(&v, &mut out);
+            proptest::prop_assert_eq!(out, frame);
+        }
+    }
+
     #[test]
     fn other_shapes_pass_unchanged() {
         with_addresses(|a| {
