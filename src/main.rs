@@ -67,6 +67,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let output_is_file = config.global.output.is_some();
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -80,8 +81,11 @@ fn main() -> ExitCode {
     match runtime.block_on(retunnel::run::run(config, connect_to)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The log may be a file; the person who started retunnel reads stderr.
             tracing::error!("{e}");
-            eprintln!("retunnel: {e}");
+            if output_is_file {
+                eprintln!("retunnel: {e}");
+            }
             ExitCode::FAILURE
         }
     }
