@@ -227,7 +227,7 @@ impl Parser<'_> {
                 continue;
             };
             match options::lookup(name).map(|s| s.scope) {
-                Some(Scope::Service) => defaults.push(entry),
+                Some(Scope::Service) if name != "debug" => defaults.push(entry),
                 _ => self.global_option(&mut global, name, &at),
             }
         }

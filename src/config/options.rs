@@ -78,7 +78,8 @@ pub const OPTIONS: &[OptionSpec] = &[
     honoured("pid", Global),
     honoured("setuid", Global),
     honoured("setgid", Global),
-    honoured("debug", Global),
+    // stunnel allows `debug` per service too; retunnel has one log level (see config::service).
+    honoured("debug", Service),
     // Honoured, per service.
     honoured("client", Service),
     honoured("accept", Service),
