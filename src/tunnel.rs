@@ -145,7 +145,8 @@ fn announce(listener: &TcpListener, s: &Shared) {
     }
 }
 
-fn bind_hint(e: &io::Error) -> &'static str {
+/// What to do when an `accept` address cannot be bound (shared with `check`).
+pub fn bind_hint(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::AddrInUse => {
             "another program listens there (see `ss -ltnp`); stop it or choose another port in `accept`"
