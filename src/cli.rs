@@ -46,7 +46,11 @@ pub enum Command {
         shell: Shell,
     },
     /// Print the man page (roff) to standard output: retunnel man > retunnel.1
-    Man,
+    Man {
+        /// A subcommand's own page instead (retunnel man check > retunnel-check.1).
+        #[arg(value_name = "SUBCOMMAND")]
+        subcommand: Option<String>,
+    },
 }
 
 /// `retunnel check`'s flags.
@@ -171,7 +175,21 @@ pub fn completions(shell: Shell, out: &mut dyn std::io::Write) {
     clap_complete::generate(shell, &mut command(), "retunnel", out);
 }
 
-/// Writes the man page.
-pub fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    clap_mangen::Man::new(command()).render(out)
+/// Writes the man page of retunnel, or of one of its subcommands (`retunnel-check(1)`, which
+/// the main page refers to).
+pub fn man(subcommand: Option<&str>, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let main = command();
+    let page = match subcommand {
+        None => main,
+        Some(name) => {
+            let Some(sub) = main.find_subcommand(name) else {
+                let known: Vec<&str> = main.get_subcommands().map(|c| c.get_name()).collect();
+                let msg = format!("no subcommand `{name}`; one of: {}", known.join(", "));
+                return Err(std::io::Error::new(std::io::ErrorKind::NotFound, msg));
+            };
+            let full = format!("retunnel-{name}");
+            sub.clone().name(full).version(version())
+        }
+    };
+    clap_mangen::Man::new(page).render(out)
 }

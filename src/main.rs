@@ -16,8 +16,9 @@ fn main() -> ExitCode {
             cli::completions(shell, &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Some(Command::Man) => match cli::man(&mut std::io::stdout()) {
+        Some(Command::Man { subcommand }) => match cli::man(subcommand.as_deref(), &mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("retunnel: cannot write the man page: {e}");
                 ExitCode::FAILURE
