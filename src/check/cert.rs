@@ -125,7 +125,7 @@ fn reason(issue: &Issue, cert: Option<&X509Ref>, leaf: Option<&X509Ref>, name: &
         HOSTNAME_MISMATCH | IP_ADDRESS_MISMATCH => {
             let covers = leaf.map(covered_names).unwrap_or_default().join(", ");
             format!(
-                "host name mismatch: the certificate covers {covers}, not {name}; connect by one of those names or set checkHost to it"
+                "host name mismatch: the certificate covers {covers}, not {name}; connect by one of those names, or set checkHost to one of them"
             )
         }
         CERT_HAS_EXPIRED => {

@@ -298,7 +298,7 @@ fn accepted(svc: &ServiceConfig, r: &TargetReport, inspect_error: Option<String>
             c.verified_name, c.days_left, c.not_after
         ));
     }
-    ok(format!("verified for {}; {} days left", c.verified_name, c.days_left))
+    ok(format!("verified for {}", c.verified_name))
 }
 
 async fn ping(tls: TlsStream, limit: Duration, r: &mut TargetReport) {
@@ -322,22 +322,26 @@ async fn ping(tls: TlsStream, limit: Duration, r: &mut TargetReport) {
             info.ms
         ))
     } else if info.reply == "PONG" {
-        let about = [
-            info.role.as_deref(),
-            info.version.as_deref().map(|v| format!("redis {v}")).as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ");
-        let of = info.primary.as_deref().map(|p| format!(" of {p}")).unwrap_or_default();
-        ok(format!("PONG in {} ms; {about}{of}", info.ms)
-            .trim_end_matches("; ")
-            .to_string())
+        ok(format!("PONG in {} ms{}", info.ms, about(&info)))
     } else {
         warn(format!("reachable, but PING answered: {}", info.reply))
     };
     r.server = Some(info);
+}
+
+/// `; replica of 10.0.0.5:6379 (link up), redis 7.1.0`, or as much of it as the server told.
+fn about(info: &super::RedisInfo) -> String {
+    let role = match (&info.role, &info.primary) {
+        (Some(r), Some(p)) => Some(format!("{r} of {p}")),
+        (Some(r), None) => Some(r.clone()),
+        (None, _) => None,
+    };
+    let version = info.version.as_ref().map(|v| format!("redis {v}"));
+    let parts: Vec<String> = role.into_iter().chain(version).collect();
+    match parts.is_empty() {
+        true => String::new(),
+        false => format!("; {}", parts.join(", ")),
+    }
 }
 
 /// Milliseconds with one decimal, for reports.

@@ -449,12 +449,13 @@ pub struct Finished {
 /// so that a test sees what a user's pipe gets.
 pub fn run_retunnel<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Finished {
     let mut cmd = Command::new(retunnel_bin());
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).env_remove("RUST_LOG").env_remove("NO_COLOR");
+    run_to_end(cmd)
+}
+
+/// Runs a command to completion (at most [`WAIT`], then it is killed and the test fails).
+pub fn run_to_end(mut cmd: Command) -> Finished {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
