@@ -43,17 +43,17 @@ fn load(source: &Source, what: &str, outcome: &str) -> Result<(Config, Vec<Warni
             eprintln!("{what}: {e}");
             Err(ExitCode::from(2))
         }
-        Err(SourceError::Config(e)) => {
-            eprintln!(
-                "{what}: the configuration has {} problem(s){outcome}:",
-                e.problems.len()
-            );
-            for p in &e.problems {
-                eprintln!("  {p}");
-            }
-            Err(ExitCode::from(2))
-        }
+        Err(SourceError::Config(e)) => Err(problems(what, outcome, &e.problems)),
     }
+}
+
+/// Prints every problem of a configuration; returns the exit code for it.
+fn problems(what: &str, outcome: &str, problems: &[String]) -> ExitCode {
+    eprintln!("{what}: the configuration has {} problem(s){outcome}:", problems.len());
+    for p in problems {
+        eprintln!("  {p}");
+    }
+    ExitCode::from(2)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -101,6 +101,10 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         eprintln!("warning: {w}");
     }
     if args.offline {
+        let found = check::offline_problems(&config);
+        if !found.is_empty() {
+            return problems("retunnel check", "", &found);
+        }
         print!("{}", check::render_offline(&config, &warnings, args.json));
         return ExitCode::SUCCESS;
     }

@@ -364,3 +364,84 @@ fn colour_only_on_a_terminal_without_no_color() {
         "NO_COLOR must win:\n{plain:?}"
     );
 }
+
+#[test]
+fn a_section_works_when_one_of_its_targets_does() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let conf = format!(
+        "[cache]\naccept = 127.0.0.1:{}\nconnect = 127.0.0.1:{}\nconnect = localhost:{}\nCAfile = {}\n",
+        free_port(),
+        free_port(),
+        redis.port,
+        ca.pem.display()
+    );
+    let (code, r, _) = check_json(&conf);
+    assert_eq!(code, Some(0), "{r:#}");
+    let targets = r["sections"][0]["targets"].as_array().unwrap();
+    assert_eq!(mark(&targets[0], "tcp"), "fail");
+    assert_eq!(mark(&targets[1], "redis"), "ok");
+    let out = check_text(&conf);
+    let row = out.stdout.lines().find(|l| l.starts_with("cache ")).unwrap();
+    assert!(row.ends_with("(2 targets, see below)") && !row.contains('✗'), "{row}");
+}
+
+#[test]
+fn a_plain_tcp_port_is_named_as_not_tls() {
+    // A server that answers anything with a Redis error line, as a plain-text Redis port does.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut sock in listener.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut sock, b"-ERR unknown command\r\n");
+        }
+    });
+    let (code, r, _) = check_json(&section("cache", &format!("127.0.0.1:{port}"), None));
+    assert_eq!(code, Some(1), "{r:#}");
+    let t = first_target(&r);
+    assert_eq!(mark(t, "tcp"), "ok");
+    assert_eq!(mark(t, "tls"), "fail");
+    assert!(message(t, "tls").contains("plain-TCP port"), "{t:#}");
+}
+
+#[test]
+fn unverified_section_warns_and_says_what_verification_would_find() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let conf = format!(
+        "[cache]\naccept = 127.0.0.1:{}\nconnect = localhost:{}\nverifyChain = no\n",
+        free_port(),
+        redis.port
+    );
+    let (code, r, _) = check_json(&conf);
+    assert_eq!(code, Some(0), "{r:#}");
+    let t = first_target(&r);
+    assert_eq!(mark(t, "certificate"), "warn");
+    let m = message(t, "certificate");
+    assert!(
+        m.contains("NOT verified") && m.contains("would fail: unknown CA"),
+        "{m}"
+    );
+    assert_eq!(mark(t, "redis"), "ok");
+}
+
+#[test]
+fn offline_loads_the_tls_settings_as_the_daemon_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("ca.pem");
+    std::fs::write(&not_pem, "not a certificate\n").unwrap();
+    let conf = format!(
+        "[cache]\naccept = 127.0.0.1:6379\nconnect = localhost:6380\nCAfile = {}\n",
+        not_pem.display()
+    );
+    let path = write_conf(dir.path(), &conf);
+    let out = run_retunnel(&["check".as_ref(), "--offline".as_ref(), path.as_os_str()]);
+    assert_eq!(out.code, Some(2), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("[cache]") && out.stderr.contains("holds no PEM certificate"),
+        "{}",
+        out.stderr
+    );
+}

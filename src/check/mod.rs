@@ -19,6 +19,19 @@ mod report;
 use serde::Serialize;
 
 pub use probe::run;
+
+use crate::config::Config;
+use crate::tls::TlsClient;
+
+/// What the daemon would refuse at start beyond the file's syntax, without any network: every
+/// section's TLS settings are loaded (a `CAfile` without a PEM certificate, for one).
+pub fn offline_problems(config: &Config) -> Vec<String> {
+    config
+        .services
+        .iter()
+        .filter_map(|s| TlsClient::new(&s.tls).err().map(|e| format!("[{}] {e}", s.name)))
+        .collect()
+}
 pub use report::{Style, render_json, render_offline, render_text};
 
 /// The outcome of one step, as a mark in the table. Ordered from best to worst.

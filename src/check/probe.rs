@@ -223,9 +223,12 @@ async fn handshake(
 ) -> Option<TlsStream> {
     let name = client.verified_name(host);
     let started = Instant::now();
-    let result = timeout(svc.connect_timeout, client.handshake(host, tcp)).await;
-    let ms = millis(started.elapsed());
-    let inspected = inspect(addr, svc, &name).await;
+    let own = async {
+        let result = timeout(svc.connect_timeout, client.handshake(host, tcp)).await;
+        (result, millis(started.elapsed()))
+    };
+    // Side by side, so that a server that never answers costs one timeout, not two.
+    let ((result, ms), inspected) = tokio::join!(own, inspect(addr, svc, &name));
     if let Ok(i) = &inspected {
         r.session = Some(super::Session {
             ms,
