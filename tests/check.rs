@@ -445,3 +445,33 @@ fn offline_loads_the_tls_settings_as_the_daemon_does() {
         out.stderr
     );
 }
+
+#[test]
+fn a_tls_server_that_is_not_redis_fails_at_redis() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start(&leaf);
+    let (code, r, _) = check_json(&section("cache", &format!("localhost:{}", echo.addr.port()), Some(&ca)));
+    assert_eq!(code, Some(1), "{r:#}");
+    let t = first_target(&r);
+    assert_eq!(mark(t, "tls"), "ok");
+    assert_eq!(mark(t, "redis"), "fail");
+    assert!(message(t, "redis").contains("is this port Redis?"), "{t:#}");
+}
+
+#[test]
+fn connect_to_checks_an_unchanged_config_against_another_server() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&["cache.example.invalid"]);
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_conf(dir.path(), &section("cache", "cache.example.invalid:6379", Some(&ca)));
+    let map = format!("cache.example.invalid:6379:127.0.0.1:{}", redis.port);
+    let out = run_retunnel(&["check", "--json", "--connect-to", &map, path.to_str().unwrap()]);
+    let r: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(out.code, Some(0), "{r:#}");
+    let t = first_target(&r);
+    assert_eq!(t["connect_to"], format!("127.0.0.1:{}", redis.port));
+    assert_eq!(t["cert"]["verified_name"], "cache.example.invalid");
+    assert_eq!(mark(t, "redis"), "ok");
+}

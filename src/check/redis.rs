@@ -43,7 +43,7 @@ pub async fn probe<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<Redis
             info.reply = e;
             return Ok(info);
         }
-        other => return Err(format!("unexpected answer to PING: {other:?}")),
+        other => return Err(format!("PING got {other:?} instead of PONG; is this port Redis?")),
     }
     server_info(&mut s, &mut info).await?;
     if info.role.is_none() {
