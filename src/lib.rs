@@ -12,7 +12,11 @@
 //! - [`relay`]: bytes both ways with half-close, counters and the idle timeout.
 //! - [`process`]: pid file and signals; [`logging`]: tracing set-up.
 //! - [`run`]: the daemon's life, from a validated config to exit.
+//! - [`check`]: `retunnel check`, every step of every section tested and explained.
+//! - [`cli`]: the command line (also the source of the completions and the man page).
 
+pub mod check;
+pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod logging;

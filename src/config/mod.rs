@@ -6,6 +6,7 @@
 //! ready to run. Every error names the file, the line, the section, the option and the fix.
 
 mod lines;
+mod oneoff;
 pub mod options;
 mod values;
 
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use oneoff::OneOff;
 pub use values::{Host, LogLevel, Target, TlsVersion, target as parse_target};
 
 use lines::{Entry, Section};
@@ -77,6 +79,21 @@ pub struct TlsSettings {
     pub min_version: TlsVersion,
     /// Highest protocol version offered; `None`: the newest the library has.
     pub max_version: Option<TlsVersion>,
+}
+
+impl Default for TlsSettings {
+    /// Verify chain and host against the system store, TLS 1.2 or later.
+    fn default() -> TlsSettings {
+        TlsSettings {
+            verify_chain: true,
+            ca_file: None,
+            ca_path: None,
+            check_host: None,
+            sni: None,
+            min_version: TlsVersion::Tls12,
+            max_version: None,
+        }
+    }
 }
 
 /// A non-fatal remark about the configuration.
@@ -312,15 +329,7 @@ impl Parser<'_> {
 
         let mut accept = None;
         let mut connect = Vec::new();
-        let mut tls = TlsSettings {
-            verify_chain: true,
-            ca_file: None,
-            ca_path: None,
-            check_host: None,
-            sni: None,
-            min_version: TlsVersion::Tls12,
-            max_version: None,
-        };
+        let mut tls = TlsSettings::default();
         let mut connect_timeout = defaults::CONNECT_TIMEOUT;
         let mut close_timeout = defaults::CLOSE_TIMEOUT;
         let mut idle_timeout = Some(defaults::IDLE_TIMEOUT);
