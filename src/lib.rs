@@ -13,7 +13,11 @@
 //! - [`redis`]: `protocol = redis`: cluster redirects and topology rewritten to node listeners.
 //! - [`process`]: pid file and signals; [`logging`]: tracing set-up.
 //! - [`run`]: the daemon's life, from a validated config to exit.
+//! - [`check`]: `retunnel check`, every step of every section tested and explained.
+//! - [`cli`]: the command line (also the source of the completions and the man page).
 
+pub mod check;
+pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod logging;

@@ -35,6 +35,10 @@ pub enum RunError {
 /// Runs every service of `config` until SIGINT or SIGTERM.
 pub async fn run(config: Config, connect_to: ConnectTo) -> Result<(), RunError> {
     let mut signals = Signals::install().map_err(RunError::Signals)?;
+    match crate::process::raise_fd_limit() {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => warn!(error = %e, "cannot raise the open-file limit; many clients may hit EMFILE"),
+    }
     let tunnel = Tunnel::bind(config.services, &connect_to).await?;
     let _pid = match &config.global.pid {
         Some(path) => Some(PidFile::create(path).map_err(|source| RunError::PidFile {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -67,7 +67,7 @@ impl Tunnel {
         let mut bound = Vec::with_capacity(shared.len());
         for s in shared {
             let addr = s.config.accept;
-            let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+            let listener = listen(addr).map_err(|source| StartError::Bind {
                 service: s.config.name.clone(),
                 addr,
                 hint: bind_hint(&source),
@@ -146,7 +146,21 @@ fn announce(listener: &TcpListener, s: &Shared) {
     }
 }
 
-fn bind_hint(e: &io::Error) -> &'static str {
+/// Binds with a deep accept queue: a burst of clients (a pool opening hundreds of connections
+/// at once) must wait in the queue, not have their SYNs dropped and retried a second later.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// What to do when an `accept` address cannot be bound (shared with `check`).
+pub fn bind_hint(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::AddrInUse => {
             "another program listens there (see `ss -ltnp`); stop it or choose another port in `accept`"

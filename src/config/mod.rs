@@ -6,6 +6,7 @@
 //! ready to run. Every error names the file, the line, the section, the option and the fix.
 
 mod lines;
+mod oneoff;
 pub mod options;
 mod values;
 
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use oneoff::OneOff;
 pub use values::{Host, LogLevel, Target, TlsVersion, target as parse_target};
 
 use lines::{Entry, Section};
@@ -86,6 +88,21 @@ pub struct TlsSettings {
     pub min_version: TlsVersion,
     /// Highest protocol version offered; `None`: the newest the library has.
     pub max_version: Option<TlsVersion>,
+}
+
+impl Default for TlsSettings {
+    /// Verify chain and host against the system store, TLS 1.2 or later.
+    fn default() -> TlsSettings {
+        TlsSettings {
+            verify_chain: true,
+            ca_file: None,
+            ca_path: None,
+            check_host: None,
+            sni: None,
+            min_version: TlsVersion::Tls12,
+            max_version: None,
+        }
+    }
 }
 
 /// A non-fatal remark about the configuration.
@@ -236,7 +253,7 @@ impl Parser<'_> {
                 continue;
             };
             match options::lookup(name).map(|s| s.scope) {
-                Some(Scope::Service) => defaults.push(entry),
+                Some(Scope::Service) if name != "debug" => defaults.push(entry),
                 _ => self.global_option(&mut global, name, &at),
             }
         }
@@ -246,19 +263,26 @@ impl Parser<'_> {
                 self.path.display()
             ));
         }
+        for (i, section) in services.iter().enumerate() {
+            if let Some(first) = services[..i].iter().find(|s| s.name == section.name) {
+                self.problems.push(format!(
+                    "{}:{}: [{}] is defined twice (first on line {}); rename one of the sections",
+                    self.path.display(),
+                    section.line,
+                    section.name.as_deref().unwrap_or_default(),
+                    first.line
+                ));
+            }
+        }
         let mut out: Vec<ServiceConfig> = Vec::new();
         for section in services {
             let Some(svc) = self.service(section, &defaults) else {
                 continue;
             };
-            if let Some(other) = out.iter().find(|o| o.name == svc.name) {
-                self.problems.push(format!(
-                    "{}:{}: [{}] is defined twice; rename one of the sections",
-                    self.path.display(),
-                    section.line,
-                    other.name
-                ));
-            } else if let Some(other) = out.iter().find(|o| o.accept == svc.accept) {
+            if out.iter().any(|o| o.name == svc.name) {
+                continue; // reported above
+            }
+            if let Some(other) = out.iter().find(|o| o.accept == svc.accept) {
                 self.problems.push(format!(
                     "{}:{}: [{}] accept {} is already used by [{}]; give each section its own port",
                     self.path.display(),
@@ -314,15 +338,7 @@ impl Parser<'_> {
 
         let mut accept = None;
         let mut connect = Vec::new();
-        let mut tls = TlsSettings {
-            verify_chain: true,
-            ca_file: None,
-            ca_path: None,
-            check_host: None,
-            sni: None,
-            min_version: TlsVersion::Tls12,
-            max_version: None,
-        };
+        let mut tls = TlsSettings::default();
         let mut connect_timeout = defaults::CONNECT_TIMEOUT;
         let mut close_timeout = defaults::CLOSE_TIMEOUT;
         let mut idle_timeout = Some(defaults::IDLE_TIMEOUT);
