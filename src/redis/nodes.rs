@@ -40,6 +40,9 @@ struct Listeners {
     by_node: HashMap<(String, u16), u16>,
     /// Where the search for a free `clusterPorts` port resumes.
     next_port: u16,
+    /// TLS clients by the name they verify instead of the node's (`None`: the node's host
+    /// name): at most two per section, as loading trust anchors takes milliseconds.
+    tls: HashMap<Option<String>, TlsClient>,
 }
 
 impl Cluster {
@@ -53,6 +56,7 @@ impl Cluster {
             nodes: Mutex::new(Listeners {
                 by_node: HashMap::new(),
                 next_port: first,
+                tls: HashMap::new(),
             }),
             runtime: OnceLock::new(),
         }))
@@ -71,7 +75,7 @@ impl Cluster {
         if let Some(&local) = nodes.by_node.get(&key) {
             return Some(local);
         }
-        match self.open(host, port, &mut nodes.next_port) {
+        match self.open(host, port, &mut nodes) {
             Ok(local) => {
                 nodes.by_node.insert(key, local);
                 Some(local)
@@ -83,7 +87,7 @@ impl Cluster {
         }
     }
 
-    fn open(self: &Arc<Self>, host: &str, port: u16, next: &mut u16) -> Result<u16, String> {
+    fn open(self: &Arc<Self>, host: &str, port: u16, nodes: &mut Listeners) -> Result<u16, String> {
         let (tracker, shutdown) = self.runtime.get().ok_or("the section is not running")?;
         let bracketed = if host.contains(':') {
             format!("[{host}]")
@@ -91,13 +95,22 @@ impl Cluster {
             host.to_string()
         };
         let target = crate::config::parse_target(&format!("{bracketed}:{port}"))?;
-        let tls = TlsClient::new(&self.node_tls(&target.host)).map_err(|e| e.to_string())?;
-        let listener = self.bind(next)?;
+        let settings = self.node_tls(&target.host);
+        let tls = match nodes.tls.get(&settings.check_host) {
+            Some(tls) => tls.clone(),
+            None => {
+                let tls = TlsClient::new(&settings).map_err(|e| e.to_string())?;
+                nodes.tls.insert(settings.check_host.clone(), tls.clone());
+                tls
+            }
+        };
+        let listener = self.bind(&mut nodes.next_port)?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let mut config = self.section.clone();
         config.name = format!("{}/{target}", self.section.name);
         config.connect = vec![target];
-        let span = info_span!("service", service = %config.name);
+        // A root span: the listener outlives the connection whose reply opened it.
+        let span = info_span!(parent: None, "service", service = %config.name);
         info!(parent: &span, node = %format!("{host}:{port}"), listen = %local, "cluster node listener opened");
         let shared = Arc::new(Shared {
             config,
