@@ -118,6 +118,12 @@ impl Scanner {
         self.top
     }
 
+    /// How many words the command just completed has, up to [`WORDS`] (0: an empty command,
+    /// which Redis skips without a reply).
+    pub fn words(&self) -> usize {
+        self.n_words
+    }
+
     /// Word `i` of the command just completed (client side), if it was short enough to keep.
     pub fn word(&self, i: usize) -> Option<&[u8]> {
         let w = self.words.get(i).filter(|_| i < self.n_words)?;
