@@ -15,7 +15,7 @@ pub mod rewrite;
 
 pub use nodes::Cluster;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Tells a Redis client why its tunnel failed, as a Redis error it prints
 /// (`(error) ERR retunnel: …`) instead of a bare disconnect.
@@ -26,6 +26,19 @@ pub async fn send_error(client: &mut tokio::net::TcpStream, why: &str) {
         .collect();
     let _ = client.write_all(format!("-ERR retunnel: {line}\r\n").as_bytes()).await;
     let _ = client.shutdown().await;
+    // Closing with the client's command still unread would send a reset, which can destroy
+    // the error before the client reads it: read what it sends until it closes (bounded).
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < 1 << 20 {
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
 }
 
 #[cfg(test)]
