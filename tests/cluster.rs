@@ -132,9 +132,40 @@ fn ip_cluster_through_one_section() {
         assert!(!real.contains(&p), "the client was given a real node address {n}");
     }
 
+    resp3_pubsub_keeps_pairing(&c, port, &map);
     readonly_from_replicas(&c, port, &map);
     migrate_slot_during_traffic(&c, port, &map);
     failover_keeps_writes(&c, port, &map);
+}
+
+/// RESP3: a sharded subscription's confirmation is a push frame, so the CLUSTER NODES after
+/// it is still recognised and rewritten.
+fn resp3_pubsub_keeps_pairing(c: &RedisCluster, port: u16, map: &std::collections::HashMap<u16, u16>) {
+    let seed = &c
+        .topology(c.nodes[0].port)
+        .into_iter()
+        .find(|n| n.port == c.nodes[0].port)
+        .unwrap();
+    let channel = (0..1000)
+        .map(|i| format!("ch{i}"))
+        .find(|ch| {
+            let slot: u16 = c.cli(seed.port, &["cluster", "keyslot", ch]).parse().unwrap();
+            seed.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
+        })
+        .unwrap();
+    let input = format!("HELLO 3\r\nSSUBSCRIBE {channel}\r\nCLUSTER NODES\r\n");
+    let out = String::from_utf8(raw_exchange(port, input.as_bytes())).unwrap();
+    assert!(
+        out.contains(&format!(
+            ">3\r\n$10\r\nssubscribe\r\n${}\r\n{channel}\r\n:1\r\n",
+            channel.len()
+        )),
+        "{out}"
+    );
+    for (real, local) in map {
+        assert!(!out.contains(&format!(":{real}@")), "real port {real} in:\n{out}");
+        assert!(out.contains(&format!("127.0.0.1:{local}@")), "{out}");
+    }
 }
 
 /// Through a replica's listener, READONLY then GET serves the keys of its primary.

@@ -40,6 +40,11 @@ enum Expect {
     Exec(Box<[Option<Topo>]>),
     /// From this reply on, replies cannot be paired with commands.
     Untrack,
+    /// `HELLO 2|3`: if the server refuses it, the protocol assumed for pub/sub is wrong.
+    Hello,
+    /// A RESP3 pub/sub command: answered by push frames, or by one error (`-MOVED` to
+    /// `SSUBSCRIBE`) that cannot be told from an error answering the next command.
+    Pushes,
 }
 
 /// Expectations, oldest first, with runs of `Plain` counted rather than stored one by one.
@@ -76,7 +81,19 @@ struct Session {
     reply_off: bool,
     /// `CLIENT REPLY SKIP`: the next command gets no reply.
     skip_next: bool,
+    /// `HELLO 3` was sent: pub/sub confirmations come as push frames, answering no command.
+    resp3: bool,
 }
+
+/// Commands whose confirmations depend on the protocol version.
+const PUBSUB: [&str; 6] = [
+    "subscribe",
+    "psubscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "sunsubscribe",
+];
 
 fn is(word: Option<&[u8]>, name: &str) -> bool {
     word.is_some_and(|w| w.eq_ignore_ascii_case(name.as_bytes()))
@@ -104,11 +121,17 @@ impl Session {
         if std::mem::take(&mut self.skip_next) {
             return None;
         }
-        if ["subscribe", "psubscribe", "ssubscribe", "monitor"]
-            .iter()
-            .any(|c| is(name, c))
-        {
+        if PUBSUB.iter().any(|c| is(name, c)) {
+            // RESP3 confirms with push frames; RESP2 with arrays, as many as channels, and then
+            // sends messages unasked (and refuses topology commands until it unsubscribes).
+            return Some(if self.resp3 { Expect::Pushes } else { Expect::Untrack });
+        }
+        if is(name, "monitor") {
             return Some(Expect::Untrack);
+        }
+        if is(name, "hello") && s.words() > 1 {
+            self.resp3 = is(s.word(1), "3");
+            return Some(Expect::Hello);
         }
         if is(name, "reset") {
             *self = Session::default();
@@ -278,11 +301,26 @@ impl Replies<'_> {
         if matches!(first, b'>' | b'|') {
             return; // push frames and attributes answer no command
         }
-        let expect = if self.tracking { self.next_expect() } else { None };
+        let mut expect = if self.tracking { self.next_expect() } else { None };
+        while expect == Some(Expect::Pushes) && first != b'-' {
+            expect = self.next_expect(); // a reply that is no error answers a later command
+        }
         match &expect {
             None if self.tracking => {
                 warn!(
                     "a reply came with no command waiting for it; from now on only MOVED/ASK redirects are rewritten on this connection"
+                );
+                self.tracking = false;
+            }
+            Some(Expect::Hello) if first == b'-' => {
+                warn!(
+                    "the server refused HELLO; from now on only MOVED/ASK redirects are rewritten on this connection"
+                );
+                self.tracking = false;
+            }
+            Some(Expect::Pushes) => {
+                warn!(
+                    "an error came after a RESP3 pub/sub command and may answer either it or the next command; from now on only MOVED/ASK redirects are rewritten on this connection"
                 );
                 self.tracking = false;
             }
@@ -443,6 +481,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn resp3_pubsub_keeps_the_pairing_unless_an_error_makes_it_ambiguous() {
+        let map = |h: &str, p: u16| (h == "10.0.0.1" && p == 6379).then_some(17001);
+        let nodes = "id 10.0.0.1:6379@16379 master - 0 0 1 connected 0-16383\n";
+        let reply = format!("${}\r\n{nodes}\r\n", nodes.len());
+        let push = ">3\r\n$10\r\nssubscribe\r\n$1\r\na\r\n:1\r\n";
+        let expects = vec![Expect::Pushes, Expect::Topo(Topo::Nodes)];
+        let out = run_replies(expects.clone(), format!("{push}{reply}").as_bytes(), 5, &map);
+        assert!(
+            String::from_utf8(out).unwrap().contains("127.0.0.1:17001@"),
+            "paired past the pushes"
+        );
+        let out = run_replies(expects, format!("-ERR no\r\n{reply}").as_bytes(), 5, &map);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("-ERR no\r\n{reply}"),
+            "ambiguous: untouched"
+        );
+    }
+
     proptest! {
         /// Whatever the replies and their expectations, nothing that names no known node
         /// changes by a byte, however the stream is split.
@@ -489,6 +547,15 @@ mod tests {
         );
         let e = expectations(b"SSUBSCRIBE ch\r\n");
         assert_eq!(e, [Expect::Untrack]);
+        let e = expectations(b"HELLO 3\r\nSSUBSCRIBE a b\r\nCLUSTER SLOTS\r\nUNSUBSCRIBE\r\nMONITOR\r\n");
+        let want = [
+            Expect::Hello,
+            Expect::Pushes,
+            Expect::Topo(Topo::Slots),
+            Expect::Pushes,
+            Expect::Untrack,
+        ];
+        assert_eq!(e, want, "RESP3 pub/sub answers with pushes");
     }
 
     #[test]
