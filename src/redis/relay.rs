@@ -24,8 +24,10 @@ use super::resp::{Scanner, Side};
 use super::rewrite::{self, Addresses, Topo};
 use crate::relay::{Counters, End};
 
-/// Read buffer per direction, as the plain relay's.
+/// Client → server read buffer, as the plain relay's: requests are small.
 const BUF_SIZE: usize = 16 * 1024;
+/// Server → client read buffer, as the plain relay's: several TLS records per read.
+const DOWN_BUF_SIZE: usize = 64 * 1024;
 /// Largest reply held for rewriting; a bigger one passes unchanged with a warning.
 pub const MAX_HELD: usize = 64 * 1024 * 1024;
 
@@ -364,7 +366,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; BUF_SIZE];
+    let mut buf = vec![0u8; DOWN_BUF_SIZE];
     let mut st = Replies {
         scanner: Scanner::new(Side::Server),
         local: Queue::default(),
