@@ -203,11 +203,14 @@ fn migrate_slot_during_traffic(c: &RedisCluster, port: u16, map: &std::collectio
     }
     let dir = tempfile::tempdir().unwrap();
     let stop = dir.path().join("stop");
-    let mut writer = python(PY_WRITER, &[&port.to_string(), stop.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(writer.stdout.take().unwrap()).lines();
+    let mut writer = Proc {
+        child: python(PY_WRITER, &[&port.to_string(), stop.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        name: "redis-py writer".into(),
+    };
+    let mut lines = std::io::BufReader::new(writer.child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "writing");
     let slot_s = slot.to_string();
     assert_eq!(
@@ -248,7 +251,7 @@ fn migrate_slot_during_traffic(c: &RedisCluster, port: u16, map: &std::collectio
     std::fs::write(&stop, "").unwrap();
     let done = lines.next().unwrap().unwrap();
     assert!(
-        writer.wait().unwrap().success(),
+        writer.child.wait().unwrap().success(),
         "the writer lost a write or failed: {done}"
     );
     assert!(done.starts_with("acked"), "{done}");

@@ -176,3 +176,30 @@ pub fn base_host(target: &Target) -> String {
         Host::Ip(ip) => ip.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, RedisSettings};
+
+    #[test]
+    fn a_full_port_range_says_how_to_fix_it() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let text = "[c]\naccept = 127.0.0.1:7000\nconnect = db.example.com:6379\nprotocol = redis\n";
+        let (mut config, _) = Config::parse(text, std::path::Path::new("t.conf")).unwrap();
+        let mut section = config.services.remove(0);
+        section.redis = Some(RedisSettings {
+            cluster_ports: Some((port, port)),
+        });
+        let cluster = Cluster::for_section(&section, &ConnectTo::default()).unwrap();
+        let mut next = port;
+        let e = cluster.bind(&mut next).unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "no free port left in clusterPorts = {port}-{port}; widen the range"
+            )),
+            "{e}"
+        );
+    }
+}
