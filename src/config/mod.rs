@@ -194,7 +194,9 @@ impl Parser<'_> {
             self.problem(at, format!("unknown option; {hint}"));
             return None;
         };
-        if spec.scope == Scope::Global && at.section.is_some() {
+        // stunnel also takes `debug` per service; retunnel has one level for the process, so
+        // it is a warning there (see `service`), not an error that would refuse a valid file.
+        if spec.scope == Scope::Global && at.section.is_some() && spec.name != "debug" {
             self.problem(at, "is a global option; move it above the first [section]");
             return None;
         }
