@@ -435,18 +435,21 @@ impl Parser<'_> {
                 "{header}: `checkHost` needs the chain verified to mean anything; remove `verifyChain = no`/`verify = 0` or remove `checkHost`"
             ));
         }
-        if connect.is_empty() {
+        // A `connect` line that failed to parse has its own message already.
+        let written = |key: &str| {
+            section
+                .entries
+                .iter()
+                .chain(defaults.iter().copied())
+                .any(|e| e.key.eq_ignore_ascii_case(key))
+        };
+        if connect.is_empty() && !written("connect") {
             self.problems.push(format!(
                 "{header}: no `connect`; add `connect = host:port` (the TLS server)"
             ));
         }
         let Some(accept) = accept else {
-            if !section
-                .entries
-                .iter()
-                .chain(defaults.iter().copied())
-                .any(|e| e.key.eq_ignore_ascii_case("accept"))
-            {
+            if !written("accept") {
                 self.problems.push(format!(
                     "{header}: no `accept`; add `accept = 127.0.0.1:PORT` (where clients connect)"
                 ));
