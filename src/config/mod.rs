@@ -333,6 +333,9 @@ impl Parser<'_> {
                     "no" => self.problem(&at, "server mode (`client = no`) is not supported yet; retunnel accepts plain TCP and connects with TLS, so set `client = yes`"),
                     _ => self.problem(&at, format!("`{}` is not `yes` or `no`; set `client = yes`", at.entry.value)),
                 },
+                // stunnel 5 listens on every `accept` line; binding only the last would be a
+                // silent wrong result.
+                "accept" if accept.is_some() => self.problem(&at, "retunnel listens on one address per section; keep one `accept` line, or copy the section under another name for the second address"),
                 "accept" => accept = self.value(&at, values::accept_addr),
                 "connect" => {
                     if let Some(t) = self.value(&at, values::target) {
