@@ -10,23 +10,7 @@ use super::*;
 const FILE: &str = "/etc/retunnel/test.conf";
 
 /// The stunnel file from the AWS ElastiCache guide ("redis-cli via stunnel"), as printed there.
-const AWS: &str = "fips = no
-setuid = root
-setgid = root
-pid = /var/run/stunnel.pid
-debug = 7
-delay = yes
-options = NO_SSLv2
-options = NO_SSLv3
-[redis-cli]
-   client = yes
-   accept = 127.0.0.1:6379
-   connect = master.ssltest.wif01h.use1.cache.amazonaws.com:6379
-[redis-cli-replica]
-   client = yes
-   accept = 127.0.0.1:6380
-   connect = ssltest-02.ssltest.wif01h.use1.cache.amazonaws.com:6379
-";
+const AWS: &str = include_str!("../../tests/fixtures/aws-redis-cli.conf");
 
 fn parse(text: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
     Config::parse(text, Path::new(FILE))

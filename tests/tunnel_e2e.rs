@@ -1,0 +1,239 @@
+//! The tunnel as a process, through the retunnel binary against a real TLS echo server: bulk
+//! bytes both ways, half-close, idle timeout, an upstream that comes up late, a port in use,
+//! SIGTERM with draining, and config errors refused before anything binds.
+
+mod support;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Well below the 10 s default `TIMEOUTconnect`.
+const PROMPT: Duration = Duration::from_secs(3);
+
+fn conf(name: &str, port: u16, upstream_port: u16, ca: &Ca, extra: &str) -> String {
+    format!(
+        "[{name}]\naccept = 127.0.0.1:{port}\nconnect = localhost:{upstream_port}\nCAfile = {}\n{extra}\n",
+        ca.pem.display()
+    )
+}
+
+/// A tunnel to a fresh echo server; returns the accept port with everything that must live.
+fn echo_tunnel(mode: EchoMode, extra: &str) -> (u16, Retunnel, TlsEcho, Pki) {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start_with(&leaf, "127.0.0.1:0".parse().unwrap(), mode);
+    let port = free_port();
+    let rt = Retunnel::start(&conf("echo", port, echo.addr.port(), &ca, extra), 1);
+    (port, rt, echo, pki)
+}
+
+/// Writes `data` on a thread while this one reads, then returns everything read until EOF.
+fn send_and_receive(port: u16, data: Vec<u8>) -> Vec<u8> {
+    let mut s = connect(port);
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    got
+}
+
+#[test]
+fn sixteen_mib_both_ways_byte_identical() {
+    const N: usize = 16 << 20;
+    let (port, rt, _echo, _pki) = echo_tunnel(EchoMode::Streaming, "");
+    let data = random_bytes(N);
+    let got = send_and_receive(port, data.clone());
+    assert_eq!(got.len(), N);
+    assert!(got == data, "the bytes came back changed");
+    let log = rt.log.wait_for("connection closed");
+    let line = lines_with(&log, &["connection closed"])[0];
+    assert!(line.contains(&format!("bytes_up={N}")), "{line}");
+    assert!(line.contains(&format!("bytes_down={N}")), "{line}");
+    assert!(line.contains("reason=closed"), "{line}");
+}
+
+#[test]
+fn half_close_still_delivers_the_whole_reply() {
+    // The server sends nothing until it has seen the client's end of data.
+    let (port, rt, _echo, _pki) = echo_tunnel(EchoMode::AfterEof, "");
+    let data = random_bytes(1 << 20);
+    assert!(send_and_receive(port, data.clone()) == data);
+    // And a small request, as `PING` then shutdown would be.
+    assert_eq!(raw_exchange(port, b"PING\r\n"), b"PING\r\n");
+    let log = rt.log.wait_for_n("reason=closed", 2);
+    assert!(!log.contains("WARN"), "{log}");
+}
+
+#[test]
+fn idle_connection_is_closed_after_timeout_idle() {
+    let (port, rt, _echo, _pki) = echo_tunnel(EchoMode::Streaming, "TIMEOUTidle = 1");
+    let mut s = connect(port);
+    s.write_all(b"x").unwrap();
+    assert_eq!(read_until(&mut s, b"x"), b"x");
+    let took = expect_closed(&mut s);
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed after {took:?}, before TIMEOUTidle"
+    );
+    assert!(took < Duration::from_secs(5), "closed only after {took:?}");
+    let log = rt.log.wait_for("connection closed");
+    assert_eq!(
+        lines_with(&log, &["connection closed", "idle for 1s (TIMEOUTidle)"]).len(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn dead_upstream_then_live_upstream() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let upstream_port = free_port();
+    let port = free_port();
+    let rt = Retunnel::start(&conf("late", port, upstream_port, &ca, ""), 1);
+    // Nothing listens upstream: the client is closed at once and the log says why.
+    let mut s = connect(port);
+    assert!(expect_closed(&mut s) < PROMPT);
+    let log = rt.log.wait_for("cannot reach upstream");
+    let line = lines_with(&log, &["cannot reach upstream"])[0];
+    assert!(line.contains("WARN") && line.contains("service=late"), "{line}");
+    assert!(
+        line.contains(&format!("127.0.0.1:{upstream_port}: connection refused")),
+        "{line}"
+    );
+    // The server comes up on that port; the same service now relays.
+    let _echo = TlsEcho::start_with(
+        &leaf,
+        format!("127.0.0.1:{upstream_port}").parse().unwrap(),
+        EchoMode::Streaming,
+    );
+    let mut s = connect(port);
+    s.write_all(b"now it works\n").unwrap();
+    assert_eq!(read_until(&mut s, b"\n"), b"now it works\n");
+}
+
+#[test]
+fn port_in_use_exits_non_zero_and_leaves_nothing_listening() {
+    let pki = Pki::new();
+    let (ca, _leaf) = pki.standard(&[]);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let free = free_port();
+    // The first section binds fine; the second cannot.
+    let text = format!(
+        "{}{}",
+        conf("first", free, 1, &ca, ""),
+        conf("second", taken_port, 1, &ca, "")
+    );
+    let (code, log) = run_to_exit(&text, &[]);
+    assert!(matches!(code, Some(c) if c != 0), "exit {code:?}; log:\n{log}");
+    let named = lines_with(
+        &log,
+        &[
+            "[second]",
+            &format!("127.0.0.1:{taken_port}"),
+            "another program listens there",
+        ],
+    );
+    assert!(!named.is_empty(), "{log}");
+    assert!(!log.contains("listening"), "{log}");
+    assert_refused(free);
+}
+
+#[test]
+fn sigterm_drains_open_connections_and_removes_the_pid_file() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start(&leaf);
+    let port = free_port();
+    let pid = pki.path("retunnel.pid");
+    let text = format!(
+        "pid = {}\n{}",
+        pid.display(),
+        conf("drain", port, echo.addr.port(), &ca, "")
+    );
+    let mut rt = Retunnel::start(&text, 1);
+    assert_eq!(std::fs::read_to_string(&pid).unwrap().trim(), rt.pid().to_string());
+    let mut open = connect(port);
+    open.write_all(b"before\n").unwrap();
+    read_until(&mut open, b"before\n");
+
+    rt.signal(libc::SIGTERM);
+    rt.log.wait_for("waiting for open connections (TIMEOUTclose)");
+    // New connections are refused while the open one finishes.
+    assert_refused(port);
+    open.write_all(b"after\n").unwrap();
+    read_until(&mut open, b"after\n");
+    assert!(
+        rt.proc.child.try_wait().unwrap().is_none(),
+        "exited before the connection ended"
+    );
+    open.shutdown(Shutdown::Write).unwrap();
+    assert!(expect_closed(&mut open) < PROMPT);
+    assert_eq!(rt.wait_exit(), Some(0), "log:\n{}", rt.log.text());
+    assert!(!pid.exists(), "pid file left behind");
+    let log = rt.log.wait_closed();
+    assert!(log.contains("stopped cut=0"), "{log}");
+}
+
+#[test]
+fn timeout_close_cuts_connections_that_do_not_finish() {
+    let (port, mut rt, _echo, _pki) = echo_tunnel(EchoMode::Streaming, "TIMEOUTclose = 1");
+    let mut open = connect(port);
+    open.write_all(b"x").unwrap();
+    read_until(&mut open, b"x");
+    let signalled = Instant::now();
+    rt.signal(libc::SIGTERM);
+    assert_eq!(rt.wait_exit(), Some(0));
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(expect_closed(&mut open) < PROMPT);
+    let log = rt.log.wait_closed();
+    assert!(log.contains("still open after TIMEOUTclose"), "{log}");
+}
+
+#[test]
+fn config_error_exits_2_before_binding() {
+    let pki = Pki::new();
+    let (ca, _leaf) = pki.standard(&[]);
+    // The section's port is held: had retunnel bound before checking, it would say so instead.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let text = conf("typo", port, 6379, &ca, "TIMEOUTconect = 5");
+    let mut rt = Retunnel::spawn(&text, &[]);
+    assert_eq!(rt.wait_exit(), Some(2));
+    let log = rt.log.wait_closed();
+    let file = rt.config.as_ref().unwrap().display().to_string();
+    assert!(log.contains("nothing was started"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "{file}:5: [typo] TIMEOUTconect: unknown option; did you mean `TIMEOUTconnect`?"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("cannot listen") && !log.contains("listening"), "{log}");
+}
+
+#[test]
+fn missing_config_file_exits_2() {
+    let (code, log) = {
+        let mut cmd = std::process::Command::new(retunnel_bin());
+        cmd.args(["-c", "/nonexistent/retunnel.conf"]);
+        let mut rt = Retunnel::spawn_cmd(cmd, tempfile::tempdir().unwrap());
+        (rt.wait_exit(), rt.log.wait_closed())
+    };
+    assert_eq!(code, Some(2));
+    assert!(
+        log.contains("cannot read config file /nonexistent/retunnel.conf"),
+        "{log}"
+    );
+}
