@@ -148,16 +148,18 @@ fn aws_file_runs_unchanged() {
         &[("SSL_CERT_FILE", &ca.pem)],
     );
     let log = rt.log.wait_for_n("listening", 2);
-    assert_eq!(
-        lines_with(&log, &["listening", "redis-cli", "127.0.0.1:6379", PRIMARY]).len(),
-        1,
-        "{log}"
-    );
-    assert_eq!(
-        lines_with(&log, &["listening", "redis-cli-replica", "127.0.0.1:6380", REPLICA]).len(),
-        1,
-        "{log}"
-    );
+    // One line a service: name, accept address, connect target, how the certificate is checked.
+    for (name, accept, host) in [("redis-cli", "6379", PRIMARY), ("redis-cli-replica", "6380", REPLICA)] {
+        let accept = format!("accept=127.0.0.1:{accept}");
+        let parts = [
+            "listening",
+            &format!("service={name} "),
+            &accept,
+            host,
+            "tls=verify chain + host",
+        ];
+        assert_eq!(lines_with(&log, &parts).len(), 1, "{log}");
+    }
     let pid = std::fs::read_to_string(&pid_path).unwrap();
     assert_eq!(pid.trim(), rt.pid().to_string());
 

@@ -53,6 +53,16 @@ fn sixteen_mib_both_ways_byte_identical() {
     assert!(got == data, "the bytes came back changed");
     let log = rt.log.wait_for("connection closed");
     let line = lines_with(&log, &["connection closed"])[0];
+    // One line a connection: service, peer, upstream, bytes each way, duration, reason.
+    for field in [
+        "INFO",
+        "service=echo",
+        "peer=127.0.0.1:",
+        "upstream=127.0.0.1:",
+        "duration_ms=",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
     assert!(line.contains(&format!("bytes_up={N}")), "{line}");
     assert!(line.contains(&format!("bytes_down={N}")), "{line}");
     assert!(line.contains("reason=closed"), "{line}");
@@ -116,6 +126,57 @@ fn dead_upstream_then_live_upstream() {
     let mut s = connect(port);
     s.write_all(b"now it works\n").unwrap();
     assert_eq!(read_until(&mut s, b"\n"), b"now it works\n");
+}
+
+#[test]
+fn upstream_that_never_handshakes_is_cut_at_timeout_connect() {
+    let pki = Pki::new();
+    let (ca, _leaf) = pki.standard(&[]);
+    // The kernel completes the TCP handshake from the backlog; nobody ever answers in TLS.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free_port();
+    let text = conf(
+        "silent",
+        port,
+        silent.local_addr().unwrap().port(),
+        &ca,
+        "TIMEOUTconnect = 1",
+    );
+    let rt = Retunnel::start(&text, 1);
+    let mut s = connect(port);
+    let took = expect_closed(&mut s);
+    assert!(
+        took >= Duration::from_millis(900) && took < PROMPT,
+        "closed after {took:?}"
+    );
+    let log = rt.log.wait_for("closing client");
+    assert_eq!(
+        lines_with(&log, &["TLS handshake timed out (TIMEOUTconnect)", "service=silent"]).len(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
+fn upstream_that_is_not_tls_is_named() {
+    let pki = Pki::new();
+    let (ca, _leaf) = pki.standard(&[]);
+    // A plain-TCP Redis port by mistake: it answers the ClientHello with a RESP error.
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_port = plain.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in plain.incoming().flatten() {
+            let _ = s.write_all(b"-ERR unknown command\r\n");
+        }
+    });
+    let port = free_port();
+    let rt = Retunnel::start(&conf("plain", port, plain_port, &ca, ""), 1);
+    let mut s = connect(port);
+    assert!(expect_closed(&mut s) < PROMPT);
+    let log = rt.log.wait_for("closing client");
+    let line = lines_with(&log, &["TLS handshake failed", "service=plain"]);
+    assert_eq!(line.len(), 1, "{log}");
+    assert!(line[0].contains("did not answer in TLS"), "{}", line[0]);
 }
 
 #[test]
@@ -199,6 +260,15 @@ fn timeout_close_cuts_connections_that_do_not_finish() {
     assert!(expect_closed(&mut open) < PROMPT);
     let log = rt.log.wait_closed();
     assert!(log.contains("still open after TIMEOUTclose"), "{log}");
+}
+
+#[test]
+fn sigint_stops_like_sigterm() {
+    let (port, mut rt, _echo, _pki) = echo_tunnel(EchoMode::Streaming, "");
+    rt.signal(libc::SIGINT);
+    assert_eq!(rt.wait_exit(), Some(0));
+    assert!(rt.log.wait_closed().contains("signal=Interrupt"));
+    assert_refused(port);
 }
 
 #[test]
