@@ -336,14 +336,17 @@ impl Retunnel {
         let sink = log.clone();
         std::thread::spawn(move || {
             let (lock, cv) = &*sink.0;
+            // A test that failed while holding the lock poisons it; keep collecting anyway
+            // rather than adding a second, unrelated panic to its output.
+            let lock_state = || lock.lock().unwrap_or_else(|e| e.into_inner());
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let mut t = lock.lock().unwrap();
+                let mut t = lock_state();
                 t.text.push_str(&line);
                 t.text.push('\n');
                 cv.notify_all();
             }
-            lock.lock().unwrap().closed = true;
+            lock_state().closed = true;
             cv.notify_all();
         });
         Retunnel {
