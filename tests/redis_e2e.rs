@@ -3,7 +3,7 @@
 //! unchanged.
 
 mod support;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 
 use support::*;
@@ -63,6 +63,11 @@ fn inline_commands_over_a_raw_socket() {
     // Several commands in one write, as a paste would send them.
     s.write_all(b"PING\r\nget foo\r\nget nothing\r\n").unwrap();
     assert_eq!(read_until(&mut s, b"$-1\r\n"), b"+PONG\r\n$3\r\nbar\r\n$-1\r\n");
+    // QUIT: the server closes; the client gets the reply, then the end of the stream.
+    s.write_all(b"QUIT\r\n").unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"+OK\r\n");
 }
 
 #[test]
