@@ -307,3 +307,54 @@ fn missing_config_file_exits_2() {
         "{log}"
     );
 }
+
+#[test]
+fn output_sends_the_log_to_a_file() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start(&leaf);
+    let port = free_port();
+    let file = pki.path("retunnel.log");
+    let text = format!(
+        "output = {}\n{}",
+        file.display(),
+        conf("logged", port, echo.addr.port(), &ca, "")
+    );
+    let mut rt = Retunnel::spawn(&text, &[]);
+    wait_until("the log file to say listening", || {
+        std::fs::read_to_string(&file).ok().filter(|t| t.contains("listening"))
+    });
+    assert_eq!(raw_exchange(port, b"to the file\n"), b"to the file\n");
+    wait_until("the connection in the log file", || {
+        std::fs::read_to_string(&file)
+            .ok()
+            .filter(|t| t.contains("connection closed"))
+    });
+    rt.signal(libc::SIGTERM);
+    assert_eq!(rt.wait_exit(), Some(0));
+    assert_eq!(rt.log.wait_closed(), "", "stderr should stay empty with `output`");
+}
+
+#[test]
+fn debug_sets_the_level_and_rust_log_overrides_it() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start(&leaf);
+    // debug = 4 (warning): no info lines, so no "listening"; wait for the port instead.
+    let port = free_port();
+    let text = format!("debug = 4\n{}", conf("quiet", port, echo.addr.port(), &ca, ""));
+    let mut rt = Retunnel::spawn(&text, &[]);
+    wait_port(port);
+    assert_eq!(raw_exchange(port, b"x"), b"x");
+    rt.signal(libc::SIGTERM);
+    assert_eq!(rt.wait_exit(), Some(0));
+    let log = rt.log.wait_closed();
+    assert!(!log.contains("INFO"), "{log}");
+    // RUST_LOG=debug wins over the file's `debug = 4`.
+    let port = free_port();
+    let text = format!("debug = 4\n{}", conf("loud", port, echo.addr.port(), &ca, ""));
+    let rt = Retunnel::spawn_env(&text, &[], &[("RUST_LOG", std::path::Path::new("debug"))]);
+    rt.log.wait_for("listening");
+    assert_eq!(raw_exchange(port, b"x"), b"x");
+    rt.log.wait_for("upstream ready");
+}

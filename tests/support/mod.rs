@@ -326,10 +326,11 @@ impl Retunnel {
 
     /// Runs a prepared command, collecting its stderr.
     pub fn spawn_cmd(mut cmd: Command, dir: tempfile::TempDir) -> Retunnel {
-        cmd.env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        // RUST_LOG would override the config's `debug`; only a test that sets it gets it.
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env_remove("RUST_LOG");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Log::default();
