@@ -8,7 +8,7 @@ use std::time::Duration;
 use support::*;
 
 /// "Promptly": far below `TIMEOUTconnect` (10 s by default), so a hang until it cannot pass.
-const PROMPT: Duration = Duration::from_secs(3);
+const PROMPT: Duration = Duration::from_secs(5);
 
 fn conf(name: &str, port: u16, connect: &str, extra: &str) -> String {
     format!("[{name}]\nclient = yes\naccept = 127.0.0.1:{port}\nconnect = {connect}\n{extra}\n")

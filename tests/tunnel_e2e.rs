@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 /// Well below the 10 s default `TIMEOUTconnect`.
-const PROMPT: Duration = Duration::from_secs(3);
+const PROMPT: Duration = Duration::from_secs(5);
 
 fn conf(name: &str, port: u16, upstream_port: u16, ca: &Ca, extra: &str) -> String {
     format!(
@@ -357,4 +357,27 @@ fn debug_sets_the_level_and_rust_log_overrides_it() {
     rt.log.wait_for("listening");
     assert_eq!(raw_exchange(port, b"x"), b"x");
     rt.log.wait_for("upstream ready");
+}
+
+#[test]
+fn plaintext_on_every_interface_is_warned_about() {
+    let pki = Pki::new();
+    let (ca, _leaf) = pki.standard(&[]);
+    let port = free_port();
+    // Listens on every interface for a moment; only 127.0.0.1 is ever connected to.
+    let text = conf("open", port, 1, &ca, "").replace("127.0.0.1:", "0.0.0.0:");
+    let mut rt = Retunnel::start(&text, 1);
+    let log = rt.log.wait_for("accepted from the network");
+    assert_eq!(
+        lines_with(&log, &["WARN", "service=open", &format!("0.0.0.0:{port}")]).len(),
+        1,
+        "{log}"
+    );
+    rt.signal(libc::SIGTERM);
+    assert_eq!(rt.wait_exit(), Some(0));
+    // A loopback listener gets no such warning.
+    let (port, rt, _echo, _pki) = echo_tunnel(EchoMode::Streaming, "");
+    assert_eq!(raw_exchange(port, b"x"), b"x");
+    let log = rt.log.wait_for("connection closed");
+    assert!(!log.contains("WARN"), "{log}");
 }
