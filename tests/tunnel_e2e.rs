@@ -381,3 +381,27 @@ fn plaintext_on_every_interface_is_warned_about() {
     let log = rt.log.wait_for("connection closed");
     assert!(!log.contains("WARN"), "{log}");
 }
+
+#[test]
+fn second_signal_exits_at_once_and_still_removes_the_pid_file() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start(&leaf);
+    let port = free_port();
+    let pid = pki.path("retunnel.pid");
+    let text = format!(
+        "pid = {}\n{}",
+        pid.display(),
+        conf("impatient", port, echo.addr.port(), &ca, "")
+    );
+    let mut rt = Retunnel::start(&text, 1);
+    let mut open = connect(port);
+    open.write_all(b"x").unwrap();
+    read_until(&mut open, b"x");
+    rt.signal(libc::SIGTERM);
+    rt.log.wait_for("waiting for open connections (TIMEOUTclose)");
+    rt.signal(libc::SIGTERM);
+    assert_eq!(rt.wait_exit(), Some(130));
+    assert!(rt.log.wait_closed().contains("second signal: exiting now"));
+    assert!(!pid.exists(), "pid file left behind by the second signal");
+}
