@@ -160,6 +160,9 @@ fn classify(name: String, e: native_tls::Error) -> HandshakeError {
     if !text.contains("certificate verify failed") {
         let reason = if text.contains("wrong version number") || text.contains("packet length too long") {
             "the server did not answer in TLS (is it a plain-TCP port?)".to_string()
+        } else if text.contains("protocol version") || text.contains("unsupported protocol") {
+            "the server and this section share no TLS version; check sslVersion, sslVersionMin/sslVersionMax and `options = NO_TLSv1_x`"
+                .to_string()
         } else if text.contains("unexpected eof") || text.contains("Connection reset") {
             "the server closed the connection during the handshake (does it speak TLS, and accept this TLS version?)"
                 .to_string()
