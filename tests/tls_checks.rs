@@ -126,3 +126,37 @@ fn verify_chain_no_is_accepted_with_a_warning_naming_the_section() {
         assert_eq!(warned.len(), 1, "no warning naming [{section}]:\n{log}");
     }
 }
+
+#[test]
+fn protocol_floor_from_options_is_applied() {
+    // A server that speaks only TLS 1.2: fine by default, refused once `options = NO_TLSv1_2`
+    // raises the floor to 1.3.
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let redis = Redis::start_tls(&leaf, &ca, &["--tls-protocols", "TLSv1.2"]);
+    let (ok_port, floor_port) = (free_port(), free_port());
+    let target = format!("localhost:{}", redis.port);
+    let ca_line = format!("CAfile = {}", ca.pem.display());
+    let text = format!(
+        "{}{}",
+        conf("tls12", ok_port, &target, &ca_line),
+        conf(
+            "tls13-only",
+            floor_port,
+            &target,
+            &format!("{ca_line}\noptions = NO_TLSv1_2")
+        )
+    );
+    let rt = Retunnel::start(&text, 2);
+    assert_eq!(redis_cli(ok_port, &["ping"]), "PONG");
+    let mut s = connect(floor_port);
+    assert!(expect_closed(&mut s) < PROMPT);
+    let log = rt.log.wait_for("closing client");
+    let lines = lines_with(&log, &["TLS handshake failed", "service=tls13-only"]);
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("share no TLS version; check sslVersion"),
+        "{}",
+        lines[0]
+    );
+}
