@@ -405,3 +405,24 @@ fn second_signal_exits_at_once_and_still_removes_the_pid_file() {
     assert!(rt.log.wait_closed().contains("second signal: exiting now"));
     assert!(!pid.exists(), "pid file left behind by the second signal");
 }
+
+#[test]
+fn unwritable_pid_or_log_file_is_named_and_nothing_stays_listening() {
+    let pki = Pki::new();
+    let (ca, _leaf) = pki.standard(&[]);
+    let port = free_port();
+    let section = conf("r", port, 1, &ca, "");
+    let (code, log) = run_to_exit(&format!("pid = /nonexistent-dir/retunnel.pid\n{section}"), &[]);
+    assert!(matches!(code, Some(c) if c != 0), "exit {code:?}; log:\n{log}");
+    assert!(
+        log.contains("cannot write pid file /nonexistent-dir/retunnel.pid"),
+        "{log}"
+    );
+    assert_refused(port);
+    let (code, log) = run_to_exit(&format!("output = /nonexistent-dir/retunnel.log\n{section}"), &[]);
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("cannot open log file /nonexistent-dir/retunnel.log"),
+        "{log}"
+    );
+}
