@@ -426,3 +426,23 @@ fn unwritable_pid_or_log_file_is_named_and_nothing_stays_listening() {
         "{log}"
     );
 }
+
+#[test]
+fn config_path_may_be_given_bare_as_stunnel_takes_it() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start(&leaf);
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("redis-cli.conf");
+    std::fs::write(&path, conf("bare", port, echo.addr.port(), &ca, "")).unwrap();
+    let mut cmd = std::process::Command::new(retunnel_bin());
+    cmd.arg(&path);
+    let rt = Retunnel::spawn_cmd(cmd, dir);
+    rt.log.wait_for("listening");
+    assert_eq!(raw_exchange(port, b"bare\n"), b"bare\n");
+    // And none at all is a usage error that says what to do.
+    let mut rt = Retunnel::spawn_cmd(std::process::Command::new(retunnel_bin()), tempfile::tempdir().unwrap());
+    assert_eq!(rt.wait_exit(), Some(2));
+    assert!(rt.log.wait_closed().contains("retunnel -c FILE"));
+}
