@@ -160,3 +160,39 @@ fn protocol_floor_from_options_is_applied() {
         lines[0]
     );
 }
+
+#[test]
+fn sni_is_the_connect_host_none_for_ip_literals_or_the_sni_option() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&["alias.example"]);
+    let server = SniEcho::start(&leaf);
+    let p = server.addr.port();
+    let ca_line = format!("CAfile = {}", ca.pem.display());
+    let cases = [
+        ("by-name", format!("localhost:{p}"), ca_line.clone(), "sni=localhost\n"),
+        ("by-ip", format!("127.0.0.1:{p}"), ca_line.clone(), "sni=-\n"),
+        (
+            "sni-off",
+            format!("localhost:{p}"),
+            format!("{ca_line}\nsni ="),
+            "sni=-\n",
+        ),
+        (
+            "sni-set",
+            format!("localhost:{p}"),
+            format!("{ca_line}\nsni = alias.example"),
+            "sni=alias.example\n",
+        ),
+    ];
+    let ports: Vec<u16> = cases.iter().map(|_| free_port()).collect();
+    let text: String = cases
+        .iter()
+        .zip(&ports)
+        .map(|((name, target, extra, _), port)| conf(name, *port, target, extra))
+        .collect();
+    let _rt = Retunnel::start(&text, cases.len());
+    for ((name, _, _, want), port) in cases.iter().zip(&ports) {
+        let got = raw_exchange(*port, b"");
+        assert_eq!(String::from_utf8_lossy(&got), *want, "[{name}]");
+    }
+}

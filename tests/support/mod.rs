@@ -542,3 +542,33 @@ pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 pub fn lines_with<'a>(log: &'a str, parts: &[&str]) -> Vec<&'a str> {
     log.lines().filter(|l| parts.iter().all(|p| l.contains(p))).collect()
 }
+
+/// A TLS server on 127.0.0.1 that answers every connection with the SNI name the client sent
+/// (`sni=NAME\n`, or `sni=-\n` for none), then closes. Runs on its own thread.
+pub struct SniEcho {
+    pub addr: SocketAddr,
+}
+
+impl SniEcho {
+    pub fn start(leaf: &Leaf) -> SniEcho {
+        use openssl::ssl::{NameType, SslAcceptor, SslFiletype, SslMethod};
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        b.set_private_key_file(&leaf.key, SslFiletype::PEM).unwrap();
+        b.set_certificate_chain_file(&leaf.cert).unwrap();
+        let acceptor = b.build();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let Ok(mut tls) = acceptor.accept(tcp) else { continue };
+                let name = tls.ssl().servername(NameType::HOST_NAME).unwrap_or("-").to_string();
+                let _ = tls.write_all(format!("sni={name}\n").as_bytes());
+                let _ = tls.shutdown();
+                // Read until the client's close: closing with unread input would send a reset,
+                // which can destroy the answer before the client reads it.
+                let _ = tls.read_to_end(&mut Vec::new());
+            }
+        });
+        SniEcho { addr }
+    }
+}
