@@ -196,3 +196,20 @@ fn sni_is_the_connect_host_none_for_ip_literals_or_the_sni_option() {
         assert_eq!(String::from_utf8_lossy(&got), *want, "[{name}]");
     }
 }
+
+#[test]
+fn ca_path_is_accepted() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&ca.pem, dir.path().join("private-ca.pem")).unwrap();
+    std::fs::write(dir.path().join("README"), "not a certificate").unwrap();
+    let echo = TlsEcho::start(&leaf);
+    let port = free_port();
+    let extra = format!("CApath = {}", dir.path().display());
+    let _rt = Retunnel::start(
+        &conf("capath", port, &format!("localhost:{}", echo.addr.port()), &extra),
+        1,
+    );
+    echo_works(port);
+}
