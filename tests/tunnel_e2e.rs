@@ -129,6 +129,24 @@ fn dead_upstream_then_live_upstream() {
 }
 
 #[test]
+fn every_connect_line_is_tried_in_order() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start(&leaf);
+    let dead = free_port();
+    let port = free_port();
+    let extra = format!("connect = localhost:{}", echo.addr.port());
+    let rt = Retunnel::start(&conf("failover", port, dead, &ca, &extra), 1);
+    assert_eq!(raw_exchange(port, b"second target\n"), b"second target\n");
+    let log = rt.log.wait_for("connection closed");
+    let line = lines_with(&log, &["connection closed", "service=failover"])[0];
+    assert!(
+        line.contains(&format!("upstream=127.0.0.1:{}", echo.addr.port())),
+        "{line}"
+    );
+}
+
+#[test]
 fn upstream_that_never_handshakes_is_cut_at_timeout_connect() {
     let pki = Pki::new();
     let (ca, _leaf) = pki.standard(&[]);
