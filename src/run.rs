@@ -49,12 +49,17 @@ pub async fn run(config: Config, connect_to: ConnectTo) -> Result<(), RunError> 
     };
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
+    // `exit` skips destructors: the pid file has to be removed by hand on that path.
+    let pid_path = config.global.pid.clone();
     tokio::spawn(async move {
         let first = signals.next().await;
         info!(signal = ?first, "stopping: no new connections");
         trigger.cancel();
         let second = signals.next().await;
         warn!(signal = ?second, "second signal: exiting now");
+        if let Some(path) = pid_path {
+            let _ = std::fs::remove_file(path);
+        }
         std::process::exit(130);
     });
     let left = tunnel.serve(shutdown).await;

@@ -166,6 +166,9 @@ fn classify(name: String, e: native_tls::Error) -> HandshakeError {
     if !text.contains("certificate verify failed") {
         let reason = if text.contains("wrong version number") || text.contains("packet length too long") {
             "the server did not answer in TLS (is it a plain-TCP port?)".to_string()
+        } else if text.contains("protocol version") || text.contains("unsupported protocol") {
+            "the server and this section share no TLS version; check sslVersion, sslVersionMin/sslVersionMax and `options = NO_TLSv1_x`"
+                .to_string()
         } else if text.contains("unexpected eof") || text.contains("Connection reset") {
             "the server closed the connection during the handshake (does it speak TLS, and accept this TLS version?)"
                 .to_string()
@@ -180,11 +183,13 @@ fn classify(name: String, e: native_tls::Error) -> HandshakeError {
         .and_then(|(_, r)| r.strip_suffix(')'))
         .unwrap_or("verification failed")
         .to_string();
-    let hint = if reason.contains("Hostname mismatch") || reason.contains("IP address mismatch") {
+    // OpenSSL's wording changes case between versions (3.x: "hostname mismatch").
+    let lower = reason.to_ascii_lowercase();
+    let hint = if lower.contains("hostname mismatch") || lower.contains("ip address mismatch") {
         "connect by the name the certificate carries, or set checkHost to it"
-    } else if reason.contains("expired") {
+    } else if lower.contains("expired") {
         "the server's certificate has expired; renew it"
-    } else if reason.contains("self-signed") || reason.contains("local issuer") || reason.contains("unable to get") {
+    } else if lower.contains("self-signed") || lower.contains("local issuer") || lower.contains("unable to get") {
         "if the server uses a private CA, point CAfile at that CA's PEM file"
     } else {
         "check the server's certificate and CAfile"

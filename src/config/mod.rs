@@ -211,7 +211,9 @@ impl Parser<'_> {
             self.problem(at, format!("unknown option; {hint}"));
             return None;
         };
-        if spec.scope == Scope::Global && at.section.is_some() {
+        // stunnel also takes `debug` per service; retunnel has one level for the process, so
+        // it is a warning there (see `service`), not an error that would refuse a valid file.
+        if spec.scope == Scope::Global && at.section.is_some() && spec.name != "debug" {
             self.problem(at, "is a global option; move it above the first [section]");
             return None;
         }
@@ -347,6 +349,9 @@ impl Parser<'_> {
                     "no" => self.problem(&at, "server mode (`client = no`) is not supported yet; retunnel accepts plain TCP and connects with TLS, so set `client = yes`"),
                     _ => self.problem(&at, format!("`{}` is not `yes` or `no`; set `client = yes`", at.entry.value)),
                 },
+                // stunnel 5 listens on every `accept` line; binding only the last would be a
+                // silent wrong result.
+                "accept" if accept.is_some() => self.problem(&at, "retunnel listens on one address per section; keep one `accept` line, or copy the section under another name for the second address"),
                 "accept" => accept = self.value(&at, values::accept_addr),
                 "connect" => {
                     if let Some(t) = self.value(&at, values::target) {
@@ -449,18 +454,21 @@ impl Parser<'_> {
                 "{header}: `checkHost` needs the chain verified to mean anything; remove `verifyChain = no`/`verify = 0` or remove `checkHost`"
             ));
         }
-        if connect.is_empty() {
+        // A `connect` line that failed to parse has its own message already.
+        let written = |key: &str| {
+            section
+                .entries
+                .iter()
+                .chain(defaults.iter().copied())
+                .any(|e| e.key.eq_ignore_ascii_case(key))
+        };
+        if connect.is_empty() && !written("connect") {
             self.problems.push(format!(
                 "{header}: no `connect`; add `connect = host:port` (the TLS server)"
             ));
         }
         let Some(accept) = accept else {
-            if !section
-                .entries
-                .iter()
-                .chain(defaults.iter().copied())
-                .any(|e| e.key.eq_ignore_ascii_case("accept"))
-            {
+            if !written("accept") {
                 self.problems.push(format!(
                     "{header}: no `accept`; add `accept = 127.0.0.1:PORT` (where clients connect)"
                 ));

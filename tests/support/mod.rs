@@ -326,24 +326,28 @@ impl Retunnel {
 
     /// Runs a prepared command, collecting its stderr.
     pub fn spawn_cmd(mut cmd: Command, dir: tempfile::TempDir) -> Retunnel {
-        cmd.env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        // RUST_LOG would override the config's `debug`; only a test that sets it gets it.
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env_remove("RUST_LOG");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Log::default();
         let sink = log.clone();
         std::thread::spawn(move || {
             let (lock, cv) = &*sink.0;
+            // A test that failed while holding the lock poisons it; keep collecting anyway
+            // rather than adding a second, unrelated panic to its output.
+            let lock_state = || lock.lock().unwrap_or_else(|e| e.into_inner());
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let mut t = lock.lock().unwrap();
+                let mut t = lock_state();
                 t.text.push_str(&line);
                 t.text.push('\n');
                 cv.notify_all();
             }
-            lock.lock().unwrap().closed = true;
+            lock_state().closed = true;
             cv.notify_all();
         });
         Retunnel {
@@ -403,13 +407,28 @@ pub struct TlsEcho {
     pub addr: SocketAddr,
 }
 
+/// How a [`TlsEcho`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EchoMode {
+    /// Every byte straight back as it arrives.
+    Streaming,
+    /// Nothing until the client has closed its side, then everything at once: a client only
+    /// gets a reply if half-close works.
+    AfterEof,
+}
+
 impl TlsEcho {
     pub fn start(leaf: &Leaf) -> TlsEcho {
+        Self::start_with(leaf, "127.0.0.1:0".parse().unwrap(), EchoMode::Streaming)
+    }
+
+    /// Starts an echo server on a given address (for a port picked before the server exists).
+    pub fn start_with(leaf: &Leaf, addr: SocketAddr, mode: EchoMode) -> TlsEcho {
         let cert = std::fs::read(&leaf.cert).unwrap();
         let key = std::fs::read(&leaf.key).unwrap();
         let identity = native_tls::Identity::from_pkcs8(&cert, &key).unwrap();
         let acceptor = tokio_native_tls::TlsAcceptor::from(native_tls::TlsAcceptor::new(identity).unwrap());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind(addr).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -427,7 +446,13 @@ impl TlsEcho {
                     tokio::spawn(async move {
                         let Ok(tls) = acceptor.accept(sock).await else { return };
                         let (mut r, mut w) = tokio::io::split(tls);
-                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                        if mode == EchoMode::Streaming {
+                            let _ = tokio::io::copy(&mut r, &mut w).await;
+                        } else {
+                            let mut all = Vec::new();
+                            let _ = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut all).await;
+                            let _ = tokio::io::AsyncWriteExt::write_all(&mut w, &all).await;
+                        }
                         let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
                     });
                 }
@@ -482,4 +507,115 @@ pub fn write_conf(dir: &Path, conf: &str) -> PathBuf {
     let path = dir.join("tunnel.conf");
     std::fs::write(&path, conf).unwrap();
     path
+}
+
+/// A plain TCP connection to 127.0.0.1:`port` (a tunnel's accept side) with read and write
+/// timeouts of [`WAIT`], so that a hang fails the test instead of stalling it.
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Reads from `s` until what was read ends with `want`; fails the test on close or timeout.
+pub fn read_until(s: &mut TcpStream, want: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(want) {
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "closed before {:?}; got {:?}",
+                String::from_utf8_lossy(want),
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "{e} waiting for {:?}; got {:?}",
+                String::from_utf8_lossy(want),
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    got
+}
+
+/// Asserts that the other end closes `s` (EOF or reset) without sending a byte, and returns
+/// how long that took.
+pub fn expect_closed(s: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!(
+            "expected a close, got {n} bytes: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => panic!("expected a close, got {e} after {:?}", started.elapsed()),
+    }
+    started.elapsed()
+}
+
+/// Asserts that nothing listens on 127.0.0.1:`port` any more.
+pub fn assert_refused(port: u16) {
+    match TcpStream::connect(("127.0.0.1", port)) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+        other => panic!("127.0.0.1:{port} should refuse connections, got {other:?}"),
+    }
+}
+
+/// `n` random bytes.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    openssl::rand::rand_bytes(&mut v).unwrap();
+    v
+}
+
+/// Polls `f` until it returns `Some`, for state that another process reaches in its own time
+/// (replication, a file appearing); fails the test with `what` after [`WAIT`].
+pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up after {WAIT:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The log lines that contain every one of `parts`.
+pub fn lines_with<'a>(log: &'a str, parts: &[&str]) -> Vec<&'a str> {
+    log.lines().filter(|l| parts.iter().all(|p| l.contains(p))).collect()
+}
+
+/// A TLS server on 127.0.0.1 that answers every connection with the SNI name the client sent
+/// (`sni=NAME\n`, or `sni=-\n` for none), then closes. Runs on its own thread.
+pub struct SniEcho {
+    pub addr: SocketAddr,
+}
+
+impl SniEcho {
+    pub fn start(leaf: &Leaf) -> SniEcho {
+        use openssl::ssl::{NameType, SslAcceptor, SslFiletype, SslMethod};
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        b.set_private_key_file(&leaf.key, SslFiletype::PEM).unwrap();
+        b.set_certificate_chain_file(&leaf.cert).unwrap();
+        let acceptor = b.build();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let Ok(mut tls) = acceptor.accept(tcp) else { continue };
+                let name = tls.ssl().servername(NameType::HOST_NAME).unwrap_or("-").to_string();
+                let _ = tls.write_all(format!("sni={name}\n").as_bytes());
+                let _ = tls.shutdown();
+                // Read until the client's close: closing with unread input would send a reset,
+                // which can destroy the answer before the client reads it.
+                let _ = tls.read_to_end(&mut Vec::new());
+            }
+        });
+        SniEcho { addr }
+    }
 }
