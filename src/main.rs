@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use retunnel::config::Config;
+use retunnel::daemon::Detached;
+use retunnel::logging;
 use retunnel::upstream::ConnectTo;
 
 const EXAMPLE: &str = "\
@@ -32,6 +34,11 @@ struct Cli {
     /// Repeatable. For trying a config against other servers before DNS changes.
     #[arg(long = "connect-to", value_name = "HOST:PORT:ADDR:PORT")]
     connect_to: Vec<String>,
+
+    /// Detach into the background once listening (as `foreground = no`); logs go to `output`
+    /// or syslog. The default is to stay in the foreground, as systemd and containers expect.
+    #[arg(short = 'd', long = "daemon")]
+    daemon: bool,
 }
 
 fn main() -> ExitCode {
@@ -60,13 +67,35 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = retunnel::logging::init(config.global.log_level, config.global.output.as_deref()) {
-        eprintln!(
-            "retunnel: cannot open log file {}: {e}",
-            config.global.output.as_deref().unwrap_or(&path).display()
-        );
-        return ExitCode::from(2);
-    }
+    let detach = cli.daemon || !config.global.foreground;
+    // Fork before the runtime starts any thread; the parent waits until the child listens.
+    let ready = if detach {
+        match retunnel::daemon::detach() {
+            Ok(Detached::Parent(code)) => return ExitCode::from(code),
+            Ok(Detached::Child(ready)) => Some(ready),
+            Err(e) => {
+                eprintln!("retunnel: cannot detach into the background: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let g = &config.global;
+    let settings = logging::Settings {
+        level: g.log_level,
+        output: g.output.clone(),
+        mode: g.log_mode,
+        syslog: g.syslog.unwrap_or(detach && g.output.is_none()),
+        detached: detach,
+    };
+    let log = match logging::init(&settings) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("retunnel: {e}");
+            return ExitCode::from(2);
+        }
+    };
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -77,7 +106,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(retunnel::run::run(config, connect_to)) {
+    match runtime.block_on(retunnel::run::run(config, connect_to, log, ready)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

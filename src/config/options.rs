@@ -79,6 +79,9 @@ pub const OPTIONS: &[OptionSpec] = &[
     honoured("setuid", Global),
     honoured("setgid", Global),
     honoured("debug", Global),
+    honoured("log", Global),
+    honoured("syslog", Global),
+    honoured("include", Global),
     // Honoured, per service.
     honoured("client", Service),
     honoured("accept", Service),
@@ -108,8 +111,6 @@ pub const OPTIONS: &[OptionSpec] = &[
     ignored("RNDbytes", Global),
     ignored("RNDfile", Global),
     ignored("RNDoverwrite", Global),
-    ignored("syslog", Global),
-    ignored("log", Global),
     ignored("service", Service),
     ignored("taskbar", Global),
     ignored("iconActive", Global),
@@ -163,11 +164,6 @@ pub const OPTIONS: &[OptionSpec] = &[
         "chroot",
         Global,
         "retunnel cannot chroot yet, and ignoring it would run with more of the file system than you asked for",
-    ),
-    refused(
-        "include",
-        Global,
-        "included files are not read yet; the services they hold would be missing",
     ),
     refused(
         "exec",
