@@ -1,10 +1,10 @@
 //! The daemon's life: install signal handlers, bind everything, write the pid file, drop
-//! privileges, serve; SIGHUP reloads, SIGUSR1 reopens the log; on SIGINT/SIGTERM stop
+//! privileges, serve; SIGHUP reloads (and reopens the log), SIGUSR1 reopens the log; on SIGINT/SIGTERM stop
 //! accepting and drain. A second stop signal exits at once.
 
 use std::io;
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::daemon::Ready;
@@ -69,8 +69,12 @@ pub async fn run(
     let first = loop {
         match signals.next().await {
             Event::Stop(s) => break s,
-            Event::Reload => reload::reload(&mut tunnel, &mut config).await,
-            Event::ReopenLog => reopen(&log),
+            Event::Reload => {
+                // As stunnel: a reload also reopens the log file.
+                reopen(&log, "SIGHUP");
+                reload::reload(&mut tunnel, &mut config).await;
+            }
+            Event::ReopenLog => reopen(&log, "SIGUSR1"),
         }
     };
     info!(signal = ?first, "stopping: no new connections");
@@ -84,10 +88,10 @@ pub async fn run(
     Ok(())
 }
 
-fn reopen(log: &logging::Handle) {
+fn reopen(log: &logging::Handle, signal: &str) {
     match log.reopen() {
-        Ok(Some(path)) => info!(output = %path.display(), "SIGUSR1: log file reopened"),
-        Ok(None) => info!("SIGUSR1: no log file to reopen (no `output`)"),
-        Err(e) => error!(error = %e, "SIGUSR1: cannot reopen the log file; still writing to the old one"),
+        Ok(Some(path)) => info!(signal, output = %path.display(), "log file reopened"),
+        Ok(None) => debug!(signal, "no log file to reopen (no `output`)"),
+        Err(e) => error!(signal, error = %e, "cannot reopen the log file; still writing to the old one"),
     }
 }

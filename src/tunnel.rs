@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::ServiceConfig;
 use crate::service::{self, Shared};
@@ -109,8 +109,11 @@ impl Tunnel {
         self.services.values().map(|r| r.shared.config.accept).collect()
     }
 
-    fn spawn(&mut self, listener: TcpListener, shared: Arc<Shared>) {
-        announce(&listener, &shared);
+    /// Starts a service's accept loop; `announce` logs its "listening" line and warnings.
+    fn spawn(&mut self, listener: TcpListener, shared: Arc<Shared>, announce: bool) {
+        if announce {
+            self::announce(&listener, &shared);
+        }
         let stop = CancellationToken::new();
         let span = tracing::info_span!("service", service = %shared.config.name);
         let fut = service::accept_loop(listener, shared.clone(), self.tracker.clone(), stop.clone());
@@ -148,11 +151,14 @@ impl Tunnel {
         }
         for config in services {
             match self.services.get(&config.name) {
-                Some(r) if r.shared.config == config => sum.unchanged += 1,
-                Some(_) => match self.change(config).await {
-                    Ok(()) => sum.changed += 1,
-                    Err(e) => sum.fail(e),
-                },
+                Some(r) => {
+                    let same = r.shared.config == config;
+                    match self.change(config).await {
+                        Ok(()) if same => sum.unchanged += 1,
+                        Ok(()) => sum.changed += 1,
+                        Err(e) => sum.fail(e),
+                    }
+                }
                 None => match self.add(config).await {
                     Ok(()) => sum.added += 1,
                     Err(e) => sum.fail(e),
@@ -165,16 +171,20 @@ impl Tunnel {
     async fn add(&mut self, config: ServiceConfig) -> Result<(), ReloadError> {
         let shared = prepare(config, &self.connect_to).map_err(ReloadError::NotStarted)?;
         let listener = listen(&shared).await.map_err(ReloadError::NotStarted)?;
-        self.spawn(listener, shared);
+        self.spawn(listener, shared, true);
         Ok(())
     }
 
-    /// Restarts a section with new settings. Everything that can fail happens before the old
-    /// loop stops, so a failure leaves the section running as it was.
+    /// Restarts a section with new settings, or with the same ones: its TLS files are read
+    /// again either way, so that a renewed CA bundle is picked up by a reload, as stunnel does.
+    /// Everything that can fail happens before the old loop stops, so a failure leaves the
+    /// section running as it was.
     async fn change(&mut self, config: ServiceConfig) -> Result<(), ReloadError> {
         let shared = prepare(config, &self.connect_to).map_err(ReloadError::KeptOld)?;
         let name = shared.config.name.clone();
-        let same_port = self.services.get(&name).map(|r| r.shared.config.accept) == Some(shared.config.accept);
+        let old = self.services.get(&name).map(|r| &r.shared.config);
+        let same = old == Some(&shared.config);
+        let same_port = old.map(|c| c.accept) == Some(shared.config.accept);
         let listener = if same_port {
             self.stop(&name).await
         } else {
@@ -187,8 +197,12 @@ impl Tunnel {
             // The old loop panicked and took its listener with it: bind afresh.
             None => listen(&shared).await.map_err(ReloadError::NotStarted)?,
         };
-        info!(service = %name, rebound = !same_port, "changed: restarting with the new settings");
-        self.spawn(listener, shared);
+        if same {
+            debug!(service = %name, "unchanged: TLS files read again, listener kept");
+        } else {
+            info!(service = %name, rebound = !same_port, "changed: restarting with the new settings");
+        }
+        self.spawn(listener, shared, !same);
         Ok(())
     }
 
@@ -243,7 +257,7 @@ impl Bound {
             connect_to: self.connect_to,
         };
         for (listener, shared) in self.services {
-            tunnel.spawn(listener, shared);
+            tunnel.spawn(listener, shared, true);
         }
         tunnel
     }

@@ -301,7 +301,7 @@ fn sigusr1_reopens_the_log_file_after_logrotate_moved_it() {
     wait_file_for(&log_file, "listening");
     std::fs::rename(&log_file, &rotated).unwrap();
     rt.signal(libc::SIGUSR1);
-    wait_file_for(&log_file, "SIGUSR1: log file reopened");
+    wait_file_for(&log_file, "log file reopened");
     assert_eq!(raw_exchange(port, b"ping"), b"ping");
     wait_file_for(&log_file, "connection closed");
     let old = std::fs::read_to_string(&rotated).unwrap();

@@ -147,6 +147,31 @@ fn a_section_whose_new_settings_fail_keeps_running_and_the_others_apply() {
     }
 }
 
+#[test]
+fn a_reload_reads_renewed_tls_files_of_an_unchanged_section() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let other = pki.ca("other-ca");
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let port = free_port();
+    // The CAfile first holds the wrong CA, as before a certificate rotation reaches this host.
+    let bundle = pki.path("bundle.pem");
+    std::fs::copy(&other.pem, &bundle).unwrap();
+    let conf = format!(
+        "[redis]\naccept = 127.0.0.1:{port}\nconnect = localhost:{}\nCAfile = {}\n",
+        redis.port,
+        bundle.display()
+    );
+    let rt = Retunnel::start(&conf, 1);
+    assert!(redis_cli(port, &["ping"]).contains("exit"), "the wrong CA is refused");
+    std::fs::copy(&ca.pem, &bundle).unwrap();
+    rt.signal(libc::SIGHUP);
+    let log = rt.log.wait_for("reloaded");
+    assert!(log.contains("changed=0 unchanged=1 failed=0"), "{log}");
+    assert_eq!(redis_cli(port, &["ping"]), "PONG");
+    assert_eq!(rt.log.text().matches("listening").count(), 1, "not announced twice");
+}
+
 /// `total_commands_processed` of the redis-server, asked through the tunnel.
 fn commands_processed(port: u16) -> u64 {
     let info = redis_cli(port, &["info", "stats"]);
