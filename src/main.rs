@@ -96,6 +96,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Where an error must also be printed: the person who started retunnel reads stderr, and
+    // the log is elsewhere when it is a file or when detached.
+    let log_elsewhere = config.global.output.is_some() || detach;
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -110,7 +113,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("retunnel: {e}");
+            if log_elsewhere {
+                eprintln!("retunnel: {e}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -88,3 +88,27 @@ impl Signals {
         }
     }
 }
+
+/// Raises the soft limit on open files to the hard limit. Every tunnelled connection holds two
+/// descriptors, and a soft limit of 1024 (common on EC2 images) would cap retunnel near 500
+/// clients with EMFILE. Returns the limit now in force.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok(lim.rlim_max);
+    }
+    Ok(lim.rlim_cur)
+}

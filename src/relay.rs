@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Buffer per direction: one full TLS record, so a 16 KiB record moves in one write.
+/// Client → upstream buffer: requests are small; one TLS record's worth.
 const BUF_SIZE: usize = 16 * 1024;
+/// Upstream → client buffer: several TLS records, so large values move in few writes.
+const DOWN_BUF_SIZE: usize = 64 * 1024;
 
 /// Bytes moved by one relay, readable while it runs.
 #[derive(Debug, Default)]
@@ -59,7 +61,7 @@ where
         counters: counters.clone(),
         up: false,
     };
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF_SIZE, BUF_SIZE);
+    let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF_SIZE, DOWN_BUF_SIZE);
     let Some(idle) = idle else {
         return ended(copy.await);
     };
@@ -98,6 +100,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        // A TLS stream yields one record (at most 16 KiB) per read. Keep reading while data is
+        // ready, so that the copy writes one large chunk instead of one per record. An EOF or
+        // error met on the way is left for the next read to report.
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            while buf.remaining() > 0 {
+                let mark = buf.filled().len();
+                match Pin::new(&mut self.inner).poll_read(cx, buf) {
+                    Poll::Ready(Ok(())) if buf.filled().len() > mark => {}
+                    _ => break,
+                }
+            }
+        }
         let n = (buf.filled().len() - before) as u64;
         if n > 0 {
             let c = if self.up {

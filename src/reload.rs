@@ -63,3 +63,25 @@ pub fn fixed_changes(old: &Global, new: &Global) -> Vec<&'static str> {
         .map(|(n, _)| n)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn global(text: &str) -> Global {
+        let conf = format!("{text}\n[a]\naccept = 1\nconnect = localhost:2\n");
+        Config::parse(&conf, Path::new("t.conf")).unwrap().0.global
+    }
+
+    #[test]
+    fn names_every_start_only_option_that_changed() {
+        let old = global("pid = /run/a.pid\nforeground = yes");
+        assert!(fixed_changes(&old, &old.clone()).is_empty());
+        let new = global("pid = /run/b.pid\nforeground = no\nsetuid = root\nlog = overwrite\nsyslog = no\ndebug = 7");
+        assert_eq!(
+            fixed_changes(&old, &new),
+            ["pid", "setuid", "foreground", "log", "syslog", "debug"]
+        );
+    }
+}

@@ -48,6 +48,10 @@ pub async fn run(
     ready: Option<Ready>,
 ) -> Result<(), RunError> {
     let mut signals = Signals::install().map_err(RunError::Signals)?;
+    match crate::process::raise_fd_limit() {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => warn!(error = %e, "cannot raise the open-file limit; many clients may hit EMFILE"),
+    }
     let bound = Tunnel::bind(config.services.clone(), &connect_to).await?;
     let _pid = match &config.global.pid {
         Some(path) => Some(PidFile::create(path).map_err(|source| RunError::PidFile {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -289,7 +289,7 @@ fn prepare(config: ServiceConfig, connect_to: &ConnectTo) -> Result<Arc<Shared>,
 
 async fn listen(s: &Shared) -> Result<TcpListener, StartError> {
     let addr = s.config.accept;
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+    bind_deep(addr).map_err(|source| StartError::Bind {
         service: s.config.name.clone(),
         addr,
         hint: bind_hint(&source),
@@ -318,6 +318,19 @@ fn announce(listener: &TcpListener, s: &Shared) {
         warn!(service = %s.config.name,
             "the upstream certificate is NOT verified (verifyChain = no / verify = 0): anyone on the path can read and change the traffic");
     }
+}
+
+/// Binds with a deep accept queue: a burst of clients (a pool opening hundreds of connections
+/// at once) must wait in the queue, not have their SYNs dropped and retried a second later.
+fn bind_deep(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 fn bind_hint(e: &io::Error) -> &'static str {

@@ -250,7 +250,7 @@ impl Parser<'_> {
                 continue;
             };
             match options::lookup(name).map(|s| s.scope) {
-                Some(Scope::Service) => defaults.push(entry),
+                Some(Scope::Service) if name != "debug" => defaults.push(entry),
                 _ => self.global_option(&mut global, name, &at),
             }
         }
@@ -270,19 +270,26 @@ impl Parser<'_> {
                 self.path.display()
             ));
         }
+        for (i, section) in services.iter().enumerate() {
+            if let Some(first) = services[..i].iter().find(|s| s.name == section.name) {
+                self.problems.push(format!(
+                    "{}:{}: [{}] is defined twice (first on line {}); rename one of the sections",
+                    self.file_of(section).display(),
+                    section.line,
+                    section.name.as_deref().unwrap_or_default(),
+                    first.line
+                ));
+            }
+        }
         let mut out: Vec<ServiceConfig> = Vec::new();
         for section in services {
             let Some(svc) = self.service(section, &defaults) else {
                 continue;
             };
-            if let Some(other) = out.iter().find(|o| o.name == svc.name) {
-                self.problems.push(format!(
-                    "{}:{}: [{}] is defined twice; rename one of the sections",
-                    self.file_of(section).display(),
-                    section.line,
-                    other.name
-                ));
-            } else if let Some(other) = out.iter().find(|o| o.accept == svc.accept) {
+            if out.iter().any(|o| o.name == svc.name) {
+                continue; // reported above
+            }
+            if let Some(other) = out.iter().find(|o| o.accept == svc.accept) {
                 self.problems.push(format!(
                     "{}:{}: [{}] accept {} is already used by [{}]; give each section its own port",
                     self.file_of(section).display(),

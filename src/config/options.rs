@@ -78,7 +78,8 @@ pub const OPTIONS: &[OptionSpec] = &[
     honoured("pid", Global),
     honoured("setuid", Global),
     honoured("setgid", Global),
-    honoured("debug", Global),
+    // stunnel allows `debug` per service too; retunnel has one log level (see config::service).
+    honoured("debug", Service),
     honoured("log", Global),
     honoured("syslog", Global),
     honoured("include", Global),
@@ -213,7 +214,7 @@ pub fn suggest_from<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -
     let word = word.to_ascii_lowercase();
     candidates
         .map(|c| (strsim::damerau_levenshtein(&word, &c.to_ascii_lowercase()), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .filter(|(d, c)| *d <= 1.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }
@@ -237,5 +238,6 @@ mod tests {
         assert_eq!(suggest("cafiel"), Some("CAfile"));
         assert_eq!(suggest("TIMEOUTconect"), Some("TIMEOUTconnect"));
         assert_eq!(suggest("banana"), None);
+        assert_eq!(suggest("foo"), None);
     }
 }

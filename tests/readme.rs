@@ -1,0 +1,29 @@
+//! The README's configuration reference must cover every option retunnel knows: each honoured
+//! option has a table row, and each ignored or refused one is named.
+
+use retunnel::config::options::{OPTIONS, Support};
+
+#[test]
+fn readme_covers_every_option() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut missing = Vec::new();
+    for o in OPTIONS {
+        let wanted = match o.support {
+            Support::Honoured => format!("| `{}` |", o.name),
+            Support::Ignored | Support::Refused(_) => format!("`{}`", o.name),
+        };
+        if !readme.contains(&wanted) {
+            missing.push(wanted);
+        }
+    }
+    assert!(OPTIONS.len() > 50, "the option table looks truncated");
+    assert!(missing.is_empty(), "README.md lacks: {missing:?}");
+}
+
+#[test]
+fn example_config_is_valid() {
+    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tunnel.conf.example"));
+    let (config, warnings) = retunnel::config::Config::load(path).unwrap();
+    assert_eq!(config.services.len(), 2);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
