@@ -69,6 +69,40 @@ fn setuid_alone_also_leaves_the_root_group() {
 }
 
 #[test]
+fn a_drop_that_fails_stops_retunnel_instead_of_serving() {
+    if !is_root() {
+        eprintln!("skipped: needs root to start retunnel as another user (CI runs as root)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("tunnel.conf");
+    let port = free_port();
+    std::fs::write(
+        &path,
+        format!("setuid = root\n[a]\naccept = {port}\nconnect = localhost:1\n"),
+    )
+    .unwrap();
+    // Started as nobody, it cannot become root: it must exit, not serve as nobody regardless.
+    let out = Command::new(retunnel_bin())
+        .arg("-c")
+        .arg(&path)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot switch to user root (uid 0)") && stderr.contains("only root can switch users"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn unknown_user_or_group_is_refused_before_anything_listens() {
     let port = free_port();
     let conf =
@@ -91,16 +125,20 @@ fn after_the_drop_a_reload_cannot_bind_a_low_port_and_says_so_while_the_rest_run
         eprintln!("skipped: dropping privileges needs root (CI runs as root)");
         return;
     }
-    // A free privileged port, found now (root can bind it; nobody cannot).
-    let low = (600..1000)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port below 1024");
+    // Two free privileged ports, found now (root can bind them; nobody cannot).
+    let mut free_low = (600..1000).filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
+    let (first_low, low) = (free_low.next().unwrap(), free_low.next().unwrap());
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
     let redis = Redis::start_tls(&leaf, &ca, &[]);
     let port = free_port();
-    let conf = format!("setuid = nobody\n{}", section("redis", port, redis.port, &ca));
-    let rt = Retunnel::start(&conf, 1);
+    // A low port at start works: it is bound before the drop.
+    let conf = format!(
+        "setuid = nobody\n{}{}",
+        section("redis", port, redis.port, &ca),
+        section("first-low", first_low, redis.port, &ca)
+    );
+    let rt = Retunnel::start(&conf, 2);
     rt.log.wait_for("dropped privileges");
     rt.write_config(&format!("{conf}{}", section("low", low, redis.port, &ca)));
     rt.signal(libc::SIGHUP);
@@ -113,6 +151,7 @@ fn after_the_drop_a_reload_cannot_bind_a_low_port_and_says_so_while_the_rest_run
     );
     assert!(log.contains("failed=1"), "{log}");
     assert_eq!(redis_cli(port, &["ping"]), "PONG");
+    assert_eq!(redis_cli(first_low, &["ping"]), "PONG");
 }
 
 /// Runs `retunnel -d -c FILE` in `dir` to the parent's exit: (exit code, stderr).
