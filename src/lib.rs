@@ -13,7 +13,11 @@
 //! - [`process`]: pid file and signals; [`privileges`]: `setuid`/`setgid`;
 //!   [`daemon`]: detaching; [`logging`]: tracing to stderr, a file or syslog.
 //! - [`run`]: the daemon's life, from a validated config to exit; [`reload`]: SIGHUP.
+//! - [`check`]: `retunnel check`, every step of every section tested and explained.
+//! - [`cli`]: the command line (also the source of the completions and the man page).
 
+pub mod check;
+pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod daemon;

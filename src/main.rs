@@ -1,73 +1,76 @@
-//! The `retunnel` command: parse the command line, load the config, set up logging, run,
-//! and turn the outcome into a message and an exit code.
+//! The `retunnel` command: parse the command line, load the config, set up logging, run (or
+//! check), and turn the outcome into a message and an exit code.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use retunnel::config::Config;
+use retunnel::check::{self, Style};
+use retunnel::cli::{self, CheckArgs, Command, Source, SourceError};
+use retunnel::config::{Config, Warning};
 use retunnel::daemon::Detached;
 use retunnel::logging;
 use retunnel::upstream::ConnectTo;
 
-const EXAMPLE: &str = "\
-Example (the AWS ElastiCache guide's stunnel file runs unchanged):
-  retunnel -c redis-cli.conf
-  redis-cli -h 127.0.0.1 -p 6379
-
-See tunnel.conf.example and README.md for every option.";
-
-/// Plain TCP in, verified TLS out: reach TLS-only Redis (ElastiCache, MemoryDB) from redis-cli,
-/// telnet and older clients. Reads stunnel configuration files.
-#[derive(Debug, Parser)]
-#[command(version, after_help = EXAMPLE)]
-struct Cli {
-    /// Configuration file (stunnel syntax).
-    #[arg(short = 'c', long = "config", value_name = "FILE")]
-    config: Option<PathBuf>,
-
-    /// The configuration file, given bare as stunnel takes it.
-    #[arg(value_name = "CONFIG", conflicts_with = "config")]
-    config_file: Option<PathBuf>,
-
-    /// Connect to ADDR:PORT wherever the config names HOST:PORT; TLS still verifies HOST.
-    /// Repeatable. For trying a config against other servers before DNS changes.
-    #[arg(long = "connect-to", value_name = "HOST:PORT:ADDR:PORT")]
-    connect_to: Vec<String>,
-
-    /// Detach into the background once listening (as `foreground = no`); logs go to `output`
-    /// or syslog. The default is to stay in the foreground, as systemd and containers expect.
-    #[arg(short = 'd', long = "daemon")]
-    daemon: bool,
+fn main() -> ExitCode {
+    let cli = cli::parse();
+    match cli.command {
+        Some(Command::Check(args)) => run_check(&args),
+        Some(Command::Completions { shell }) => {
+            cli::completions(shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Man { subcommand }) => match cli::man(subcommand.as_deref(), &mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("retunnel: cannot write the man page: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => run_daemon(&cli.source, cli.daemon),
+    }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Some(path) = cli.config.or(cli.config_file) else {
-        eprintln!("retunnel: no configuration file; run `retunnel -c FILE` (see tunnel.conf.example), or --help");
-        return ExitCode::from(2);
-    };
-    let mut connect_to = ConnectTo::default();
-    for spec in &cli.connect_to {
-        if let Err(e) = connect_to.add(spec) {
-            eprintln!("retunnel: --connect-to {e}");
-            return ExitCode::from(2);
-        }
-    }
-    let (config, warnings) = match Config::load(&path) {
-        Ok(c) => c,
-        Err(e) => {
+/// The config and `--connect-to` mappings, or the exit code after the problems were printed.
+fn load(source: &Source, what: &str, outcome: &str) -> Result<(Config, Vec<Warning>, ConnectTo), ExitCode> {
+    let loaded = source.connect_to().and_then(|map| Ok((source.load()?, map)));
+    match loaded {
+        Ok(((config, warnings), map)) => Ok((config, warnings, map)),
+        Err(SourceError::Missing) => {
             eprintln!(
-                "retunnel: the configuration has {} problem(s); nothing was started:",
-                e.problems.len()
+                "{what}: no configuration; give `-c FILE` (see tunnel.conf.example) or `--accept ADDR --connect HOST:PORT`, or see --help"
             );
-            for p in &e.problems {
-                eprintln!("  {p}");
-            }
-            return ExitCode::from(2);
+            Err(ExitCode::from(2))
         }
+        Err(SourceError::ConnectTo(e)) => {
+            eprintln!("{what}: {e}");
+            Err(ExitCode::from(2))
+        }
+        Err(SourceError::Config(e)) => Err(problems(what, outcome, &e.problems)),
+    }
+}
+
+/// Prints every problem of a configuration; returns the exit code for it.
+fn problems(what: &str, outcome: &str, problems: &[String]) -> ExitCode {
+    eprintln!("{what}: the configuration has {} problem(s){outcome}:", problems.len());
+    for p in problems {
+        eprintln!("  {p}");
+    }
+    ExitCode::from(2)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("retunnel: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn run_daemon(source: &Source, daemon: bool) -> ExitCode {
+    let (config, warnings, connect_to) = match load(source, "retunnel", "; nothing was started") {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let detach = cli.daemon || !config.global.foreground;
+    let detach = daemon || !config.global.foreground;
     // Fork before the runtime starts any thread; the parent waits until the child listens.
     let ready = if detach {
         match retunnel::daemon::detach() {
@@ -102,12 +105,9 @@ fn main() -> ExitCode {
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("retunnel: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(retunnel::run::run(config, connect_to, log, ready)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,5 +118,37 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run_check(args: &CheckArgs) -> ExitCode {
+    let (config, warnings, connect_to) = match load(&args.source, "retunnel check", "") {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if args.offline {
+        let found = check::offline_problems(&config);
+        if !found.is_empty() {
+            return problems("retunnel check", "", &found);
+        }
+        print!("{}", check::render_offline(&config, &warnings, args.json));
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let report = runtime.block_on(check::run(&config, &warnings, &connect_to));
+    match args.json {
+        true => println!("{}", check::render_json(&report)),
+        false => print!("{}", check::render_text(&report, Style::detect())),
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

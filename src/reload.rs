@@ -9,6 +9,10 @@ use crate::tunnel::Tunnel;
 
 /// Reloads `current.path` into `tunnel`; on success `current` holds the sections now running.
 pub async fn reload(tunnel: &mut Tunnel, current: &mut Config) {
+    if current.from_flags() {
+        warn!("SIGHUP: the tunnel was given on the command line; there is no file to reload");
+        return;
+    }
     info!(config = %current.path.display(), "SIGHUP: reloading the configuration");
     let (new, warnings) = match Config::load(&current.path) {
         Ok(c) => c,

@@ -105,15 +105,8 @@ impl TlsClient {
         let mut b = native_tls::TlsConnector::builder();
         b.min_protocol_version(Some(protocol(s.min_version)));
         b.max_protocol_version(s.max_version.map(protocol));
-        for path in s.ca_file.iter() {
-            for cert in load_pem_file(path)? {
-                b.add_root_certificate(cert);
-            }
-        }
-        if let Some(dir) = &s.ca_path {
-            for cert in load_pem_dir(dir)? {
-                b.add_root_certificate(cert);
-            }
+        for cert in trust_anchors(s)? {
+            b.add_root_certificate(cert);
         }
         if !s.verify_chain {
             b.danger_accept_invalid_certs(true);
@@ -153,6 +146,19 @@ impl TlsClient {
         let name = self.verified_name(host);
         self.connector.connect(&name, tcp).await.map_err(|e| classify(name, e))
     }
+}
+
+/// The certificates `CAfile` and `CApath` add to the system's trust store (`check` builds its
+/// inspecting handshake from the same list).
+pub fn trust_anchors(s: &TlsSettings) -> Result<Vec<Certificate>, SetupError> {
+    let mut certs = Vec::new();
+    if let Some(path) = &s.ca_file {
+        certs.extend(load_pem_file(path)?);
+    }
+    if let Some(dir) = &s.ca_path {
+        certs.extend(load_pem_dir(dir)?);
+    }
+    Ok(certs)
 }
 
 fn classify(name: String, e: native_tls::Error) -> HandshakeError {

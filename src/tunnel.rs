@@ -333,7 +333,8 @@ fn bind_deep(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(4096)
 }
 
-fn bind_hint(e: &io::Error) -> &'static str {
+/// What to do when an `accept` address cannot be bound (shared with `check`).
+pub fn bind_hint(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::AddrInUse => {
             "another program listens there (see `ss -ltnp`); stop it or choose another port in `accept`"

@@ -33,7 +33,8 @@ impl ConnectTo {
         Ok(())
     }
 
-    fn apply<'a>(&'a self, t: &'a Target) -> &'a Target {
+    /// The target to really connect to for `t`.
+    pub fn apply<'a>(&'a self, t: &'a Target) -> &'a Target {
         self.map
             .get(&(t.host.to_string().to_ascii_lowercase(), t.port))
             .unwrap_or(t)

@@ -261,3 +261,21 @@ fn reload_under_load_cuts_no_connection_and_loses_no_request() {
         eprintln!("redis-benchmark: {}", line.trim());
     }
 }
+
+#[test]
+fn sighup_to_a_tunnel_given_by_flags_changes_nothing_and_says_why() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start(&leaf);
+    let port = free_port();
+    let mut cmd = Command::new(retunnel_bin());
+    cmd.args(["--accept", &format!("127.0.0.1:{port}")])
+        .args(["--connect", &format!("localhost:{}", echo.addr.port())])
+        .arg("--cafile")
+        .arg(&ca.pem);
+    let rt = Retunnel::spawn_cmd(cmd, tempfile::tempdir().unwrap());
+    rt.log.wait_for("listening");
+    rt.signal(libc::SIGHUP);
+    rt.log.wait_for("given on the command line; there is no file to reload");
+    assert_eq!(raw_exchange(port, b"still"), b"still");
+}

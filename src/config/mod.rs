@@ -7,6 +7,7 @@
 
 mod include;
 mod lines;
+mod oneoff;
 pub mod options;
 mod values;
 
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use oneoff::OneOff;
 pub use values::{Group, Host, LogLevel, LogMode, Target, TlsVersion, User, target as parse_target};
 
 use lines::{Entry, Section};
@@ -50,6 +52,22 @@ pub struct Global {
     pub user: Option<User>,
     /// Switch to this group once listening (`setgid`); else the user's primary group.
     pub group: Option<Group>,
+}
+
+impl Default for Global {
+    /// No pid file, log to stderr at notice, stay in the foreground, keep the user.
+    fn default() -> Global {
+        Global {
+            pid: None,
+            log_level: LogLevel::default(),
+            output: None,
+            log_mode: LogMode::default(),
+            syslog: None,
+            foreground: true,
+            user: None,
+            group: None,
+        }
+    }
 }
 
 /// One tunnel: a plain TCP listener relayed to a TLS server.
@@ -90,6 +108,21 @@ pub struct TlsSettings {
     pub max_version: Option<TlsVersion>,
 }
 
+impl Default for TlsSettings {
+    /// Verify chain and host against the system store, TLS 1.2 or later.
+    fn default() -> TlsSettings {
+        TlsSettings {
+            verify_chain: true,
+            ca_file: None,
+            ca_path: None,
+            check_host: None,
+            sni: None,
+            min_version: TlsVersion::Tls12,
+            max_version: None,
+        }
+    }
+}
+
 /// A non-fatal remark about the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning(pub String);
@@ -120,6 +153,11 @@ pub mod defaults {
 }
 
 impl Config {
+    /// True for a tunnel given by flags (`--accept`/`--connect`): there is no file to reload.
+    pub fn from_flags(&self) -> bool {
+        self.path == Path::new(oneoff::COMMAND_LINE)
+    }
+
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
         let bytes = std::fs::read(path).map_err(|e| ConfigError {
@@ -233,16 +271,7 @@ impl Parser<'_> {
         let (global_part, services) = sections
             .split_first()
             .expect("lines::read yields the global part first");
-        let mut global = Global {
-            pid: None,
-            log_level: LogLevel::default(),
-            output: None,
-            log_mode: LogMode::default(),
-            syslog: None,
-            foreground: true,
-            user: None,
-            group: None,
-        };
+        let mut global = Global::default();
         let mut defaults = Vec::new();
         for entry in &global_part.entries {
             let at = At { section: None, entry };
@@ -345,15 +374,7 @@ impl Parser<'_> {
 
         let mut accept = None;
         let mut connect = Vec::new();
-        let mut tls = TlsSettings {
-            verify_chain: true,
-            ca_file: None,
-            ca_path: None,
-            check_host: None,
-            sni: None,
-            min_version: TlsVersion::Tls12,
-            max_version: None,
-        };
+        let mut tls = TlsSettings::default();
         let mut connect_timeout = defaults::CONNECT_TIMEOUT;
         let mut close_timeout = defaults::CLOSE_TIMEOUT;
         let mut idle_timeout = Some(defaults::IDLE_TIMEOUT);

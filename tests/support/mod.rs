@@ -513,3 +513,50 @@ pub fn section(name: &str, accept: u16, upstream: u16, ca: &Ca) -> String {
         ca.pem.display()
     )
 }
+
+/// What a finished retunnel run printed.
+pub struct Finished {
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the retunnel binary with `args` to completion (at most [`WAIT`]), with `NO_COLOR` unset
+/// so that a test sees what a user's pipe gets.
+pub fn run_retunnel<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Finished {
+    let mut cmd = Command::new(retunnel_bin());
+    cmd.args(args).env_remove("RUST_LOG").env_remove("NO_COLOR");
+    run_to_end(cmd)
+}
+
+/// Runs a command to completion (at most [`WAIT`], then it is killed and the test fails).
+pub fn run_to_end(mut cmd: Command) -> Finished {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(out) = rx.recv_timeout(WAIT) else {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!(
+            "retunnel {:?} did not finish within {WAIT:?}",
+            cmd.get_args().collect::<Vec<_>>()
+        );
+    };
+    let out = out.unwrap();
+    Finished {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Writes `conf` to a file in `dir` and returns its path.
+pub fn write_conf(dir: &Path, conf: &str) -> PathBuf {
+    let path = dir.join("tunnel.conf");
+    std::fs::write(&path, conf).unwrap();
+    path
+}

@@ -1,0 +1,374 @@
+//! The steps, per section and all sections at once: bind `accept`, resolve each `connect`
+//! host, TCP-connect to every address, handshake with the section's own TLS client, inspect
+//! the certificate, PING Redis. A step that fails stops that target; later steps are marked
+//! as skipped. Every network step is bounded by the section's `TIMEOUTconnect`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, timeout};
+
+use super::{Connect, Mark, Report, SectionReport, Step, TargetReport, cert, redis};
+use crate::config::{Config, Host, ServiceConfig, Target, Warning};
+use crate::tls::{HandshakeError, TlsClient, TlsStream};
+use crate::upstream::{ConnectTo, describe_io};
+
+/// Certificates expiring sooner than this get a warning.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// Checks every section of `config` concurrently.
+pub async fn run(config: &Config, warnings: &[Warning], map: &ConnectTo) -> Report {
+    let handles: Vec<_> = config
+        .services
+        .iter()
+        .map(|svc| (svc.name.clone(), tokio::spawn(section(svc.clone(), map.clone()))))
+        .collect();
+    let mut sections = Vec::with_capacity(handles.len());
+    for (name, handle) in handles {
+        sections.push(handle.await.unwrap_or_else(|e| crashed(name, e)));
+    }
+    Report {
+        config: config.path.display().to_string(),
+        ok: sections.iter().all(|s| s.ok),
+        warnings: warnings.iter().map(|w| w.to_string()).collect(),
+        sections,
+    }
+}
+
+/// A section whose check panicked still gets a failing row, never a silent gap.
+fn crashed(name: String, e: tokio::task::JoinError) -> SectionReport {
+    SectionReport {
+        name,
+        accept: String::new(),
+        ok: false,
+        bind: fail(format!("internal error while checking: {e}")),
+        targets: Vec::new(),
+    }
+}
+
+async fn section(svc: ServiceConfig, map: ConnectTo) -> SectionReport {
+    let bind = bind(svc.accept).await;
+    let client = TlsClient::new(&svc.tls).map_err(|e| e.to_string());
+    let mut targets = Vec::with_capacity(svc.connect.len());
+    for t in &svc.connect {
+        targets.push(target(&svc, t, &map, &client).await);
+    }
+    SectionReport {
+        name: svc.name.clone(),
+        accept: svc.accept.to_string(),
+        ok: bind.mark != Mark::Fail && targets.iter().any(TargetReport::ok),
+        bind,
+        targets,
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Step {
+    match TcpListener::bind(addr).await {
+        Ok(_) => ok(format!("{addr} is free")),
+        Err(e) => {
+            let running = if e.kind() == io::ErrorKind::AddrInUse {
+                " (expected if this config is already running)"
+            } else {
+                ""
+            };
+            fail(format!(
+                "cannot listen on {addr}: {e}; {}{running}",
+                crate::tunnel::bind_hint(&e)
+            ))
+        }
+    }
+}
+
+async fn target(svc: &ServiceConfig, t: &Target, map: &ConnectTo, client: &Result<TlsClient, String>) -> TargetReport {
+    let real = map.apply(t);
+    let mut r = untried(t, real);
+    let addrs = resolve(real, svc.connect_timeout, &mut r).await;
+    let Some((tcp, addr)) = connect_all(&addrs, svc.connect_timeout, &mut r).await else {
+        return r;
+    };
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            r.tls = fail(format!("TLS settings: {e}"));
+            return r;
+        }
+    };
+    if let Some(tls) = handshake(svc, client, &t.host, tcp, addr, &mut r).await {
+        ping(tls, svc.connect_timeout, &mut r).await;
+    }
+    r
+}
+
+fn untried(t: &Target, real: &Target) -> TargetReport {
+    let skip = || Step {
+        mark: Mark::Skip,
+        message: "not tried (an earlier step failed)".into(),
+    };
+    TargetReport {
+        target: t.to_string(),
+        connect_to: (real != t).then(|| real.to_string()),
+        dns: skip(),
+        addresses: Vec::new(),
+        tcp: skip(),
+        connects: Vec::new(),
+        tls: skip(),
+        session: None,
+        certificate: skip(),
+        cert: None,
+        verify_problems: Vec::new(),
+        redis: skip(),
+        server: None,
+    }
+}
+
+async fn resolve(t: &Target, limit: Duration, r: &mut TargetReport) -> Vec<SocketAddr> {
+    let name = match &t.host {
+        Host::Ip(ip) => {
+            r.dns = ok(format!("{ip} is an address; no lookup"));
+            r.addresses = vec![ip.to_string()];
+            return vec![SocketAddr::new(*ip, t.port)];
+        }
+        Host::Name(n) => n,
+    };
+    let addrs: Vec<SocketAddr> = match timeout(limit, tokio::net::lookup_host((name.as_str(), t.port))).await {
+        Err(_) => {
+            r.dns = fail(format!(
+                "no DNS answer for {name} within {}s (TIMEOUTconnect)",
+                limit.as_secs()
+            ));
+            return Vec::new();
+        }
+        Ok(Err(e)) => {
+            r.dns = fail(format!(
+                "{name} does not resolve: {e}; check the name (a private endpoint resolves only inside its VPC)"
+            ));
+            return Vec::new();
+        }
+        Ok(Ok(a)) => a.collect(),
+    };
+    r.addresses = addrs.iter().map(|a| a.ip().to_string()).collect();
+    r.dns = ok(format!("{name} → {}", r.addresses.join(", ")));
+    addrs
+}
+
+/// Connects to every address at once; keeps the first (in DNS order) that answered.
+async fn connect_all(addrs: &[SocketAddr], limit: Duration, r: &mut TargetReport) -> Option<(TcpStream, SocketAddr)> {
+    if addrs.is_empty() {
+        return None;
+    }
+    let tries: Vec<_> = addrs.iter().map(|a| tokio::spawn(connect_one(*a, limit))).collect();
+    let mut first = None;
+    for (addr, handle) in addrs.iter().zip(tries) {
+        let (ms, result) = handle.await.unwrap_or_else(|e| (0.0, Err(e.to_string())));
+        let error = match result {
+            Ok(stream) => {
+                first.get_or_insert((stream, *addr));
+                None
+            }
+            Err(e) => Some(e),
+        };
+        r.connects.push(Connect {
+            address: addr.to_string(),
+            ms,
+            error,
+        });
+    }
+    r.tcp = tcp_step(&r.connects);
+    first
+}
+
+async fn connect_one(addr: SocketAddr, limit: Duration) -> (f64, Result<TcpStream, String>) {
+    let started = Instant::now();
+    let result = match timeout(limit, TcpStream::connect(addr)).await {
+        Err(_) => Err(format!(
+            "no answer within {}s (TIMEOUTconnect); a firewall or security group drops it",
+            limit.as_secs()
+        )),
+        Ok(Err(e)) => Err(describe_io(&e)),
+        Ok(Ok(s)) => Ok(s),
+    };
+    (millis(started.elapsed()), result)
+}
+
+fn tcp_step(connects: &[Connect]) -> Step {
+    let failed: Vec<String> = connects
+        .iter()
+        .filter_map(|c| Some(format!("{}: {}", c.address, c.error.as_ref()?)))
+        .collect();
+    let good: Vec<String> = connects
+        .iter()
+        .filter(|c| c.error.is_none())
+        .map(|c| format!("{} in {} ms", c.address, c.ms))
+        .collect();
+    match (good.is_empty(), failed.is_empty()) {
+        (true, _) => fail(format!(
+            "{}; check the host, the port and any firewall",
+            failed.join("; ")
+        )),
+        (false, true) => ok(good.join(", ")),
+        (false, false) => warn(format!("{}; but {}", good.join(", "), failed.join("; "))),
+    }
+}
+
+/// The section's own handshake decides; the inspecting one explains.
+async fn handshake(
+    svc: &ServiceConfig,
+    client: &TlsClient,
+    host: &Host,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    r: &mut TargetReport,
+) -> Option<TlsStream> {
+    let name = client.verified_name(host);
+    let started = Instant::now();
+    let own = async {
+        let result = timeout(svc.connect_timeout, client.handshake(host, tcp)).await;
+        (result, millis(started.elapsed()))
+    };
+    // Side by side, so that a server that never answers costs one timeout, not two.
+    let ((result, ms), inspected) = tokio::join!(own, inspect(addr, svc, &name));
+    if let Ok(i) = &inspected {
+        r.session = Some(super::Session {
+            ms,
+            ..i.session.clone()
+        });
+        r.cert.clone_from(&i.cert);
+        r.verify_problems.clone_from(&i.problems);
+    }
+    let session = r.session.as_ref().map(|s| {
+        format!(
+            "{} {} in {ms} ms",
+            s.version,
+            s.cipher.as_deref().unwrap_or("(cipher unknown)")
+        )
+    });
+    match result {
+        Err(_) => {
+            r.tls = fail(format!(
+                "no TLS handshake within {}s (TIMEOUTconnect); is this a TLS port?",
+                svc.connect_timeout.as_secs()
+            ));
+            None
+        }
+        Ok(Ok(stream)) => {
+            r.tls = ok(session.unwrap_or_else(|| format!("handshake in {ms} ms")));
+            r.certificate = accepted(svc, r, inspected.err());
+            Some(stream)
+        }
+        Ok(Err(e @ HandshakeError::Verify { .. })) => {
+            r.tls = match session {
+                Some(s) => ok(s),
+                None => fail(e.to_string()),
+            };
+            r.certificate = match r.verify_problems.is_empty() {
+                true => fail(e.to_string()),
+                false => fail(r.verify_problems.join("; ")),
+            };
+            None
+        }
+        Ok(Err(e)) => {
+            r.tls = fail(e.to_string());
+            None
+        }
+    }
+}
+
+async fn inspect(addr: SocketAddr, svc: &ServiceConfig, name: &str) -> Result<cert::Inspection, String> {
+    let (tls, name, limit) = (svc.tls.clone(), name.to_string(), svc.connect_timeout);
+    tokio::task::spawn_blocking(move || cert::inspect(addr, &tls, &name, limit))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// The certificate step after the section's handshake passed.
+fn accepted(svc: &ServiceConfig, r: &TargetReport, inspect_error: Option<String>) -> Step {
+    let Some(c) = &r.cert else {
+        let why = inspect_error.unwrap_or_else(|| "the server sent none".into());
+        return ok(format!("accepted (details unavailable: {why})"));
+    };
+    if !svc.tls.verify_chain {
+        let would = match r.verify_problems.is_empty() {
+            true => "it would pass verification".to_string(),
+            false => format!("verification would fail: {}", r.verify_problems.join("; ")),
+        };
+        return warn(format!("NOT verified (verifyChain = no / --insecure); {would}"));
+    }
+    if c.days_left < EXPIRY_WARNING_DAYS {
+        return warn(format!(
+            "verified for {}, but expires in {} day(s) ({}); renew it soon",
+            c.verified_name, c.days_left, c.not_after
+        ));
+    }
+    ok(format!("verified for {}", c.verified_name))
+}
+
+async fn ping(tls: TlsStream, limit: Duration, r: &mut TargetReport) {
+    let info = match timeout(limit, redis::probe(tls)).await {
+        Err(_) => {
+            r.redis = fail(format!(
+                "no answer to PING within {}s; is this port Redis?",
+                limit.as_secs()
+            ));
+            return;
+        }
+        Ok(Err(e)) => {
+            r.redis = fail(e);
+            return;
+        }
+        Ok(Ok(info)) => info,
+    };
+    r.redis = if info.auth_required {
+        ok(format!(
+            "reachable: NOAUTH in {} ms (a password is set; clients must AUTH, role and version need it)",
+            info.ms
+        ))
+    } else if info.reply == "PONG" {
+        ok(format!("PONG in {} ms{}", info.ms, about(&info)))
+    } else {
+        warn(format!("reachable, but PING answered: {}", info.reply))
+    };
+    r.server = Some(info);
+}
+
+/// `; replica of 10.0.0.5:6379 (link up), redis 7.1.0`, or as much of it as the server told.
+fn about(info: &super::RedisInfo) -> String {
+    let role = match (&info.role, &info.primary) {
+        (Some(r), Some(p)) => Some(format!("{r} of {p}")),
+        (Some(r), None) => Some(r.clone()),
+        (None, _) => None,
+    };
+    let version = info.version.as_ref().map(|v| format!("redis {v}"));
+    let parts: Vec<String> = role.into_iter().chain(version).collect();
+    match parts.is_empty() {
+        true => String::new(),
+        false => format!("; {}", parts.join(", ")),
+    }
+}
+
+/// Milliseconds with one decimal, for reports.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+fn ok(message: String) -> Step {
+    Step {
+        mark: Mark::Ok,
+        message,
+    }
+}
+
+fn warn(message: String) -> Step {
+    Step {
+        mark: Mark::Warn,
+        message,
+    }
+}
+
+fn fail(message: String) -> Step {
+    Step {
+        mark: Mark::Fail,
+        message,
+    }
+}
