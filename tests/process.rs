@@ -5,7 +5,7 @@ mod support;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use support::*;
 
@@ -154,22 +154,17 @@ fn after_the_drop_a_reload_cannot_bind_a_low_port_and_says_so_while_the_rest_run
     assert_eq!(redis_cli(first_low, &["ping"]), "PONG");
 }
 
-/// Runs `retunnel -d -c FILE` in `dir` to the parent's exit: (exit code, stderr).
+/// Runs `retunnel -d -c FILE` in `dir` to the parent's exit: (exit code, stderr). The run ends
+/// once the parent exited and the daemon let go of the pipes (it does so when ready).
 fn run_detached(dir: &Path, conf: &str, env: &[(&str, &Path)]) -> (Option<i32>, String) {
-    let path = dir.join("tunnel.conf");
-    std::fs::write(&path, conf).unwrap();
+    let path = write_conf(dir, conf);
     let mut cmd = Command::new(retunnel_bin());
-    cmd.arg("-d")
-        .arg("-c")
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
+    cmd.arg("-d").arg("-c").arg(&path).env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    // output() returns once the parent exited and the daemon let go of the pipes.
-    let out = cmd.output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let done = run_to_end(cmd);
+    (done.code, done.stderr)
 }
 
 fn read_pid(path: &Path) -> i32 {
