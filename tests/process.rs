@@ -78,13 +78,9 @@ fn a_drop_that_fails_stops_retunnel_instead_of_serving() {
     use std::os::unix::process::CommandExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.path().join("tunnel.conf");
     let port = free_port();
-    std::fs::write(
-        &path,
-        format!("setuid = root\n[a]\naccept = {port}\nconnect = localhost:1\n"),
-    )
-    .unwrap();
+    let conf = format!("setuid = root\n[a]\naccept = {port}\nconnect = localhost:1\n");
+    let path = write_conf(dir.path(), &conf);
     // Started as nobody, it cannot become root: it must exit, not serve as nobody regardless.
     let out = Command::new(retunnel_bin())
         .arg("-c")
