@@ -10,8 +10,9 @@
 //! - [`connection`]: one client: resolve, connect, handshake, relay, log.
 //! - [`upstream`]: DNS at connect time and TCP connect with a deadline.
 //! - [`relay`]: bytes both ways with half-close, counters and the idle timeout.
-//! - [`process`]: pid file and signals; [`logging`]: tracing set-up.
-//! - [`run`]: the daemon's life, from a validated config to exit.
+//! - [`process`]: pid file and signals; [`privileges`]: `setuid`/`setgid`;
+//!   [`daemon`]: detaching; [`logging`]: tracing to stderr, a file or syslog.
+//! - [`run`]: the daemon's life, from a validated config to exit; [`reload`]: SIGHUP.
 //! - [`check`]: `retunnel check`, every step of every section tested and explained.
 //! - [`cli`]: the command line (also the source of the completions and the man page).
 
@@ -19,9 +20,12 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod daemon;
 pub mod logging;
+pub mod privileges;
 pub mod process;
 pub mod relay;
+pub mod reload;
 pub mod run;
 pub mod service;
 pub mod tls;

@@ -28,17 +28,18 @@ pub struct Shared {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Accepts until `shutdown` fires; connections are spawned on `tracker` so that the caller can
-/// wait for them to finish.
+/// Accepts until `stop` fires; connections are spawned on `tracker` so that the caller can
+/// wait for them to finish. Hands the listener back, so that a reload that changes only the
+/// upstream side keeps the port open (clients queue in the backlog meanwhile).
 pub async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
+    stop: CancellationToken,
+) -> TcpListener {
     loop {
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return listener,
             r = listener.accept() => r,
         };
         match accepted {

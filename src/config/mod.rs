@@ -5,6 +5,7 @@
 //! [`Config`]. Nothing here binds, resolves or opens a connection; a `Config` that comes out is
 //! ready to run. Every error names the file, the line, the section, the option and the fix.
 
+mod include;
 mod lines;
 mod oneoff;
 pub mod options;
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use oneoff::OneOff;
-pub use values::{Host, LogLevel, Target, TlsVersion, target as parse_target};
+pub use values::{Group, Host, LogLevel, LogMode, Target, TlsVersion, User, target as parse_target};
 
 use lines::{Entry, Section};
 use options::{Scope, Support};
@@ -41,6 +42,32 @@ pub struct Global {
     pub log_level: LogLevel,
     /// Log file (`output`); `None`: standard error.
     pub output: Option<PathBuf>,
+    /// Whether `output` starts empty or keeps its lines (`log`).
+    pub log_mode: LogMode,
+    /// Log to syslog too (`syslog`); `None`: yes when detached without `output`, as stunnel.
+    pub syslog: Option<bool>,
+    /// Stay attached to the terminal (`foreground`, default yes; `-d` detaches).
+    pub foreground: bool,
+    /// Switch to this user once listening (`setuid`).
+    pub user: Option<User>,
+    /// Switch to this group once listening (`setgid`); else the user's primary group.
+    pub group: Option<Group>,
+}
+
+impl Default for Global {
+    /// No pid file, log to stderr at notice, stay in the foreground, keep the user.
+    fn default() -> Global {
+        Global {
+            pid: None,
+            log_level: LogLevel::default(),
+            output: None,
+            log_mode: LogMode::default(),
+            syslog: None,
+            foreground: true,
+            user: None,
+            group: None,
+        }
+    }
 }
 
 /// One tunnel: a plain TCP listener relayed to a TLS server.
@@ -126,6 +153,11 @@ pub mod defaults {
 }
 
 impl Config {
+    /// True for a tunnel given by flags (`--accept`/`--connect`): there is no file to reload.
+    pub fn from_flags(&self) -> bool {
+        self.path == Path::new(oneoff::COMMAND_LINE)
+    }
+
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
         let bytes = std::fs::read(path).map_err(|e| ConfigError {
@@ -152,6 +184,7 @@ impl Config {
             problems: Vec::new(),
             warnings: Vec::new(),
         };
+        let sections = include::expand(sections, path, 0, &mut p.problems, &mut p.warnings);
         let config = p.config(&sections);
         if p.problems.is_empty() {
             Ok((config, p.warnings))
@@ -175,9 +208,15 @@ struct At<'e> {
 }
 
 impl Parser<'_> {
+    /// The file a section was written in: the main one or an included one.
+    fn file_of<'s>(&'s self, section: &'s Section) -> &'s Path {
+        section.file.as_deref().unwrap_or(self.path)
+    }
+
     fn locate(&self, at: &At) -> String {
         let section = at.section.map(|s| format!(" [{s}]")).unwrap_or_default();
-        format!("{}:{}:{section} {}", self.path.display(), at.entry.line, at.entry.key)
+        let file = at.entry.file.as_deref().unwrap_or(self.path);
+        format!("{}:{}:{section} {}", file.display(), at.entry.line, at.entry.key)
     }
 
     fn problem(&mut self, at: &At, msg: impl fmt::Display) {
@@ -234,11 +273,7 @@ impl Parser<'_> {
         let (global_part, services) = sections
             .split_first()
             .expect("lines::read yields the global part first");
-        let mut global = Global {
-            pid: None,
-            log_level: LogLevel::default(),
-            output: None,
-        };
+        let mut global = Global::default();
         let mut defaults = Vec::new();
         for entry in &global_part.entries {
             let at = At { section: None, entry };
@@ -250,6 +285,16 @@ impl Parser<'_> {
                 _ => self.global_option(&mut global, name, &at),
             }
         }
+        if let Some(u) = &global.user
+            && u.gid.is_none()
+            && global.group.is_none()
+        {
+            self.problems.push(format!(
+                "{}: setuid = {}: this uid has no passwd entry, so it has no group to switch to; add `setgid = GROUP`",
+                self.path.display(),
+                u.uid
+            ));
+        }
         if services.is_empty() {
             self.problems.push(format!(
                 "{}: no [section] defines a tunnel; add one with `accept` and `connect` (see tunnel.conf.example)",
@@ -260,7 +305,7 @@ impl Parser<'_> {
             if let Some(first) = services[..i].iter().find(|s| s.name == section.name) {
                 self.problems.push(format!(
                     "{}:{}: [{}] is defined twice (first on line {}); rename one of the sections",
-                    self.path.display(),
+                    self.file_of(section).display(),
                     section.line,
                     section.name.as_deref().unwrap_or_default(),
                     first.line
@@ -278,7 +323,7 @@ impl Parser<'_> {
             if let Some(other) = out.iter().find(|o| o.accept == svc.accept) {
                 self.problems.push(format!(
                     "{}:{}: [{}] accept {} is already used by [{}]; give each section its own port",
-                    self.path.display(),
+                    self.file_of(section).display(),
                     section.line,
                     svc.name,
                     svc.accept,
@@ -303,18 +348,18 @@ impl Parser<'_> {
                 }
             }
             "foreground" => match at.entry.value.to_ascii_lowercase().as_str() {
-                "yes" | "quiet" => {}
-                "no" => self.warn(at, "running in the background is not supported yet; retunnel stays in the foreground (use systemd or `&`)"),
+                "yes" | "quiet" => g.foreground = true,
+                "no" => g.foreground = false,
                 _ => self.problem(at, "must be `yes`, `quiet` or `no`"),
             },
+            "log" => g.log_mode = self.value(at, values::log_mode).unwrap_or_default(),
+            "syslog" => g.syslog = self.value(at, values::yes_no),
             "output" => g.output = self.value(at, values::path),
             "pid" => g.pid = (!at.entry.value.is_empty()).then(|| PathBuf::from(&at.entry.value)),
             "debug" => g.log_level = self.value(at, values::log_level).unwrap_or_default(),
-            "setuid" | "setgid" => {
-                if let Err(msg) = values::same_identity(name, &at.entry.value) {
-                    self.problem(at, msg);
-                }
-            }
+            "include" => {} // already read in by `include::expand`
+            "setuid" => g.user = self.value(at, values::user),
+            "setgid" => g.group = self.value(at, values::group),
             _ => unreachable!("global option {name} has no parser"),
         }
     }
@@ -426,7 +471,7 @@ impl Parser<'_> {
         if let Some(m) = options_min {
             tls.min_version = tls.min_version.max(m);
         }
-        let header = format!("{}:{}: [{name}]", self.path.display(), section.line);
+        let header = format!("{}:{}: [{name}]", self.file_of(section).display(), section.line);
         if let Some(max) = tls.max_version
             && max < tls.min_version
         {

@@ -80,6 +80,9 @@ pub const OPTIONS: &[OptionSpec] = &[
     honoured("setgid", Global),
     // stunnel allows `debug` per service too; retunnel has one log level (see config::service).
     honoured("debug", Service),
+    honoured("log", Global),
+    honoured("syslog", Global),
+    honoured("include", Global),
     // Honoured, per service.
     honoured("client", Service),
     honoured("accept", Service),
@@ -109,8 +112,6 @@ pub const OPTIONS: &[OptionSpec] = &[
     ignored("RNDbytes", Global),
     ignored("RNDfile", Global),
     ignored("RNDoverwrite", Global),
-    ignored("syslog", Global),
-    ignored("log", Global),
     ignored("service", Service),
     ignored("taskbar", Global),
     ignored("iconActive", Global),
@@ -164,11 +165,6 @@ pub const OPTIONS: &[OptionSpec] = &[
         "chroot",
         Global,
         "retunnel cannot chroot yet, and ignoring it would run with more of the file system than you asked for",
-    ),
-    refused(
-        "include",
-        Global,
-        "included files are not read yet; the services they hold would be missing",
     ),
     refused(
         "exec",

@@ -462,6 +462,83 @@ impl TlsEcho {
     }
 }
 
+impl Retunnel {
+    /// Replaces the config file's text (for SIGHUP tests).
+    pub fn write_config(&self, conf: &str) {
+        std::fs::write(self.config.as_ref().expect("spawned from a config text"), conf).unwrap();
+    }
+
+    /// The directory the config file is in (a temporary one, removed with the process).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+/// Waits until the file at `path` contains `needle` `count` times; returns its text.
+pub fn wait_file_for_n(path: &Path, needle: &str, count: usize) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never showed {count}x {needle:?}; it holds:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn wait_file_for(path: &Path, needle: &str) -> String {
+    wait_file_for_n(path, needle, 1)
+}
+
+/// /proc/PID/status of a running process.
+pub fn proc_status(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
+}
+
+/// True once `pid` is gone or a zombie (a detached daemon is no child of the test to reap).
+pub fn exited(pid: i32) -> bool {
+    let status = proc_status(pid);
+    status.is_empty() || status.lines().any(|l| l.starts_with("State:") && l.contains('Z'))
+}
+
+/// Waits until `pid` has exited.
+pub fn wait_gone(pid: i32) {
+    let deadline = Instant::now() + WAIT;
+    while !exited(pid) {
+        assert!(Instant::now() < deadline, "process {pid} did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A process the test did not spawn directly (a detached daemon): SIGKILLed on drop.
+pub struct Pid(pub i32);
+
+impl Drop for Pid {
+    fn drop(&mut self) {
+        if !exited(self.0) {
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+/// True when the tests run as root (CI does); privilege tests need it.
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A tunnel section for redis on `port` (TLS, verified against `ca`).
+pub fn section(name: &str, accept: u16, upstream: u16, ca: &Ca) -> String {
+    format!(
+        "[{name}]\naccept = 127.0.0.1:{accept}\nconnect = localhost:{upstream}\nCAfile = {}\n",
+        ca.pem.display()
+    )
+}
+
 /// What a finished retunnel run printed.
 pub struct Finished {
     /// The exit code (`None`: killed by a signal).
