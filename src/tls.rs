@@ -1,7 +1,8 @@
-//! Everything about TLS towards the upstream server: trust anchors, protocol versions, which
-//! name is verified and sent as SNI, the handshake, and turning OpenSSL's errors into
-//! sentences. The relay only sees an `AsyncRead + AsyncWrite` stream, so the TLS library can
-//! change without touching it.
+//! Everything about TLS: towards the upstream server (trust anchors, protocol versions, which
+//! name is verified and sent as SNI, a client certificate), towards clients in server mode
+//! (`client = no`: our certificate, protocol versions), the handshakes, and turning OpenSSL's
+//! errors into sentences. The relay only sees an `AsyncRead + AsyncWrite` stream, so the TLS
+//! library can change without touching it. Private keys are read here and never logged.
 //!
 //! Unlike stunnel, the chain and the host name are verified by default, against the system
 //! trust store (OpenSSL's `SSL_CERT_FILE`/`SSL_CERT_DIR` are honoured) plus `CAfile`/`CApath`.
@@ -10,10 +11,12 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use native_tls::{Certificate, Protocol};
+use native_tls::{Certificate, Identity, Protocol};
+use openssl::pkey::{PKey, Private};
+use openssl::x509::X509;
 use tokio::net::TcpStream;
 
-use crate::config::{Host, TlsSettings, TlsVersion};
+use crate::config::{CertKey, Host, TlsSettings, TlsVersion};
 
 /// The TLS stream the relay gets.
 pub type TlsStream = tokio_native_tls::TlsStream<TcpStream>;
@@ -62,6 +65,40 @@ pub enum SetupError {
         /// What OpenSSL said.
         source: native_tls::Error,
     },
+    /// The private key file holds no PEM private key.
+    #[error(
+        "{path} holds no PEM private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----); set `key` to the key file"
+    )]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The private key is protected by a password.
+    #[error(
+        "the private key in {path} is protected by a password, which retunnel cannot ask for; write an unprotected copy readable only by retunnel (`openssl pkey -in KEY -out KEY.plain`, then `chmod 600`) and point `key` at it"
+    )]
+    EncryptedKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The private key could not be parsed.
+    #[error("{path}: cannot read the private key ({reason}); give a PEM key in PKCS#8 or RSA form")]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// What OpenSSL said (never the key itself).
+        reason: String,
+    },
+    /// The key does not belong to the certificate.
+    #[error(
+        "the private key in {key} does not belong to the certificate in {cert}; give the key the certificate was issued for"
+    )]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
     /// The TLS library refused the settings.
     #[error("TLS setup failed: {0}")]
     Library(#[from] native_tls::Error),
@@ -88,6 +125,9 @@ pub enum HandshakeError {
         /// What went wrong.
         reason: String,
     },
+    /// A client's handshake failed (server mode).
+    #[error("TLS handshake with the client failed: {0}")]
+    Client(String),
 }
 
 fn protocol(v: TlsVersion) -> Protocol {
@@ -105,6 +145,9 @@ impl TlsClient {
         let mut b = native_tls::TlsConnector::builder();
         b.min_protocol_version(Some(protocol(s.min_version)));
         b.max_protocol_version(s.max_version.map(protocol));
+        if let Some(pair) = &s.identity {
+            b.identity(load_identity(pair)?);
+        }
         for path in s.ca_file.iter() {
             for cert in load_pem_file(path)? {
                 b.add_root_certificate(cert);
@@ -153,6 +196,107 @@ impl TlsClient {
         let name = self.verified_name(host);
         self.connector.connect(&name, tcp).await.map_err(|e| classify(name, e))
     }
+}
+
+/// The accepting side of a server-mode service: our certificate, the version bounds.
+#[derive(Clone)]
+pub struct TlsServer {
+    acceptor: tokio_native_tls::TlsAcceptor,
+}
+
+impl fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsServer").finish_non_exhaustive()
+    }
+}
+
+impl TlsServer {
+    /// Loads `cert`/`key` and applies the service's version bounds.
+    pub fn new(pair: &CertKey, s: &TlsSettings) -> Result<TlsServer, SetupError> {
+        let mut b = native_tls::TlsAcceptor::builder(load_identity(pair)?);
+        b.min_protocol_version(Some(protocol(s.min_version)));
+        b.max_protocol_version(s.max_version.map(protocol));
+        Ok(TlsServer {
+            acceptor: b.build()?.into(),
+        })
+    }
+
+    /// Runs the handshake with a client.
+    pub async fn accept(&self, tcp: TcpStream) -> Result<TlsStream, HandshakeError> {
+        self.acceptor.accept(tcp).await.map_err(|e| {
+            let text = e.to_string();
+            let reason = if text.contains("wrong version number") || text.contains("http request") {
+                "the client did not speak TLS (use `redis-cli --tls`, `ssl=True`, …)".to_string()
+            } else if text.contains("unsupported protocol") || text.contains("version too low") {
+                format!("{text} (the client's TLS version is outside sslVersionMin/sslVersionMax)")
+            } else {
+                text
+            };
+            HandshakeError::Client(reason)
+        })
+    }
+}
+
+/// Reads a certificate chain and its private key (from `key`, else from the certificate file),
+/// checks that they belong together, and hands both to native-tls as PKCS#8 (which it needs;
+/// RSA keys are converted in memory).
+fn load_identity(pair: &CertKey) -> Result<Identity, SetupError> {
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| SetupError::Read {
+            path: path.into(),
+            source,
+        })
+    };
+    let cert_pem = read(&pair.cert)?;
+    let chain = X509::stack_from_pem(&cert_pem).map_err(|_| SetupError::NoCertificates {
+        path: pair.cert.clone(),
+    })?;
+    let Some(leaf) = chain.first() else {
+        return Err(SetupError::NoCertificates {
+            path: pair.cert.clone(),
+        });
+    };
+    let key_path = pair.key.as_ref().unwrap_or(&pair.cert);
+    let key = private_key(&read(key_path)?, key_path)?;
+    let matches = leaf.public_key().map(|p| p.public_eq(&key)).unwrap_or(false);
+    if !matches {
+        return Err(SetupError::KeyMismatch {
+            cert: pair.cert.clone(),
+            key: key_path.clone(),
+        });
+    }
+    let mut chain_pem = Vec::new();
+    for c in &chain {
+        chain_pem.extend(c.to_pem().map_err(|e| SetupError::BadKey {
+            path: pair.cert.clone(),
+            reason: e.to_string(),
+        })?);
+    }
+    let pkcs8 = key.private_key_to_pem_pkcs8().map_err(|e| SetupError::BadKey {
+        path: key_path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Identity::from_pkcs8(&chain_pem, &pkcs8)?)
+}
+
+/// The private key in a PEM file (PKCS#8, RSA or EC form); refuses encrypted keys up front,
+/// since OpenSSL would otherwise ask for a password on the terminal.
+fn private_key(pem: &[u8], path: &Path) -> Result<PKey<Private>, SetupError> {
+    if contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") || contains(pem, b"Proc-Type: 4,ENCRYPTED") {
+        return Err(SetupError::EncryptedKey { path: path.into() });
+    }
+    if !contains(pem, b"PRIVATE KEY-----") {
+        return Err(SetupError::NoKey { path: path.into() });
+    }
+    PKey::private_key_from_pem(pem).map_err(|e| SetupError::BadKey {
+        path: path.into(),
+        reason: e
+            .errors()
+            .first()
+            .and_then(|e| e.reason())
+            .unwrap_or("not a key")
+            .to_string(),
+    })
 }
 
 fn classify(name: String, e: native_tls::Error) -> HandshakeError {

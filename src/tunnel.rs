@@ -13,7 +13,8 @@ use tracing::{info, warn};
 
 use crate::config::ServiceConfig;
 use crate::service::{self, Shared};
-use crate::tls::{self, TlsClient};
+use crate::sockopt;
+use crate::tls;
 use crate::upstream::ConnectTo;
 
 /// Why the tunnel could not start.
@@ -53,25 +54,20 @@ impl Tunnel {
     pub async fn bind(services: Vec<ServiceConfig>, connect_to: &ConnectTo) -> Result<Tunnel, StartError> {
         let mut shared = Vec::with_capacity(services.len());
         for config in services {
-            let tls = TlsClient::new(&config.tls).map_err(|source| StartError::Tls {
-                service: config.name.clone(),
-                source,
-            })?;
-            shared.push(Arc::new(Shared {
-                config,
-                tls,
-                connect_to: connect_to.clone(),
-            }));
+            let service = config.name.clone();
+            let s = Shared::new(config, connect_to.clone()).map_err(|source| StartError::Tls { service, source })?;
+            shared.push(Arc::new(s));
         }
         let mut bound = Vec::with_capacity(shared.len());
         for s in shared {
             let addr = s.config.accept;
-            let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-                service: s.config.name.clone(),
-                addr,
-                hint: bind_hint(&source),
-                source,
-            })?;
+            let listener =
+                sockopt::bind_listener(addr, &s.config.socket_options).map_err(|source| StartError::Bind {
+                    service: s.config.name.clone(),
+                    addr,
+                    hint: bind_hint(&source),
+                    source,
+                })?;
             bound.push((listener, s));
         }
         Ok(Tunnel { services: bound })
@@ -132,14 +128,14 @@ fn announce(listener: &TcpListener, s: &Shared) {
         service = %s.config.name,
         accept = %addr,
         connect = %targets.join(", "),
-        tls = %s.tls.describe(),
+        tls = %s.describe_tls(),
         "listening"
     );
-    if !s.config.accept.ip().is_loopback() {
+    if !s.config.accept.ip().is_loopback() && s.acceptor.is_none() {
         warn!(service = %s.config.name, accept = %addr,
             "plain-text Redis traffic is accepted from the network, not only from this host; use 127.0.0.1 unless other hosts must reach this tunnel");
     }
-    if !s.config.tls.verify_chain {
+    if s.config.connect_tls && !s.config.tls.verify_chain {
         warn!(service = %s.config.name,
             "the upstream certificate is NOT verified (verifyChain = no / verify = 0): anyone on the path can read and change the traffic");
     }
