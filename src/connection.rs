@@ -16,11 +16,11 @@ use tracing::{debug, info, warn};
 use crate::relay::{self, Counters, End};
 use crate::service::Shared;
 use crate::sockopt::{self, Side};
-use crate::tls::TlsStream;
+use crate::tls::{ServerTlsStream, TlsStream};
 use crate::upstream;
 
 /// The client's side: plain TCP, or TLS in server mode.
-pub type ClientStream = Either<TcpStream, TlsStream>;
+pub type ClientStream = Either<TcpStream, ServerTlsStream>;
 
 /// The upstream's side: TLS, or plain TCP in server mode without `connectTLS`.
 pub type UpstreamStream = Either<TlsStream, TcpStream>;
@@ -37,7 +37,8 @@ pub async fn handle(client: TcpStream, shared: Arc<Shared>) {
     debug!(upstream = %upstream_addr, "upstream ready");
     let counters = Arc::new(Counters::default());
     let end = relay::relay(client, upstream, shared.config.idle_timeout, counters.clone()).await;
-    log_end(&end, upstream_addr, &counters, started);
+    let no_client_cert = shared.config.connect_tls && shared.config.tls.identity.is_none();
+    log_end(&end, upstream_addr, &counters, started, no_client_cert);
 }
 
 /// Sets the `l:` socket options and, in server mode, runs the client's TLS handshake within
@@ -101,13 +102,19 @@ pub async fn open_upstream(shared: &Shared) -> Option<(UpstreamStream, SocketAdd
     }
 }
 
-fn log_end(end: &End, upstream: SocketAddr, c: &Counters, started: Instant) {
+fn log_end(end: &End, upstream: SocketAddr, c: &Counters, started: Instant, no_client_cert: bool) {
     let up = c.up.load(Ordering::Relaxed);
     let down = c.down.load(Ordering::Relaxed);
     let ms = started.elapsed().as_millis() as u64;
     let reason = match end {
         End::Closed => "closed".to_string(),
         End::Idle(d) => format!("idle for {}s (TIMEOUTidle)", d.as_secs()),
+        // A TLS 1.3 server that demands a client certificate says so in an alert after the
+        // handshake, which a reset often overtakes: say what the likely cause is.
+        End::Error(e) if down == 0 && no_client_cert => format!(
+            "error: {}; the server closed before answering: if it requires client certificates, set `cert` and `key`",
+            upstream::describe_io(e)
+        ),
         End::Error(e) => format!("error: {}", upstream::describe_io(e)),
     };
     info!(%upstream, bytes_up = up, bytes_down = down, duration_ms = ms, %reason, "connection closed");

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use native_tls::{Certificate, Identity, Protocol};
 use openssl::pkey::{PKey, Private};
+use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslVersion};
 use openssl::x509::X509;
 use tokio::net::TcpStream;
 
@@ -102,6 +103,9 @@ pub enum SetupError {
     /// The TLS library refused the settings.
     #[error("TLS setup failed: {0}")]
     Library(#[from] native_tls::Error),
+    /// OpenSSL refused the settings (server side, key conversion).
+    #[error("TLS setup failed: {0}")]
+    Openssl(#[from] openssl::error::ErrorStack),
 }
 
 /// Why a handshake failed, worded for the log (and for the client, in Redis mode).
@@ -198,10 +202,14 @@ impl TlsClient {
     }
 }
 
+/// The TLS stream a server-mode client gets (OpenSSL directly: native-tls's acceptor turns
+/// TLS 1.3 off, and clients should get it).
+pub type ServerTlsStream = tokio_openssl::SslStream<TcpStream>;
+
 /// The accepting side of a server-mode service: our certificate, the version bounds.
 #[derive(Clone)]
 pub struct TlsServer {
-    acceptor: tokio_native_tls::TlsAcceptor,
+    acceptor: SslAcceptor,
 }
 
 impl fmt::Debug for TlsServer {
@@ -210,37 +218,65 @@ impl fmt::Debug for TlsServer {
     }
 }
 
-impl TlsServer {
-    /// Loads `cert`/`key` and applies the service's version bounds.
-    pub fn new(pair: &CertKey, s: &TlsSettings) -> Result<TlsServer, SetupError> {
-        let mut b = native_tls::TlsAcceptor::builder(load_identity(pair)?);
-        b.min_protocol_version(Some(protocol(s.min_version)));
-        b.max_protocol_version(s.max_version.map(protocol));
-        Ok(TlsServer {
-            acceptor: b.build()?.into(),
-        })
-    }
-
-    /// Runs the handshake with a client.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<TlsStream, HandshakeError> {
-        self.acceptor.accept(tcp).await.map_err(|e| {
-            let text = e.to_string();
-            let reason = if text.contains("wrong version number") || text.contains("http request") {
-                "the client did not speak TLS (use `redis-cli --tls`, `ssl=True`, …)".to_string()
-            } else if text.contains("unsupported protocol") || text.contains("version too low") {
-                format!("{text} (the client's TLS version is outside sslVersionMin/sslVersionMax)")
-            } else {
-                text
-            };
-            HandshakeError::Client(reason)
-        })
+fn ssl_version(v: TlsVersion) -> SslVersion {
+    match v {
+        TlsVersion::Tls10 => SslVersion::TLS1,
+        TlsVersion::Tls11 => SslVersion::TLS1_1,
+        TlsVersion::Tls12 => SslVersion::TLS1_2,
+        TlsVersion::Tls13 => SslVersion::TLS1_3,
     }
 }
 
-/// Reads a certificate chain and its private key (from `key`, else from the certificate file),
-/// checks that they belong together, and hands both to native-tls as PKCS#8 (which it needs;
-/// RSA keys are converted in memory).
-fn load_identity(pair: &CertKey) -> Result<Identity, SetupError> {
+impl TlsServer {
+    /// Loads `cert`/`key` and applies the service's version bounds, on Mozilla's
+    /// "intermediate" (v5) settings.
+    pub fn new(pair: &CertKey, s: &TlsSettings) -> Result<TlsServer, SetupError> {
+        let (chain, key) = load_pair(pair)?;
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+        b.set_private_key(&key)?;
+        let mut certs = chain.into_iter();
+        if let Some(leaf) = certs.next() {
+            b.set_certificate(&leaf)?;
+        }
+        for c in certs {
+            b.add_extra_chain_cert(c)?;
+        }
+        b.set_min_proto_version(Some(ssl_version(s.min_version)))?;
+        b.set_max_proto_version(s.max_version.map(ssl_version))?;
+        Ok(TlsServer { acceptor: b.build() })
+    }
+
+    /// Runs the handshake with a client.
+    pub async fn accept(&self, tcp: TcpStream) -> Result<ServerTlsStream, HandshakeError> {
+        let setup = |e: openssl::error::ErrorStack| HandshakeError::Client(e.to_string());
+        let ssl = Ssl::new(self.acceptor.context()).map_err(setup)?;
+        let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(setup)?;
+        match std::pin::Pin::new(&mut stream).accept().await {
+            Ok(()) => Ok(stream),
+            Err(e) => Err(HandshakeError::Client(client_reason(&e))),
+        }
+    }
+}
+
+fn client_reason(e: &openssl::ssl::Error) -> String {
+    let text = match e.ssl_error() {
+        Some(stack) => stack.to_string(),
+        None => e.to_string(),
+    };
+    if text.contains("wrong version number") || text.contains("http request") {
+        "the client did not speak TLS (use `redis-cli --tls`, `ssl=True`, …)".into()
+    } else if text.contains("unsupported protocol") || text.contains("version too low") {
+        "the client offers only TLS versions outside sslVersionMin/sslVersionMax; upgrade the client or lower sslVersionMin".into()
+    } else if text.is_empty() || e.code() == openssl::ssl::ErrorCode::SYSCALL {
+        "the client closed the connection during the handshake (does it trust our certificate?)".into()
+    } else {
+        text
+    }
+}
+
+/// Reads a certificate chain and its private key (from `key`, else from the certificate
+/// file) and checks that they belong together.
+fn load_pair(pair: &CertKey) -> Result<(Vec<X509>, PKey<Private>), SetupError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| SetupError::Read {
             path: path.into(),
@@ -248,35 +284,31 @@ fn load_identity(pair: &CertKey) -> Result<Identity, SetupError> {
         })
     };
     let cert_pem = read(&pair.cert)?;
-    let chain = X509::stack_from_pem(&cert_pem).map_err(|_| SetupError::NoCertificates {
+    let no_certs = || SetupError::NoCertificates {
         path: pair.cert.clone(),
-    })?;
-    let Some(leaf) = chain.first() else {
-        return Err(SetupError::NoCertificates {
-            path: pair.cert.clone(),
-        });
     };
+    let chain = X509::stack_from_pem(&cert_pem).map_err(|_| no_certs())?;
+    let leaf = chain.first().ok_or_else(no_certs)?;
     let key_path = pair.key.as_ref().unwrap_or(&pair.cert);
     let key = private_key(&read(key_path)?, key_path)?;
-    let matches = leaf.public_key().map(|p| p.public_eq(&key)).unwrap_or(false);
-    if !matches {
+    if !leaf.public_key().is_ok_and(|p| p.public_eq(&key)) {
         return Err(SetupError::KeyMismatch {
             cert: pair.cert.clone(),
             key: key_path.clone(),
         });
     }
+    Ok((chain, key))
+}
+
+/// The client certificate for native-tls, which wants PKCS#8: RSA and EC keys are
+/// converted in memory.
+fn load_identity(pair: &CertKey) -> Result<Identity, SetupError> {
+    let (chain, key) = load_pair(pair)?;
     let mut chain_pem = Vec::new();
     for c in &chain {
-        chain_pem.extend(c.to_pem().map_err(|e| SetupError::BadKey {
-            path: pair.cert.clone(),
-            reason: e.to_string(),
-        })?);
+        chain_pem.extend(c.to_pem()?);
     }
-    let pkcs8 = key.private_key_to_pem_pkcs8().map_err(|e| SetupError::BadKey {
-        path: key_path.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok(Identity::from_pkcs8(&chain_pem, &pkcs8)?)
+    Ok(Identity::from_pkcs8(&chain_pem, &key.private_key_to_pem_pkcs8()?)?)
 }
 
 /// The private key in a PEM file (PKCS#8, RSA or EC form); refuses encrypted keys up front,
@@ -304,6 +336,8 @@ fn classify(name: String, e: native_tls::Error) -> HandshakeError {
     if !text.contains("certificate verify failed") {
         let reason = if text.contains("wrong version number") || text.contains("packet length too long") {
             "the server did not answer in TLS (is it a plain-TCP port?)".to_string()
+        } else if text.contains("alert protocol version") {
+            "the server accepts none of the TLS versions allowed here; check sslVersion/sslVersionMin/sslVersionMax against what the server supports".to_string()
         } else if text.contains("unexpected eof") || text.contains("Connection reset") {
             "the server closed the connection during the handshake (does it speak TLS, and accept this TLS version?)"
                 .to_string()
