@@ -155,3 +155,19 @@ fn unknown_socket_option_is_refused_with_a_suggestion() {
         "{log}"
     );
 }
+
+#[test]
+fn timeout_connect_bounds_a_silent_upstream_handshake() {
+    // Accepts TCP (the kernel does it for the backlog) but never answers the TLS hello.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let port = free_port();
+    let conf = format!("[s]\naccept = 127.0.0.1:{port}\nconnect = localhost:{silent_port}\nTIMEOUTconnect = 1\n");
+    let rt = Retunnel::start(&conf, 1);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let started = Instant::now();
+    let got = c.read(&mut [0u8; 16]);
+    assert!(matches!(got, Ok(0) | Err(_)) && started.elapsed() < WAIT / 2, "{got:?}");
+    rt.log.wait_for("TLS handshake timed out (TIMEOUTconnect)");
+}

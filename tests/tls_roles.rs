@@ -272,3 +272,15 @@ fn tls_on_both_sides_with_connect_tls() {
     assert_eq!(redis_cli_tls(port, &ca.pem, &["get", "both"]), "sides");
     assert_eq!(openssl_ping(port, &ca), "+PONG\r\n+OK\r\n");
 }
+
+#[test]
+fn server_mode_bounds_a_silent_client_handshake_without_stalling_others() {
+    let sm = server_mode("TIMEOUTconnect = 3\n");
+    let silent = TcpStream::connect(("127.0.0.1", sm.port)).unwrap();
+    // The silent client's handshake runs in its own task: others are served meanwhile, long
+    // before its timeout.
+    assert_eq!(redis_cli_tls(sm.port, &sm.ca.pem, &["ping"]), "PONG");
+    assert!(!sm.rt.log.text().contains("timed out"), "{}", sm.rt.log.text());
+    sm.rt.log.wait_for("client TLS handshake timed out (TIMEOUTconnect)");
+    drop(silent);
+}
