@@ -63,14 +63,13 @@ fn wait_until_admitted(port: u16) -> TcpStream {
 
 #[test]
 fn connection_limit_refuses_extra_clients_at_once() {
-    let pki = Pki::new();
-    let (ca, leaf) = pki.standard(&[]);
-    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let up = TlsUpstream::start(&[]);
     let port = free_port();
-    let conf = format!(
-        "[limited]\naccept = 127.0.0.1:{port}\nconnect = localhost:{}\nCAfile = {}\nmaxConnections = 2\n",
-        redis.port,
-        ca.pem.display()
+    let conf = up.section(
+        "limited",
+        port,
+        "maxConnections = 2
+",
     );
     let rt = Retunnel::start(&conf, 1);
     let mut one = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -112,19 +111,14 @@ fn ss_line(filter: &str) -> String {
 
 #[test]
 fn socket_options_reach_the_kernel() {
-    let pki = Pki::new();
-    let (ca, leaf) = pki.standard(&[]);
-    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let up = TlsUpstream::start(&[]);
+    let redis = &up.redis;
     let port = free_port();
-    let conf = format!(
-        "[opts]\naccept = 127.0.0.1:{port}\nconnect = localhost:{}\nCAfile = {}\n\
-         socket = a:SO_REUSEADDR=1\nsocket = a:SO_RCVBUF=70000\n\
+    let opts = "socket = a:SO_REUSEADDR=1\nsocket = a:SO_RCVBUF=70000\n\
          socket = l:TCP_NODELAY=1\nsocket = l:SO_KEEPALIVE=1\nsocket = l:TCP_KEEPIDLE=777\n\
          socket = l:TCP_KEEPINTVL=5\nsocket = l:TCP_KEEPCNT=3\nsocket = l:SO_SNDBUF=50000\n\
-         socket = r:SO_RCVBUF=60000\nsocket = r:TCP_KEEPIDLE=888\n",
-        redis.port,
-        ca.pem.display()
-    );
+         socket = r:SO_RCVBUF=60000\nsocket = r:TCP_KEEPIDLE=888\n";
+    let conf = up.section("opts", port, opts);
     let _rt = Retunnel::start(&conf, 1);
     assert_eq!(redis_cli(port, &["set", "k", "v"]), "OK");
     let mut held = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -170,4 +164,29 @@ fn timeout_connect_bounds_a_silent_upstream_handshake() {
     let got = c.read(&mut [0u8; 16]);
     assert!(matches!(got, Ok(0) | Err(_)) && started.elapsed() < WAIT / 2, "{got:?}");
     rt.log.wait_for("TLS handshake timed out (TIMEOUTconnect)");
+}
+
+#[test]
+fn timeout_close_bounds_the_drain_on_shutdown() {
+    let up = TlsUpstream::start(&[]);
+    let port = free_port();
+    let conf = up.section(
+        "s",
+        port,
+        "TIMEOUTclose = 3
+",
+    );
+    let mut rt = Retunnel::start(&conf, 1);
+    let mut open = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    exchange(&mut open, b"PING\r\n", b"+PONG\r\n");
+    rt.signal(libc::SIGTERM);
+    rt.log.wait_for("waiting for open connections (TIMEOUTclose)");
+    // Still relaying during the grace period…
+    exchange(&mut open, b"PING\r\n", b"+PONG\r\n");
+    // …then cut, and retunnel exits.
+    rt.log
+        .wait_for("connections still open after TIMEOUTclose; closing them");
+    assert_eq!(rt.wait_exit(), Some(0));
+    let got = open.read(&mut [0u8; 16]);
+    assert!(matches!(got, Ok(0) | Err(_)), "{got:?}");
 }

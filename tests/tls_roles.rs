@@ -11,23 +11,14 @@ use openssl::pkey::PKey;
 use openssl::symm::Cipher;
 use support::*;
 
-fn section(name: &str, port: u16, redis_port: u16, ca: &Ca, extra: &str) -> String {
-    format!(
-        "[{name}]\naccept = 127.0.0.1:{port}\nconnect = localhost:{redis_port}\nCAfile = {}\n{extra}",
-        ca.pem.display()
-    )
-}
-
 #[test]
 fn tls12_only_server_is_refused_when_tls13_is_the_floor() {
-    let pki = Pki::new();
-    let (ca, leaf) = pki.standard(&[]);
-    let redis = Redis::start_tls(&leaf, &ca, &["--tls-protocols", "TLSv1.2"]);
+    let up = TlsUpstream::start(&["--tls-protocols", "TLSv1.2"]);
     let (default, strict, exact) = (free_port(), free_port(), free_port());
     let conf = [
-        section("default", default, redis.port, &ca, ""),
-        section("strict", strict, redis.port, &ca, "sslVersionMin = TLSv1.3\n"),
-        section("exact", exact, redis.port, &ca, "sslVersion = TLSv1.2\n"),
+        up.section("default", default, ""),
+        up.section("strict", strict, "sslVersionMin = TLSv1.3\n"),
+        up.section("exact", exact, "sslVersion = TLSv1.2\n"),
     ]
     .concat();
     let rt = Retunnel::start(&conf, 3);
@@ -61,10 +52,8 @@ fn client_certs(pki: &Pki, ca: &Ca) -> ClientCerts {
 
 #[test]
 fn client_certificates_reach_a_server_that_demands_them() {
-    let pki = Pki::new();
-    let (ca, leaf) = pki.standard(&[]);
-    let certs = client_certs(&pki, &ca);
-    let redis = Redis::start_tls(&leaf, &ca, &["--tls-auth-clients", "yes"]);
+    let up = TlsUpstream::start(&["--tls-auth-clients", "yes"]);
+    let certs = client_certs(&up.pki, &up.ca);
     let (none, rsa, combined) = (free_port(), free_port(), free_port());
     let rsa_lines = format!(
         "cert = {}\nkey = {}\n",
@@ -72,15 +61,9 @@ fn client_certificates_reach_a_server_that_demands_them() {
         certs.rsa.key.display()
     );
     let conf = [
-        section("none", none, redis.port, &ca, ""),
-        section("rsa", rsa, redis.port, &ca, &rsa_lines),
-        section(
-            "combined",
-            combined,
-            redis.port,
-            &ca,
-            &format!("cert = {}\n", certs.combined.display()),
-        ),
+        up.section("none", none, ""),
+        up.section("rsa", rsa, &rsa_lines),
+        up.section("combined", combined, &format!("cert = {}\n", certs.combined.display())),
     ]
     .concat();
     let rt = Retunnel::start(&conf, 3);
@@ -252,15 +235,14 @@ fn server_mode_refuses_clients_below_the_version_floor() {
 
 #[test]
 fn tls_on_both_sides_with_connect_tls() {
-    let pki = Pki::new();
-    let (ca, leaf) = pki.standard(&[]);
-    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let up = TlsUpstream::start(&[]);
+    let (ca, redis) = (&up.ca, &up.redis);
     let port = free_port();
     let extra = format!(
         "connectTLS = yes\nCAfile = {}\ncheckHost = localhost\n",
         ca.pem.display()
     );
-    let rt = Retunnel::start(&server_section(port, redis.port, &leaf, &extra), 1);
+    let rt = Retunnel::start(&server_section(port, redis.port, &up.leaf, &extra), 1);
     assert!(
         rt.log
             .text()
@@ -270,7 +252,7 @@ fn tls_on_both_sides_with_connect_tls() {
     );
     assert_eq!(redis_cli_tls(port, &ca.pem, &["set", "both", "sides"]), "OK");
     assert_eq!(redis_cli_tls(port, &ca.pem, &["get", "both"]), "sides");
-    assert_eq!(openssl_ping(port, &ca), "+PONG\r\n+OK\r\n");
+    assert_eq!(openssl_ping(port, ca), "+PONG\r\n+OK\r\n");
 }
 
 #[test]

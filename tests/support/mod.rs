@@ -255,6 +255,34 @@ impl Redis {
     }
 }
 
+/// A private PKI and a TLS redis-server using it: the usual upstream of a client-mode test.
+pub struct TlsUpstream {
+    pub pki: Pki,
+    pub ca: Ca,
+    pub leaf: Leaf,
+    pub redis: Redis,
+}
+
+impl TlsUpstream {
+    /// Starts the redis-server with `args` added.
+    pub fn start(args: &[&str]) -> TlsUpstream {
+        let pki = Pki::new();
+        let (ca, leaf) = pki.standard(&[]);
+        let redis = Redis::start_tls(&leaf, &ca, args);
+        TlsUpstream { pki, ca, leaf, redis }
+    }
+
+    /// A client-mode section `[name]` listening on `port`, connecting to this server by the
+    /// name `localhost` and trusting its CA, plus `extra` lines.
+    pub fn section(&self, name: &str, port: u16, extra: &str) -> String {
+        format!(
+            "[{name}]\naccept = 127.0.0.1:{port}\nconnect = localhost:{}\nCAfile = {}\n{extra}",
+            self.redis.port,
+            self.ca.pem.display()
+        )
+    }
+}
+
 /// Sends `data` over an open connection and reads until `want` has arrived (or fails the test).
 pub fn exchange(s: &mut TcpStream, data: &[u8], want: &[u8]) {
     s.set_read_timeout(Some(WAIT)).unwrap();
