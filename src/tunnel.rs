@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,7 +16,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::ServiceConfig;
 use crate::service::{self, Shared};
-use crate::tls::{self, TlsClient};
+use crate::sockopt;
+use crate::tls;
 use crate::upstream::ConnectTo;
 
 /// Why the tunnel could not start.
@@ -276,20 +277,14 @@ enum ReloadError {
 
 /// Loads a section's TLS settings: everything a connection shares.
 fn prepare(config: ServiceConfig, connect_to: &ConnectTo) -> Result<Arc<Shared>, StartError> {
-    let tls = TlsClient::new(&config.tls).map_err(|source| StartError::Tls {
-        service: config.name.clone(),
-        source,
-    })?;
-    Ok(Arc::new(Shared {
-        config,
-        tls,
-        connect_to: connect_to.clone(),
-    }))
+    let service = config.name.clone();
+    let shared = Shared::new(config, connect_to.clone()).map_err(|source| StartError::Tls { service, source })?;
+    Ok(Arc::new(shared))
 }
 
 async fn listen(s: &Shared) -> Result<TcpListener, StartError> {
     let addr = s.config.accept;
-    bind_deep(addr).map_err(|source| StartError::Bind {
+    sockopt::bind_listener(addr, &s.config.socket_options).map_err(|source| StartError::Bind {
         service: s.config.name.clone(),
         addr,
         hint: bind_hint(&source),
@@ -307,30 +302,17 @@ fn announce(listener: &TcpListener, s: &Shared) {
         service = %s.config.name,
         accept = %addr,
         connect = %targets.join(", "),
-        tls = %s.tls.describe(),
+        tls = %s.describe_tls(),
         "listening"
     );
-    if !s.config.accept.ip().is_loopback() {
+    if !s.config.accept.ip().is_loopback() && s.acceptor.is_none() {
         warn!(service = %s.config.name, accept = %addr,
             "plain-text Redis traffic is accepted from the network, not only from this host; use 127.0.0.1 unless other hosts must reach this tunnel");
     }
-    if !s.config.tls.verify_chain {
+    if s.config.connect_tls && !s.config.tls.verify_chain {
         warn!(service = %s.config.name,
             "the upstream certificate is NOT verified (verifyChain = no / verify = 0): anyone on the path can read and change the traffic");
     }
-}
-
-/// Binds with a deep accept queue: a burst of clients (a pool opening hundreds of connections
-/// at once) must wait in the queue, not have their SYNs dropped and retried a second later.
-fn bind_deep(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
 }
 
 /// What to do when an `accept` address cannot be bound (shared with `check`).

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::sockopt::SocketOption;
 pub use oneoff::OneOff;
 pub use values::{Group, Host, LogLevel, LogMode, Target, TlsVersion, User, target as parse_target};
 
@@ -87,6 +88,35 @@ pub struct ServiceConfig {
     pub close_timeout: Duration,
     /// Close a connection that moved no byte for this long (`TIMEOUTidle`); `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// How to choose among several `connect` targets (`failover`).
+    pub failover: Failover,
+    /// Socket options for the accepting, client and upstream sockets (`socket`), in order.
+    pub socket_options: Vec<SocketOption>,
+    /// Refuse clients beyond this many open connections (`maxConnections`); `None`: no limit.
+    pub max_connections: Option<usize>,
+    /// Server mode (`client = no`): clients speak TLS, answered with this `cert`/`key`.
+    pub accept_tls: Option<CertKey>,
+    /// Whether the upstream is reached with TLS: always in client mode; `connectTLS` in server mode.
+    pub connect_tls: bool,
+}
+
+/// `failover`: which `connect` target a new connection tries first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Failover {
+    /// `prio`: always in the order written; the first that answers wins.
+    #[default]
+    Prio,
+    /// `rr`: round robin, each connection starts one target further.
+    RoundRobin,
+}
+
+/// A certificate chain and its private key (`cert`, `key`); no key file: the key is in `cert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertKey {
+    /// PEM file: the certificate first, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM file with the private key (PKCS#8 or RSA); `None`: it is in `cert`.
+    pub key: Option<PathBuf>,
 }
 
 /// The TLS settings of one service.
@@ -106,6 +136,8 @@ pub struct TlsSettings {
     pub min_version: TlsVersion,
     /// Highest protocol version offered; `None`: the newest the library has.
     pub max_version: Option<TlsVersion>,
+    /// Client certificate for mutual TLS towards `connect` (`cert`/`key` in client mode).
+    pub identity: Option<CertKey>,
 }
 
 impl Default for TlsSettings {
@@ -119,6 +151,7 @@ impl Default for TlsSettings {
             sni: None,
             min_version: TlsVersion::Tls12,
             max_version: None,
+            identity: None,
         }
     }
 }
@@ -377,6 +410,14 @@ impl Parser<'_> {
         let mut accept = None;
         let mut connect = Vec::new();
         let mut tls = TlsSettings::default();
+        let mut client = true;
+        let mut cert = None;
+        let mut key = None;
+        let mut connect_tls = None;
+        let mut verify_asked = false;
+        let mut failover = Failover::default();
+        let mut socket_options = Vec::new();
+        let mut max_connections = None;
         let mut connect_timeout = defaults::CONNECT_TIMEOUT;
         let mut close_timeout = defaults::CLOSE_TIMEOUT;
         let mut idle_timeout = Some(defaults::IDLE_TIMEOUT);
@@ -389,11 +430,13 @@ impl Parser<'_> {
             };
             let Some(opt) = self.known(&at) else { continue };
             match opt {
-                "client" => match at.entry.value.to_ascii_lowercase().as_str() {
-                    "yes" => {}
-                    "no" => self.problem(&at, "server mode (`client = no`) is not supported yet; retunnel accepts plain TCP and connects with TLS, so set `client = yes`"),
-                    _ => self.problem(&at, format!("`{}` is not `yes` or `no`; set `client = yes`", at.entry.value)),
-                },
+                "client" => client = self.value(&at, values::yes_no).unwrap_or(client),
+                "cert" => cert = self.value(&at, values::existing_file),
+                "key" => key = self.value(&at, values::existing_file),
+                "connectTLS" => connect_tls = self.value(&at, values::yes_no),
+                "failover" => failover = self.value(&at, values::failover).unwrap_or(failover),
+                "socket" => socket_options.extend(self.value(&at, crate::sockopt::parse)),
+                "maxConnections" => max_connections = self.value(&at, values::count).or(max_connections),
                 // stunnel 5 listens on every `accept` line; binding only the last would be a
                 // silent wrong result.
                 "accept" if accept.is_some() => self.problem(&at, "retunnel listens on one address per section; keep one `accept` line, or copy the section under another name for the second address"),
@@ -407,12 +450,13 @@ impl Parser<'_> {
                 "CApath" => tls.ca_path = self.value(&at, values::existing_dir),
                 "verify" => match self.value(&at, values::verify_level) {
                     Some(0) => tls.verify_chain = false,
-                    Some(_) => tls.verify_chain = true,
+                    Some(_) => (tls.verify_chain, verify_asked) = (true, true),
                     None => {}
                 },
                 "verifyChain" => {
                     if let Some(v) = self.value(&at, values::yes_no) {
                         tls.verify_chain = v;
+                        verify_asked |= v;
                     }
                 }
                 "verifyPeer" => {
@@ -421,8 +465,18 @@ impl Parser<'_> {
                     }
                 }
                 "checkHost" => {
-                    if tls.check_host.is_some() && section.entries.iter().filter(|e| e.key.eq_ignore_ascii_case("checkHost")).count() > 1 {
-                        self.problem(&at, "retunnel checks one host name per section; keep one `checkHost` line");
+                    if tls.check_host.is_some()
+                        && section
+                            .entries
+                            .iter()
+                            .filter(|e| e.key.eq_ignore_ascii_case("checkHost"))
+                            .count()
+                            > 1
+                    {
+                        self.problem(
+                            &at,
+                            "retunnel checks one host name per section; keep one `checkHost` line",
+                        );
                     }
                     tls.check_host = self.value(&at, values::host_name);
                 }
@@ -456,14 +510,19 @@ impl Parser<'_> {
                         tls.max_version = v;
                     }
                 }
-                "TIMEOUTconnect" => connect_timeout = self.value(&at, values::seconds_nonzero).unwrap_or(connect_timeout),
+                "TIMEOUTconnect" => {
+                    connect_timeout = self.value(&at, values::seconds_nonzero).unwrap_or(connect_timeout)
+                }
                 "TIMEOUTclose" => close_timeout = self.value(&at, values::seconds).unwrap_or(close_timeout),
                 "TIMEOUTidle" => {
                     if let Some(d) = self.value(&at, values::seconds) {
                         idle_timeout = (!d.is_zero()).then_some(d);
                     }
                 }
-                "debug" => self.warn(&at, "`debug` applies to the whole process in retunnel; set it once above the first [section]"),
+                "debug" => self.warn(
+                    &at,
+                    "`debug` applies to the whole process in retunnel; set it once above the first [section]",
+                ),
                 other => unreachable!("service option {other} has no parser"),
             }
         }
@@ -520,9 +579,12 @@ impl Parser<'_> {
             }
             return None;
         };
+        let ends = self.ends(&header, client, cert, key, connect_tls, verify_asked);
         if self.problems.len() > problems_before {
             return None;
         }
+        let (accept_tls, identity, connect_tls) = ends?;
+        tls.identity = identity;
         Some(ServiceConfig {
             name,
             accept,
@@ -531,9 +593,57 @@ impl Parser<'_> {
             connect_timeout,
             close_timeout,
             idle_timeout,
+            failover,
+            socket_options,
+            max_connections,
+            accept_tls,
+            connect_tls,
         })
+    }
+
+    /// What each end speaks, from `client`, `cert`/`key` and `connectTLS`: the accepting
+    /// side's certificate (server mode), the client certificate towards `connect` (client
+    /// mode), and whether `connect` gets TLS.
+    fn ends(
+        &mut self,
+        header: &str,
+        client: bool,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        connect_tls: Option<bool>,
+        verify_asked: bool,
+    ) -> Option<(Option<CertKey>, Option<CertKey>, bool)> {
+        if cert.is_none() && key.is_some() {
+            self.problems.push(format!(
+                "{header}: `key` without `cert`; add `cert = FILE` with the certificate that key belongs to"
+            ));
+            return None;
+        }
+        let pair = cert.map(|cert| CertKey { cert, key });
+        if client {
+            if connect_tls == Some(false) {
+                self.problems.push(format!(
+                    "{header}: `connectTLS = no` with `client = yes` would relay plain text both ways; remove it (client mode always connects with TLS) or set `client = no`"
+                ));
+            }
+            return Some((None, pair, true));
+        }
+        let connect_tls = connect_tls.unwrap_or(false);
+        if pair.is_none() {
+            self.problems.push(format!(
+                "{header}: server mode (`client = no`) needs `cert` (and `key`, unless the key is in the same file): the certificate clients see"
+            ));
+        }
+        if verify_asked && !connect_tls {
+            self.problems.push(format!(
+                "{header}: with `client = no`, stunnel's `verify`/`verifyChain` ask clients for certificates, which retunnel cannot check yet; remove them (or add `connectTLS = yes` if they are meant for the upstream)"
+            ));
+        }
+        Some((pair, None, connect_tls))
     }
 }
 
+#[cfg(test)]
+mod conn_tests;
 #[cfg(test)]
 mod tests;

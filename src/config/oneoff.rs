@@ -67,6 +67,11 @@ impl Config {
             connect_timeout: defaults::CONNECT_TIMEOUT,
             close_timeout: defaults::CLOSE_TIMEOUT,
             idle_timeout: Some(defaults::IDLE_TIMEOUT),
+            failover: Default::default(),
+            socket_options: Vec::new(),
+            max_connections: None,
+            accept_tls: None,
+            connect_tls: true,
         };
         Ok(Config {
             path: PathBuf::from(COMMAND_LINE),

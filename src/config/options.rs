@@ -63,9 +63,6 @@ const fn refused(name: &'static str, scope: Scope, why: &'static str) -> OptionS
 use Scope::{Global, Service};
 
 const NO_REVOCATION: &str = "retunnel cannot check certificate revocation yet, and ignoring the option would accept a revoked certificate; remove it only if you accept that";
-const NO_CLIENT_CERT: &str =
-    "client certificates (mutual TLS) are not supported yet; without them the server would refuse the connection";
-const NO_SERVER_MODE: &str = "retunnel runs client tunnels only (plain TCP in, TLS out) for now";
 const NO_PEER_PINNING: &str =
     "retunnel cannot pin peer certificates yet, and ignoring the option would accept any valid certificate";
 
@@ -102,6 +99,13 @@ pub const OPTIONS: &[OptionSpec] = &[
     honoured("TIMEOUTconnect", Service),
     honoured("TIMEOUTclose", Service),
     honoured("TIMEOUTidle", Service),
+    honoured("cert", Service),
+    honoured("key", Service),
+    honoured("failover", Service),
+    honoured("socket", Service),
+    // retunnel's own.
+    honoured("connectTLS", Service),
+    honoured("maxConnections", Service),
     // Ignored with a warning: skipping them changes neither security nor what is tunnelled.
     ignored("ciphers", Service),
     ignored("ciphersuites", Service),
@@ -129,8 +133,6 @@ pub const OPTIONS: &[OptionSpec] = &[
     ignored("reset", Service),
     ignored("retry", Service),
     ignored("stack", Service),
-    ignored("socket", Service),
-    ignored("failover", Service),
     ignored("securityLevel", Service),
     ignored("TIMEOUTbusy", Service),
     ignored("TIMEOUTocsp", Service),
@@ -147,12 +149,10 @@ pub const OPTIONS: &[OptionSpec] = &[
     refused(
         "requireCert",
         Service,
-        "it only applies to TLS servers, and retunnel runs client tunnels only for now",
+        "retunnel cannot check client certificates in server mode yet, and ignoring it would let any client in",
     ),
     refused("checkEmail", Service, NO_PEER_PINNING),
     refused("checkIP", Service, NO_PEER_PINNING),
-    refused("cert", Service, NO_CLIENT_CERT),
-    refused("key", Service, NO_CLIENT_CERT),
     refused("PSKidentity", Service, "pre-shared keys are not supported"),
     refused("PSKsecrets", Service, "pre-shared keys are not supported"),
     refused("engine", Global, "OpenSSL engines are not supported"),
@@ -195,7 +195,11 @@ pub const OPTIONS: &[OptionSpec] = &[
     refused("protocolHost", Service, "STARTTLS protocols are not supported"),
     refused("protocolPassword", Service, "STARTTLS protocols are not supported"),
     refused("protocolUsername", Service, "STARTTLS protocols are not supported"),
-    refused("redirect", Service, NO_SERVER_MODE),
+    refused(
+        "redirect",
+        Service,
+        "retunnel does not verify client certificates, so it has no failed clients to redirect",
+    ),
     refused("transparent", Service, "transparent proxying is not supported"),
 ];
 

@@ -389,6 +389,27 @@ fn unknown_version(v: &str) -> String {
     }
 }
 
+/// `failover = prio|rr`.
+pub fn failover(v: &str) -> R<super::Failover> {
+    match v.to_ascii_lowercase().as_str() {
+        "prio" => Ok(super::Failover::Prio),
+        "rr" => Ok(super::Failover::RoundRobin),
+        _ => Err(format!(
+            "`{v}` is not `prio` (first that answers) or `rr` (round robin)"
+        )),
+    }
+}
+
+/// A limit: a whole number of at least 1.
+pub fn count(v: &str) -> R<usize> {
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "`{v}` is not a whole number of at least 1; remove the line for no limit"
+        )),
+    }
+}
+
 pub fn seconds(v: &str) -> R<Duration> {
     v.parse::<u64>()
         .map(Duration::from_secs)

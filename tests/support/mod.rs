@@ -4,6 +4,7 @@
 //! event (a port accepting, a log line), never a fixed sleep.
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -106,42 +107,29 @@ impl Pki {
     /// `from_days` to `to_days` relative to now (negative `to_days`: already expired).
     pub fn leaf(&self, ca: &Ca, file: &str, sans: &[&str], from_days: i64, to_days: i64) -> Leaf {
         let key = new_key();
-        let mut n = X509NameBuilder::new().unwrap();
-        n.append_entry_by_text("CN", sans.first().copied().unwrap_or("test"))
-            .unwrap();
-        let n = n.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&serial()).unwrap();
-        b.set_subject_name(&n).unwrap();
-        b.set_issuer_name(ca.cert.subject_name()).unwrap();
-        b.set_pubkey(&key).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        b.set_not_before(&Asn1Time::from_unix(now + from_days * 86400).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::from_unix(now + to_days * 86400).unwrap())
-            .unwrap();
-        let mut san = SubjectAlternativeName::new();
-        for s in sans {
-            if s.parse::<std::net::IpAddr>().is_ok() {
-                san.ip(s);
-            } else {
-                san.dns(s);
-            }
-        }
-        let ext = san.build(&b.x509v3_context(Some(&ca.cert), None)).unwrap();
-        b.append_extension(ext).unwrap();
-        b.sign(&ca.key, MessageDigest::sha256()).unwrap();
-        let cert = b.build();
+        let cert = sign_leaf(ca, &key, sans, from_days, to_days);
         let leaf = Leaf {
             cert: self.path(&format!("{file}.pem")),
             key: self.path(&format!("{file}.key")),
         };
         std::fs::write(&leaf.cert, cert.to_pem().unwrap()).unwrap();
         std::fs::write(&leaf.key, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        leaf
+    }
+
+    /// A certificate signed by `ca` whose key is RSA, written in the old PKCS#1 form
+    /// (`-----BEGIN RSA PRIVATE KEY-----`) that many private CAs still hand out.
+    pub fn rsa_leaf(&self, ca: &Ca, file: &str, sans: &[&str]) -> Leaf {
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let pkcs1 = rsa.private_key_to_pem().unwrap();
+        let key = PKey::from_rsa(rsa).unwrap();
+        let cert = sign_leaf(ca, &key, sans, -1, 2);
+        let leaf = Leaf {
+            cert: self.path(&format!("{file}.pem")),
+            key: self.path(&format!("{file}.key")),
+        };
+        std::fs::write(&leaf.cert, cert.to_pem().unwrap()).unwrap();
+        std::fs::write(&leaf.key, pkcs1).unwrap();
         leaf
     }
 
@@ -153,6 +141,40 @@ impl Pki {
         let leaf = self.leaf(&ca, "server", &sans, -1, 2);
         (ca, leaf)
     }
+}
+
+/// A certificate for `key`, signed by `ca`, for the DNS names and IPs in `sans`.
+fn sign_leaf(ca: &Ca, key: &PKey<Private>, sans: &[&str], from_days: i64, to_days: i64) -> X509 {
+    let mut n = X509NameBuilder::new().unwrap();
+    n.append_entry_by_text("CN", sans.first().copied().unwrap_or("test"))
+        .unwrap();
+    let n = n.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&serial()).unwrap();
+    b.set_subject_name(&n).unwrap();
+    b.set_issuer_name(ca.cert.subject_name()).unwrap();
+    b.set_pubkey(key).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    b.set_not_before(&Asn1Time::from_unix(now + from_days * 86400).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_unix(now + to_days * 86400).unwrap())
+        .unwrap();
+    let mut san = SubjectAlternativeName::new();
+    for s in sans {
+        if s.parse::<std::net::IpAddr>().is_ok() {
+            san.ip(s);
+        } else {
+            san.dns(s);
+        }
+    }
+    let ext = san.build(&b.x509v3_context(Some(&ca.cert), None)).unwrap();
+    b.append_extension(ext).unwrap();
+    b.sign(&ca.key, MessageDigest::sha256()).unwrap();
+    b.build()
 }
 
 fn serial() -> openssl::asn1::Asn1Integer {
@@ -186,23 +208,42 @@ pub struct Redis {
 impl Redis {
     /// Starts redis-server with TLS only (no plain port), serving `leaf`, plus `args`.
     pub fn start_tls(leaf: &Leaf, ca: &Ca, args: &[&str]) -> Redis {
-        let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", "0", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--tls-port", &port.to_string()])
-            .arg("--tls-cert-file")
-            .arg(&leaf.cert)
-            .arg("--tls-key-file")
-            .arg(&leaf.key)
-            .arg("--tls-ca-cert-file")
-            .arg(&ca.pem)
-            .args(["--tls-auth-clients", "no", "--dir"])
+        let mode: Vec<OsString> = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string().into(),
+            "--tls-cert-file".into(),
+            leaf.cert.clone().into(),
+            "--tls-key-file".into(),
+            leaf.key.clone().into(),
+            "--tls-ca-cert-file".into(),
+            ca.pem.clone().into(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        Self::start(port, &mode, args)
+    }
+
+    /// Starts a plain-TCP redis-server (what a server-mode section sits in front of).
+    pub fn start_plain(args: &[&str]) -> Redis {
+        let port = free_port();
+        Self::start(port, &["--port".into(), port.to_string().into()], args)
+    }
+
+    /// Runs redis-server on 127.0.0.1 in a fresh directory with `mode` (its port options)
+    /// plus `args`, and waits until `port` accepts.
+    fn start(port: u16, mode: &[OsString], args: &[&str]) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(mode)
+            .arg("--dir")
             .arg(dir.path())
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd
+            .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");
         let proc = Proc {
@@ -214,11 +255,71 @@ impl Redis {
     }
 }
 
+/// A private PKI and a TLS redis-server using it: the usual upstream of a client-mode test.
+pub struct TlsUpstream {
+    pub pki: Pki,
+    pub ca: Ca,
+    pub leaf: Leaf,
+    pub redis: Redis,
+}
+
+impl TlsUpstream {
+    /// Starts the redis-server with `args` added.
+    pub fn start(args: &[&str]) -> TlsUpstream {
+        let pki = Pki::new();
+        let (ca, leaf) = pki.standard(&[]);
+        let redis = Redis::start_tls(&leaf, &ca, args);
+        TlsUpstream { pki, ca, leaf, redis }
+    }
+
+    /// A client-mode section `[name]` listening on `port`, connecting to this server by the
+    /// name `localhost` and trusting its CA, plus `extra` lines.
+    pub fn section(&self, name: &str, port: u16, extra: &str) -> String {
+        format!(
+            "[{name}]\naccept = 127.0.0.1:{port}\nconnect = localhost:{}\nCAfile = {}\n{extra}",
+            self.redis.port,
+            self.ca.pem.display()
+        )
+    }
+}
+
+/// Sends `data` over an open connection and reads until `want` has arrived (or fails the test).
+pub fn exchange(s: &mut TcpStream, data: &[u8], want: &[u8]) {
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(data).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.windows(want.len()).any(|w| w == want) {
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert!(
+            n > 0,
+            "connection closed before {:?}; got {:?}",
+            String::from_utf8_lossy(want),
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Runs `redis-cli` (plain TCP) against 127.0.0.1:`port`; returns stdout, trimmed.
 pub fn redis_cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args);
+    run_cli(cmd)
+}
+
+/// Runs `redis-cli --tls` against 127.0.0.1:`port`, trusting `ca`; returns stdout, trimmed.
+pub fn redis_cli_tls(port: u16, ca: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "--tls", "--cacert"])
+        .arg(ca)
+        .args(args);
+    run_cli(cmd)
+}
+
+/// Runs a client to completion; stdout, trimmed, plus the exit code and stderr on failure.
+fn run_cli(mut cmd: Command) -> String {
+    let out = cmd
         .stdin(Stdio::null())
         .output()
         .expect("redis-cli must be installed (apt-get install redis-tools)");
