@@ -25,7 +25,12 @@ pub type TlsStream = tokio_native_tls::TlsStream<TcpStream>;
 /// A TLS client set up for one service.
 #[derive(Clone)]
 pub struct TlsClient {
+    /// Sends SNI.
     connector: tokio_native_tls::TlsConnector,
+    /// The same settings without SNI (IP targets, `sni =`).
+    without_sni: tokio_native_tls::TlsConnector,
+    /// `sni` as configured.
+    sni: Option<String>,
     /// `checkHost`, else a non-empty `sni`: the name verified (and sent) instead of the host.
     name_override: Option<String>,
     /// Whether certificates are checked at all.
@@ -159,14 +164,22 @@ impl TlsClient {
             b.danger_accept_invalid_certs(true);
             b.danger_accept_invalid_hostnames(true);
         }
-        let sni_off = s.sni.as_deref() == Some("");
-        b.use_sni(!sni_off);
+        b.use_sni(false);
+        let without_sni = b.build()?.into();
+        b.use_sni(true);
         let name_override = s.check_host.clone().or_else(|| s.sni.clone().filter(|n| !n.is_empty()));
         Ok(TlsClient {
             connector: b.build()?.into(),
+            without_sni,
+            sni: s.sni.clone(),
             name_override,
             verifying: s.verify_chain,
         })
+    }
+
+    /// Whether the handshake with `host` sends SNI (see [`sends_sni`]).
+    pub fn sends_sni(&self, host: &Host) -> bool {
+        sends_sni(self.sni.as_deref(), host)
     }
 
     /// The name verified for a connection to `host` (also sent as SNI unless it is an IP or
@@ -191,7 +204,22 @@ impl TlsClient {
     /// Runs the handshake over an established TCP connection.
     pub async fn handshake(&self, host: &Host, tcp: TcpStream) -> Result<TlsStream, HandshakeError> {
         let name = self.verified_name(host);
-        self.connector.connect(&name, tcp).await.map_err(|e| classify(name, e))
+        let connector = if self.sends_sni(host) {
+            &self.connector
+        } else {
+            &self.without_sni
+        };
+        connector.connect(&name, tcp).await.map_err(|e| classify(name, e))
+    }
+}
+
+/// Whether a handshake with `host` sends SNI: `sni =` (empty) sends none; a non-empty `sni`
+/// is always sent; by default a host name is sent and an IP address is not (even with
+/// `checkHost`, which only names what the certificate must carry).
+pub fn sends_sni(sni: Option<&str>, host: &Host) -> bool {
+    match sni {
+        Some(s) => !s.is_empty(),
+        None => matches!(host, Host::Name(_)),
     }
 }
 

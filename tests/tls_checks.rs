@@ -183,6 +183,19 @@ fn sni_is_the_connect_host_none_for_ip_literals_or_the_sni_option() {
             format!("{ca_line}\nsni = alias.example"),
             "sni=alias.example\n",
         ),
+        // checkHost names what the certificate must carry; an IP target still sends no SNI.
+        (
+            "ip-checkhost",
+            format!("127.0.0.1:{p}"),
+            format!("{ca_line}\ncheckHost = alias.example"),
+            "sni=-\n",
+        ),
+        (
+            "name-checkhost",
+            format!("localhost:{p}"),
+            format!("{ca_line}\ncheckHost = alias.example"),
+            "sni=alias.example\n",
+        ),
     ];
     let ports: Vec<u16> = cases.iter().map(|_| free_port()).collect();
     let text: String = cases
