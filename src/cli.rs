@@ -32,6 +32,10 @@ pub struct Cli {
     /// Where the tunnels come from.
     #[command(flatten)]
     pub source: Source,
+    /// Detach into the background once listening (as `foreground = no`); logs go to `output`
+    /// or syslog. The default is to stay in the foreground, as systemd and containers expect.
+    #[arg(short = 'd', long = "daemon")]
+    pub daemon: bool,
 }
 
 /// The subcommands.

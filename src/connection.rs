@@ -1,78 +1,136 @@
-//! One client connection, in its own task: reach the upstream (resolve, TCP, TLS, each
-//! bounded by `TIMEOUTconnect`), relay, and log one line when it ends. Nothing here may block
-//! the accept loop or another connection.
+//! One client connection, in its own task: open the client side (socket options, and the TLS
+//! handshake in server mode), reach the upstream (resolve, TCP, TLS, each bounded by
+//! `TIMEOUTconnect`), relay, and log one line when it ends. Nothing here may block the accept
+//! loop or another connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use socket2::SockRef;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::either::Either;
 use tracing::{debug, info, warn};
 
 use crate::relay::{self, Counters, End};
 use crate::service::Shared;
+use crate::sockopt::{self, Side};
+use crate::tls::{ServerTlsStream, TlsStream};
 use crate::upstream;
 
+/// The client's side: plain TCP, or TLS in server mode.
+pub type ClientStream = Either<TcpStream, ServerTlsStream>;
+
+/// The upstream's side: TLS, or plain TCP in server mode without `connectTLS`.
+pub type UpstreamStream = Either<TlsStream, TcpStream>;
+
 /// Serves one accepted client until both directions are done.
-pub async fn handle(mut client: TcpStream, shared: Arc<Shared>) {
+pub async fn handle(client: TcpStream, shared: Arc<Shared>) {
     let started = Instant::now();
-    let _ = client.set_nodelay(true);
-    let svc = &shared.config;
-    let connected = match upstream::connect(&svc.connect, &shared.connect_to, svc.connect_timeout).await {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "cannot reach upstream; closing client");
-            redis_error(&mut client, &shared, &format!("cannot reach upstream: {e}")).await;
-            return;
-        }
+    // The address the client reached us by; in Redis mode, node listeners are named by it.
+    let local_ip = client.local_addr().map(|a| a.ip().to_canonical());
+    let Some(mut client) = open_client(client, &shared).await else {
+        return;
     };
-    let upstream_addr = connected.addr;
-    let host = &svc.connect[connected.target].host;
-    let tls = match tokio::time::timeout(svc.connect_timeout, shared.tls.handshake(host, connected.stream)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            warn!(upstream = %upstream_addr, error = %e, "TLS handshake failed; closing client");
-            redis_error(&mut client, &shared, &e.to_string()).await;
-            return;
-        }
-        Err(_) => {
-            warn!(upstream = %upstream_addr, timeout_s = svc.connect_timeout.as_secs(), "TLS handshake timed out (TIMEOUTconnect); closing client");
-            redis_error(
-                &mut client,
-                &shared,
-                &format!("TLS handshake with {upstream_addr} timed out (TIMEOUTconnect)"),
-            )
-            .await;
+    let (upstream, upstream_addr) = match open_upstream(&shared).await {
+        Ok(u) => u,
+        Err(why) => {
+            if shared.redis.is_some() {
+                crate::redis::send_error(&mut client, &why).await;
+            }
             return;
         }
     };
     debug!(upstream = %upstream_addr, "upstream ready");
     let counters = Arc::new(Counters::default());
-    let end = match &shared.redis {
-        None => relay::relay(client, tls, svc.idle_timeout, counters.clone()).await,
-        Some(cluster) => {
-            let base = crate::redis::nodes::base_host(&svc.connect[connected.target]);
-            crate::redis::relay::relay(client, tls, cluster.clone(), base, svc.idle_timeout, counters.clone()).await
+    let idle = shared.config.idle_timeout;
+    let end = match (&shared.redis, local_ip) {
+        (Some(cluster), Ok(ip)) => {
+            // A redirect naming no host means the node this connection reached.
+            let base = upstream_addr.ip().to_string();
+            crate::redis::relay::relay(client, upstream, ip, cluster.clone(), base, idle, counters.clone()).await
         }
+        _ => relay::relay(client, upstream, idle, counters.clone()).await,
     };
-    log_end(&end, upstream_addr, &counters, started);
+    let no_client_cert = shared.config.connect_tls && shared.config.tls.identity.is_none();
+    log_end(&end, upstream_addr, &counters, started, no_client_cert);
 }
 
-/// In a `protocol = redis` section, the client hears why as a Redis error.
-async fn redis_error(client: &mut TcpStream, shared: &Shared, why: &str) {
-    if shared.redis.is_some() {
-        crate::redis::send_error(client, why).await;
+/// Sets the `l:` socket options and, in server mode, runs the client's TLS handshake within
+/// `TIMEOUTconnect`. `None`: the client is gone (already logged).
+pub async fn open_client(client: TcpStream, shared: &Shared) -> Option<ClientStream> {
+    let _ = client.set_nodelay(true);
+    if let Err(e) = sockopt::apply(SockRef::from(&client), &shared.config.socket_options, Side::Local) {
+        warn!(error = %e, "cannot set a `socket = l:` option on the client socket");
+    }
+    let Some(acceptor) = &shared.acceptor else {
+        return Some(Either::Left(client));
+    };
+    let timeout = shared.config.connect_timeout;
+    match tokio::time::timeout(timeout, acceptor.accept(client)).await {
+        Ok(Ok(tls)) => Some(Either::Right(tls)),
+        Ok(Err(e)) => {
+            warn!(error = %e, "closing client");
+            None
+        }
+        Err(_) => {
+            warn!(
+                timeout_s = timeout.as_secs(),
+                "client TLS handshake timed out (TIMEOUTconnect); closing client"
+            );
+            None
+        }
     }
 }
 
-fn log_end(end: &End, upstream: SocketAddr, c: &Counters, started: Instant) {
+/// Connects to the first upstream that answers and, unless the section connects in plain
+/// TCP, runs the TLS handshake. `Err`: no upstream (already logged), and why, for the client.
+pub async fn open_upstream(shared: &Shared) -> Result<(UpstreamStream, SocketAddr), String> {
+    let svc = &shared.config;
+    let connected = match shared
+        .upstreams
+        .connect(&shared.connect_to, svc.connect_timeout, &svc.socket_options)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "cannot reach upstream; closing client");
+            return Err(format!("cannot reach upstream: {e}"));
+        }
+    };
+    let addr = connected.addr;
+    if !svc.connect_tls {
+        return Ok((Either::Right(connected.stream), addr));
+    }
+    let host = &shared.upstreams.targets()[connected.target].host;
+    match tokio::time::timeout(svc.connect_timeout, shared.tls.handshake(host, connected.stream)).await {
+        Ok(Ok(s)) => Ok((Either::Left(s), addr)),
+        Ok(Err(e)) => {
+            warn!(upstream = %addr, error = %e, "TLS handshake failed; closing client");
+            Err(e.to_string())
+        }
+        Err(_) => {
+            let timeout_s = svc.connect_timeout.as_secs();
+            warn!(upstream = %addr, timeout_s, "TLS handshake timed out (TIMEOUTconnect); closing client");
+            Err(format!("TLS handshake with {addr} timed out (TIMEOUTconnect)"))
+        }
+    }
+}
+
+fn log_end(end: &End, upstream: SocketAddr, c: &Counters, started: Instant, no_client_cert: bool) {
     let up = c.up.load(Ordering::Relaxed);
     let down = c.down.load(Ordering::Relaxed);
     let ms = started.elapsed().as_millis() as u64;
     let reason = match end {
         End::Closed => "closed".to_string(),
         End::Idle(d) => format!("idle for {}s (TIMEOUTidle)", d.as_secs()),
+        // A TLS 1.3 server that demands a client certificate says so in an alert after the
+        // handshake, which a reset often overtakes: say what the likely cause is.
+        End::Error(e) if down == 0 && no_client_cert => format!(
+            "error: {}; the server closed before answering: if it requires client certificates, set `cert` and `key`",
+            upstream::describe_io(e)
+        ),
         End::Error(e) => format!("error: {}", upstream::describe_io(e)),
     };
     info!(%upstream, bytes_up = up, bytes_down = down, duration_ms = ms, %reason, "connection closed");

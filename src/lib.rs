@@ -4,15 +4,17 @@
 //!
 //! The modules, from the file to the bytes:
 //! - [`config`]: the INI file → typed, validated [`config::Config`]; the option table.
-//! - [`tls`]: all TLS setup and handshakes (native-tls, the system's OpenSSL).
+//! - [`tls`]: all TLS setup and handshakes, both sides (native-tls, the system's OpenSSL).
 //! - [`tunnel`]: binds every service (all or nothing), serves, drains on shutdown.
 //! - [`service`]: one service's accept loop; it only accepts.
 //! - [`connection`]: one client: resolve, connect, handshake, relay, log.
-//! - [`upstream`]: DNS at connect time and TCP connect with a deadline.
+//! - [`upstream`]: DNS at connect time, failover order and TCP connect with a deadline.
+//! - [`sockopt`]: `socket = a|l|r:OPTION=VALUE`, parsed and set on the sockets.
 //! - [`relay`]: bytes both ways with half-close, counters and the idle timeout.
 //! - [`redis`]: `protocol = redis`: cluster redirects and topology rewritten to node listeners.
-//! - [`process`]: pid file and signals; [`logging`]: tracing set-up.
-//! - [`run`]: the daemon's life, from a validated config to exit.
+//! - [`process`]: pid file and signals; [`privileges`]: `setuid`/`setgid`;
+//!   [`daemon`]: detaching; [`logging`]: tracing to stderr, a file or syslog.
+//! - [`run`]: the daemon's life, from a validated config to exit; [`reload`]: SIGHUP.
 //! - [`check`]: `retunnel check`, every step of every section tested and explained.
 //! - [`cli`]: the command line (also the source of the completions and the man page).
 
@@ -20,12 +22,16 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod daemon;
 pub mod logging;
+pub mod privileges;
 pub mod process;
 pub mod redis;
 pub mod relay;
+pub mod reload;
 pub mod run;
 pub mod service;
+pub mod sockopt;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use retunnel::check::{self, Style};
 use retunnel::cli::{self, CheckArgs, Command, Source, SourceError};
 use retunnel::config::{Config, Warning};
+use retunnel::daemon::Detached;
+use retunnel::logging;
 use retunnel::upstream::ConnectTo;
 
 fn main() -> ExitCode {
@@ -24,7 +26,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => run_daemon(&cli.source),
+        None => run_daemon(&cli.source, cli.daemon),
     }
 }
 
@@ -63,19 +65,43 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
-fn run_daemon(source: &Source) -> ExitCode {
+fn run_daemon(source: &Source, daemon: bool) -> ExitCode {
     let (config, warnings, connect_to) = match load(source, "retunnel", "; nothing was started") {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Err(e) = retunnel::logging::init(config.global.log_level, config.global.output.as_deref()) {
-        eprintln!(
-            "retunnel: cannot open log file {}: {e}",
-            config.global.output.as_deref().unwrap_or(&config.path).display()
-        );
-        return ExitCode::from(2);
-    }
-    let output_is_file = config.global.output.is_some();
+    let detach = daemon || !config.global.foreground;
+    // Fork before the runtime starts any thread; the parent waits until the child listens.
+    let ready = if detach {
+        match retunnel::daemon::detach() {
+            Ok(Detached::Parent(code)) => return ExitCode::from(code),
+            Ok(Detached::Child(ready)) => Some(ready),
+            Err(e) => {
+                eprintln!("retunnel: cannot detach into the background: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let g = &config.global;
+    let settings = logging::Settings {
+        level: g.log_level,
+        output: g.output.clone(),
+        mode: g.log_mode,
+        syslog: g.syslog.unwrap_or(detach && g.output.is_none()),
+        detached: detach,
+    };
+    let log = match logging::init(&settings) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("retunnel: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Where an error must also be printed: the person who started retunnel reads stderr, and
+    // the log is elsewhere when it is a file or when detached.
+    let log_elsewhere = config.global.output.is_some() || detach;
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -83,12 +109,11 @@ fn run_daemon(source: &Source) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(retunnel::run::run(config, connect_to)) {
+    match runtime.block_on(retunnel::run::run(config, connect_to, log, ready)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // The log may be a file; the person who started retunnel reads stderr.
             tracing::error!("{e}");
-            if output_is_file {
+            if log_elsewhere {
                 eprintln!("retunnel: {e}");
             }
             ExitCode::FAILURE

@@ -1,4 +1,5 @@
-//! Process concerns: the pid file and the signals that stop retunnel.
+//! Process concerns: the pid file and the signals retunnel answers (stop, reload, reopen the
+//! log). Privileges are in [`crate::privileges`], detaching in [`crate::daemon`].
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -36,27 +37,54 @@ pub enum Stop {
     Terminate,
 }
 
-/// Listens for SIGINT and SIGTERM.
+/// What a signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Stop accepting and drain (SIGINT, SIGTERM).
+    Stop(Stop),
+    /// Read the configuration again (SIGHUP).
+    Reload,
+    /// Reopen the log file, after logrotate moved it (SIGUSR1).
+    ReopenLog,
+}
+
+/// Listens for SIGINT, SIGTERM, SIGHUP and SIGUSR1.
 #[derive(Debug)]
 pub struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    /// Installs the handlers; call before anything listens, so that no signal is lost.
+    /// Installs the handlers; call before anything listens, so that no signal is lost (and
+    /// SIGHUP or SIGUSR1 never kill the process, their default action).
     pub fn install() -> io::Result<Signals> {
         Ok(Signals {
             int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
         })
     }
 
-    /// Waits for the next stop signal.
-    pub async fn next(&mut self) -> Stop {
+    /// Waits for the next signal.
+    pub async fn next(&mut self) -> Event {
         tokio::select! {
-            _ = self.int.recv() => Stop::Interrupt,
-            _ = self.term.recv() => Stop::Terminate,
+            _ = self.int.recv() => Event::Stop(Stop::Interrupt),
+            _ = self.term.recv() => Event::Stop(Stop::Terminate),
+            _ = self.hup.recv() => Event::Reload,
+            _ = self.usr1.recv() => Event::ReopenLog,
+        }
+    }
+
+    /// Waits for the next stop signal, ignoring the others.
+    pub async fn next_stop(&mut self) -> Stop {
+        loop {
+            if let Event::Stop(s) = self.next().await {
+                return s;
+            }
         }
     }
 }

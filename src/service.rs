@@ -1,5 +1,7 @@
 //! One service's accept loop. It only accepts: every connection gets its own task, so a slow
-//! DNS answer, connect or handshake never holds up the next client.
+//! DNS answer, connect or handshake never holds up the next client. Past `maxConnections` a
+//! client is closed at once rather than kept waiting: a client that waits silently looks like
+//! a hung server, one that is closed retries or reports.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,13 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, error, info_span};
+use tracing::{Instrument, error, info_span, warn};
 
 use crate::config::ServiceConfig;
-use crate::tls::TlsClient;
-use crate::upstream::ConnectTo;
+use crate::tls::{self, TlsClient, TlsServer};
+use crate::upstream::{ConnectTo, Upstreams};
 
 /// What every connection of a service needs, shared between its tasks.
 #[derive(Debug)]
@@ -24,30 +27,84 @@ pub struct Shared {
     pub tls: TlsClient,
     /// `--connect-to` mappings.
     pub connect_to: ConnectTo,
+    /// Server mode: the TLS acceptor for clients.
+    pub acceptor: Option<TlsServer>,
+    /// The `connect` targets, with the failover order and memory.
+    pub upstreams: Upstreams,
+    /// One permit per open connection when `maxConnections` is set.
+    pub limit: Option<Arc<Semaphore>>,
     /// `protocol = redis`: the section's cluster node listeners.
     pub redis: Option<Arc<crate::redis::Cluster>>,
 }
 
+impl Shared {
+    /// Loads the TLS material (both sides) and sets up the per-service state.
+    pub fn new(config: ServiceConfig, connect_to: ConnectTo) -> Result<Shared, tls::SetupError> {
+        let tls = TlsClient::new(&config.tls)?;
+        let acceptor = match &config.accept_tls {
+            Some(pair) => Some(TlsServer::new(pair, &config.tls)?),
+            None => None,
+        };
+        Ok(Shared {
+            redis: crate::redis::Cluster::for_section(&config, &connect_to),
+            tls,
+            acceptor,
+            upstreams: Upstreams::new(config.connect.clone(), config.failover),
+            limit: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
+            connect_to,
+            config,
+        })
+    }
+
+    /// What each side speaks, for the start-up line.
+    pub fn describe_tls(&self) -> String {
+        let upstream = if self.config.connect_tls {
+            self.tls.describe()
+        } else {
+            "plain TCP".into()
+        };
+        match self.acceptor {
+            Some(_) => format!("clients: TLS; upstream: {upstream}"),
+            None => upstream,
+        }
+    }
+
+    /// A permit for one more connection; `Err` when `maxConnections` are already open.
+    fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        match &self.limit {
+            None => Ok(None),
+            Some(sem) => sem.clone().try_acquire_owned().map(Some).map_err(|_| ()),
+        }
+    }
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Accepts until `shutdown` fires; connections are spawned on `tracker` so that the caller can
-/// wait for them to finish.
+/// Accepts until `stop` fires; connections are spawned on `tracker` so that the caller can
+/// wait for them to finish. Hands the listener back, so that a reload that changes only the
+/// upstream side keeps the port open (clients queue in the backlog meanwhile).
 pub async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
     tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
+    stop: CancellationToken,
+) -> TcpListener {
     if let Some(cluster) = &shared.redis {
-        cluster.attach(&tracker, &shutdown);
+        cluster.attach(&tracker, &stop);
     }
     loop {
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return listener,
             r = listener.accept() => r,
         };
         match accepted {
-            Ok((sock, peer)) => spawn_connection(sock, peer, &shared, &tracker),
+            Ok((sock, peer)) => match shared.admit() {
+                Ok(permit) => spawn_connection(sock, peer, permit, &shared, &tracker),
+                Err(()) => {
+                    warn!(%peer, limit = shared.config.max_connections, "connection limit reached (maxConnections); closing the new client");
+                    drop(sock);
+                }
+            },
             Err(e) => {
                 // EMFILE/ENFILE (out of file descriptors) would otherwise spin this loop at
                 // full speed; back off and let open connections finish.
@@ -58,8 +115,21 @@ pub async fn accept_loop(
     }
 }
 
-fn spawn_connection(sock: tokio::net::TcpStream, peer: SocketAddr, shared: &Arc<Shared>, tracker: &TaskTracker) {
+fn spawn_connection(
+    sock: tokio::net::TcpStream,
+    peer: SocketAddr,
+    permit: Option<OwnedSemaphorePermit>,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+) {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let span = info_span!("conn", id, %peer);
-    tracker.spawn(crate::connection::handle(sock, shared.clone()).instrument(span));
+    let conn = crate::connection::handle(sock, shared.clone());
+    tracker.spawn(
+        async move {
+            conn.await;
+            drop(permit); // the slot frees when the connection is done
+        }
+        .instrument(span),
+    );
 }

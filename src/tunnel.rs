@@ -1,19 +1,23 @@
-//! The whole set of services: bind every listener first (all or nothing), then serve until the
-//! shutdown signal, then let open connections finish within `TIMEOUTclose`.
+//! The whole set of services: bind every listener first (all or nothing), serve, apply a new
+//! set of sections on reload (each service is a handle that can be stopped on its own), and at
+//! shutdown let open connections finish within `TIMEOUTclose`.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::ServiceConfig;
 use crate::service::{self, Shared};
-use crate::tls::{self, TlsClient};
+use crate::sockopt;
+use crate::tls;
 use crate::upstream::ConnectTo;
 
 /// Why the tunnel could not start.
@@ -41,71 +45,186 @@ pub enum StartError {
     },
 }
 
-/// Every service bound and ready to serve.
+/// Every service bound, not yet accepting (so that the pid file is written and privileges are
+/// dropped before the first client is served).
+#[derive(Debug)]
+pub struct Bound {
+    services: Vec<(TcpListener, Arc<Shared>)>,
+    connect_to: ConnectTo,
+}
+
+/// One service while it accepts: its accept-loop task, the token that stops that loop, and what
+/// its connections share. Connections are not owned here: they run on the tunnel's tracker, so
+/// stopping a service never cuts them.
+#[derive(Debug)]
+struct Running {
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    task: JoinHandle<TcpListener>,
+}
+
+/// Every service accepting, by section name, and every open connection.
 #[derive(Debug)]
 pub struct Tunnel {
-    services: Vec<(TcpListener, Arc<Shared>)>,
+    services: BTreeMap<String, Running>,
+    /// Every connection of every service, current or removed, for draining at shutdown.
+    tracker: TaskTracker,
+    connect_to: ConnectTo,
+}
+
+/// What a reload did, for its log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Sections started.
+    pub added: usize,
+    /// Sections that stopped accepting.
+    pub removed: usize,
+    /// Sections restarted with new settings.
+    pub changed: usize,
+    /// Sections left as they were.
+    pub unchanged: usize,
+    /// Sections whose new settings could not be applied (each logged).
+    pub failed: usize,
 }
 
 impl Tunnel {
     /// Sets up TLS for every service, then binds every `accept` address. If any of it fails,
     /// whatever was bound is closed again and nothing listens.
-    pub async fn bind(services: Vec<ServiceConfig>, connect_to: &ConnectTo) -> Result<Tunnel, StartError> {
+    pub async fn bind(services: Vec<ServiceConfig>, connect_to: &ConnectTo) -> Result<Bound, StartError> {
         let mut shared = Vec::with_capacity(services.len());
         for config in services {
-            let tls = TlsClient::new(&config.tls).map_err(|source| StartError::Tls {
-                service: config.name.clone(),
-                source,
-            })?;
-            shared.push(Arc::new(Shared {
-                redis: crate::redis::Cluster::for_section(&config, connect_to),
-                config,
-                tls,
-                connect_to: connect_to.clone(),
-            }));
+            shared.push(prepare(config, connect_to)?);
         }
         let mut bound = Vec::with_capacity(shared.len());
         for s in shared {
-            let addr = s.config.accept;
-            let listener = listen(addr).map_err(|source| StartError::Bind {
-                service: s.config.name.clone(),
-                addr,
-                hint: bind_hint(&source),
-                source,
-            })?;
-            bound.push((listener, s));
+            bound.push((listen(&s).await?, s));
         }
-        Ok(Tunnel { services: bound })
+        Ok(Bound {
+            services: bound,
+            connect_to: connect_to.clone(),
+        })
     }
 
-    /// The addresses actually bound, in section order (useful with port 0 in tests).
+    /// The addresses actually bound, by section name.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.services.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
+        self.services.values().map(|r| r.shared.config.accept).collect()
     }
 
-    /// Serves until `shutdown` is cancelled, then waits for open connections, at most the
-    /// longest `TIMEOUTclose` of the services. Returns how many were still open when it gave up.
-    pub async fn serve(self, shutdown: CancellationToken) -> usize {
-        let tracker = TaskTracker::new();
+    /// Starts a service's accept loop; `announce` logs its "listening" line and warnings.
+    fn spawn(&mut self, listener: TcpListener, shared: Arc<Shared>, announce: bool) {
+        if announce {
+            self::announce(&listener, &shared);
+        }
+        let stop = CancellationToken::new();
+        let span = tracing::info_span!("service", service = %shared.config.name);
+        let fut = service::accept_loop(listener, shared.clone(), self.tracker.clone(), stop.clone());
+        let task = tokio::spawn(tracing::Instrument::instrument(fut, span));
+        let old = self
+            .services
+            .insert(shared.config.name.clone(), Running { shared, stop, task });
+        debug_assert!(old.is_none(), "a running service was replaced without being stopped");
+    }
+
+    /// Stops a service's accept loop and returns its listener; its connections go on.
+    async fn stop(&mut self, name: &str) -> Option<TcpListener> {
+        let running = self.services.remove(name)?;
+        running.stop.cancel();
+        running.task.await.ok()
+    }
+
+    /// Applies a new set of sections: removed ones stop accepting, added ones start, changed
+    /// ones restart (on the same listener when `accept` did not change). Open connections are
+    /// never cut. A section whose new settings fail (TLS files, bind) is logged and keeps its
+    /// old settings, or does not start if it is new; the others are not disturbed.
+    pub async fn reload(&mut self, services: Vec<ServiceConfig>) -> ReloadSummary {
+        let mut sum = ReloadSummary::default();
+        let removed: Vec<String> = self
+            .services
+            .keys()
+            .filter(|name| !services.iter().any(|s| &&s.name == name))
+            .cloned()
+            .collect();
+        // Removed sections go first, so that a section added on a freed port can bind it.
+        for name in removed {
+            self.stop(&name).await;
+            info!(service = %name, "removed: no longer accepting; its open connections continue");
+            sum.removed += 1;
+        }
+        for config in services {
+            match self.services.get(&config.name) {
+                Some(r) => {
+                    let same = r.shared.config == config;
+                    match self.change(config).await {
+                        Ok(()) if same => sum.unchanged += 1,
+                        Ok(()) => sum.changed += 1,
+                        Err(e) => sum.fail(e),
+                    }
+                }
+                None => match self.add(config).await {
+                    Ok(()) => sum.added += 1,
+                    Err(e) => sum.fail(e),
+                },
+            }
+        }
+        sum
+    }
+
+    async fn add(&mut self, config: ServiceConfig) -> Result<(), ReloadError> {
+        let shared = prepare(config, &self.connect_to).map_err(ReloadError::NotStarted)?;
+        let listener = listen(&shared).await.map_err(ReloadError::NotStarted)?;
+        self.spawn(listener, shared, true);
+        Ok(())
+    }
+
+    /// Restarts a section with new settings, or with the same ones: its TLS files are read
+    /// again either way, so that a renewed CA bundle is picked up by a reload, as stunnel does.
+    /// Everything that can fail happens before the old loop stops, so a failure leaves the
+    /// section running as it was.
+    async fn change(&mut self, config: ServiceConfig) -> Result<(), ReloadError> {
+        let shared = prepare(config, &self.connect_to).map_err(ReloadError::KeptOld)?;
+        let name = shared.config.name.clone();
+        let old = self.services.get(&name).map(|r| &r.shared.config);
+        let same = old == Some(&shared.config);
+        let same_port = old.map(|c| c.accept) == Some(shared.config.accept);
+        let listener = if same_port {
+            self.stop(&name).await
+        } else {
+            let new = listen(&shared).await.map_err(ReloadError::KeptOld)?;
+            self.stop(&name).await;
+            Some(new)
+        };
+        let listener = match listener {
+            Some(l) => l,
+            // The old loop panicked and took its listener with it: bind afresh.
+            None => listen(&shared).await.map_err(ReloadError::NotStarted)?,
+        };
+        if same {
+            debug!(service = %name, "unchanged: TLS files read again, listener kept");
+        } else {
+            info!(service = %name, rebound = !same_port, "changed: restarting with the new settings");
+        }
+        self.spawn(listener, shared, !same);
+        Ok(())
+    }
+
+    /// Stops every accept loop, then waits for open connections, at most the longest
+    /// `TIMEOUTclose` of the services. Returns how many were still open when it gave up.
+    pub async fn shutdown(mut self) -> usize {
         let grace = self
             .services
-            .iter()
-            .map(|(_, s)| s.config.close_timeout)
+            .values()
+            .map(|r| r.shared.config.close_timeout)
             .max()
             .unwrap_or(Duration::ZERO);
-        let mut loops = Vec::new();
-        for (listener, shared) in self.services {
-            announce(&listener, &shared);
-            let span = tracing::info_span!("service", service = %shared.config.name);
-            let fut = service::accept_loop(listener, shared, tracker.clone(), shutdown.clone());
-            loops.push(tokio::spawn(tracing::Instrument::instrument(fut, span)));
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for r in self.services.values() {
+            r.stop.cancel();
         }
-        shutdown.cancelled().await;
-        for l in loops {
-            let _ = l.await; // the listeners close here
+        for name in names {
+            self.stop(&name).await; // the listeners close here
         }
-        tracker.close();
-        let open = tracker.len();
+        self.tracker.close();
+        let open = self.tracker.len();
         if open == 0 {
             return 0;
         }
@@ -114,13 +233,63 @@ impl Tunnel {
             grace_s = grace.as_secs(),
             "stopped accepting; waiting for open connections (TIMEOUTclose)"
         );
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            let left = tracker.len();
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            let left = self.tracker.len();
             warn!(left, "connections still open after TIMEOUTclose; closing them");
             return left;
         }
         0
     }
+}
+
+impl ReloadSummary {
+    fn fail(&mut self, e: ReloadError) {
+        error!("{e}");
+        self.failed += 1;
+    }
+}
+
+impl Bound {
+    /// Starts every accept loop.
+    pub fn start(self) -> Tunnel {
+        let mut tunnel = Tunnel {
+            services: BTreeMap::new(),
+            tracker: TaskTracker::new(),
+            connect_to: self.connect_to,
+        };
+        for (listener, shared) in self.services {
+            tunnel.spawn(listener, shared, true);
+        }
+        tunnel
+    }
+}
+
+/// Why one section's new settings were not applied on reload.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    /// A new section that could not start.
+    #[error("{0}; this section is not running")]
+    NotStarted(StartError),
+    /// A changed section that keeps running with its previous settings.
+    #[error("{0}; this section keeps running with its previous settings")]
+    KeptOld(StartError),
+}
+
+/// Loads a section's TLS settings: everything a connection shares.
+fn prepare(config: ServiceConfig, connect_to: &ConnectTo) -> Result<Arc<Shared>, StartError> {
+    let service = config.name.clone();
+    let shared = Shared::new(config, connect_to.clone()).map_err(|source| StartError::Tls { service, source })?;
+    Ok(Arc::new(shared))
+}
+
+async fn listen(s: &Shared) -> Result<TcpListener, StartError> {
+    let addr = s.config.accept;
+    sockopt::bind_listener(addr, &s.config.socket_options).map_err(|source| StartError::Bind {
+        service: s.config.name.clone(),
+        addr,
+        hint: bind_hint(&source),
+        source,
+    })
 }
 
 fn announce(listener: &TcpListener, s: &Shared) {
@@ -133,30 +302,17 @@ fn announce(listener: &TcpListener, s: &Shared) {
         service = %s.config.name,
         accept = %addr,
         connect = %targets.join(", "),
-        tls = %s.tls.describe(),
+        tls = %s.describe_tls(),
         "listening"
     );
-    if !s.config.accept.ip().is_loopback() {
+    if !s.config.accept.ip().is_loopback() && s.acceptor.is_none() {
         warn!(service = %s.config.name, accept = %addr,
             "plain-text Redis traffic is accepted from the network, not only from this host; use 127.0.0.1 unless other hosts must reach this tunnel");
     }
-    if !s.config.tls.verify_chain {
+    if s.config.connect_tls && !s.config.tls.verify_chain {
         warn!(service = %s.config.name,
             "the upstream certificate is NOT verified (verifyChain = no / verify = 0): anyone on the path can read and change the traffic");
     }
-}
-
-/// Binds with a deep accept queue: a burst of clients (a pool opening hundreds of connections
-/// at once) must wait in the queue, not have their SYNs dropped and retried a second later.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
 }
 
 /// What to do when an `accept` address cannot be bound (shared with `check`).

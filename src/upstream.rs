@@ -1,17 +1,22 @@
 //! Reaching the upstream over TCP: resolve the `connect` hosts at the moment of each
 //! connection (never cached: ElastiCache endpoints move during failover and TLS migration),
-//! then try every address of every target in turn within one deadline.
+//! then try every address of every target in turn within one deadline, in the order the
+//! `failover` policy gives, with targets that just failed moved to the back.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tracing::warn;
 
-use crate::config::{Host, Target};
+use crate::config::{Failover, Host, SocketOption, Target};
+use crate::sockopt;
 
 /// `--connect-to HOST:PORT:ADDR:PORT` mappings (as curl's): connect to ADDR:PORT whenever a
 /// target names HOST:PORT, while TLS still verifies HOST. For testing a cut-over before DNS
@@ -93,49 +98,143 @@ pub struct Connected {
     pub target: usize,
 }
 
-/// Resolves and connects, trying targets in order and each of their addresses in turn.
-pub async fn connect(targets: &[Target], overrides: &ConnectTo, timeout: Duration) -> Result<Connected, ConnectError> {
-    let deadline = Instant::now() + timeout;
-    let mut err = ConnectError {
-        attempts: Vec::new(),
-        timed_out: false,
-    };
-    for (i, target) in targets.iter().enumerate() {
-        let real = overrides.apply(target);
-        let addrs = match tokio::time::timeout_at(deadline, resolve(real)).await {
-            Err(_) => {
-                err.timed_out = true;
-                err.attempts.push((real.to_string(), "DNS lookup timed out".into()));
-                return Err(err);
-            }
-            Ok(Err(e)) => {
-                err.attempts
-                    .push((real.to_string(), format!("cannot resolve host: {e}")));
-                continue;
-            }
-            Ok(Ok(a)) => a,
+/// How long a target that just failed is tried last. A dead node otherwise costs every new
+/// client a refused (or, worse, a silent) connect before the next target is tried; ElastiCache
+/// and MemoryDB fail over within about 30 s, and after that the preferred target should lead
+/// again. A failed target is never skipped, only moved to the back.
+pub const FAILED_TRIED_LAST: Duration = Duration::from_secs(30);
+
+/// A service's `connect` targets, the `failover` policy, and which targets failed lately.
+#[derive(Debug)]
+pub struct Upstreams {
+    /// As configured (before `--connect-to`).
+    targets: Vec<Target>,
+    /// `prio` or `rr`.
+    failover: Failover,
+    /// Where the next round-robin connection starts.
+    next: AtomicUsize,
+    /// When each target last failed; `None`: it answered last time (or was never tried).
+    failed_at: Mutex<Vec<Option<Instant>>>,
+}
+
+impl Upstreams {
+    /// The targets of one service with its `failover` policy.
+    pub fn new(targets: Vec<Target>, failover: Failover) -> Upstreams {
+        let n = targets.len();
+        Upstreams {
+            targets,
+            failover,
+            next: AtomicUsize::new(0),
+            failed_at: Mutex::new(vec![None; n]),
+        }
+    }
+
+    /// The configured targets.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// The order in which to try the targets now: by policy, then whatever failed within
+    /// [`FAILED_TRIED_LAST`] moved to the back (keeping their relative order).
+    pub fn order(&self, now: Instant) -> Vec<usize> {
+        let n = self.targets.len();
+        let start = match self.failover {
+            Failover::Prio => 0,
+            Failover::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % n.max(1),
         };
-        for addr in addrs {
-            match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
-                Err(_) => {
-                    err.timed_out = true;
-                    err.attempts.push((addr.to_string(), "no answer".into()));
-                    return Err(err);
-                }
-                Ok(Err(e)) => err.attempts.push((addr.to_string(), describe_io(&e))),
-                Ok(Ok(stream)) => {
-                    // Redis is request/response: Nagle would add a round trip to small replies.
-                    let _ = stream.set_nodelay(true);
+        let failed = self.failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        let recent = |i: usize| failed[i].is_some_and(|t| now.saturating_duration_since(t) < FAILED_TRIED_LAST);
+        let by_policy = (0..n).map(|k| (start + k) % n);
+        let (mut order, late): (Vec<usize>, Vec<usize>) = by_policy.partition(|&i| !recent(i));
+        order.extend(late);
+        order
+    }
+
+    fn mark(&self, target: usize, failed: Option<Instant>) {
+        self.failed_at.lock().unwrap_or_else(|e| e.into_inner())[target] = failed;
+    }
+
+    /// Connects to the first target that answers, in [`Upstreams::order`], within `timeout`.
+    pub async fn connect(
+        &self,
+        overrides: &ConnectTo,
+        timeout: Duration,
+        opts: &[SocketOption],
+    ) -> Result<Connected, ConnectError> {
+        let now = Instant::now();
+        let deadline = now + timeout;
+        let mut err = ConnectError {
+            attempts: Vec::new(),
+            timed_out: false,
+        };
+        for i in self.order(now) {
+            let real = overrides.apply(&self.targets[i]);
+            match try_target(real, deadline, opts, &mut err).await {
+                Attempt::Connected(stream, addr) => {
+                    self.mark(i, None);
                     return Ok(Connected {
                         stream,
                         addr,
                         target: i,
                     });
                 }
+                Attempt::Failed => {
+                    warn!(upstream = %real, "upstream failed; trying the next target, and this one last for {}s", FAILED_TRIED_LAST.as_secs());
+                    self.mark(i, Some(Instant::now()));
+                }
+                Attempt::TimedOut => {
+                    self.mark(i, Some(Instant::now()));
+                    return Err(err);
+                }
             }
         }
+        Err(err)
     }
-    Err(err)
+}
+
+/// Resolves and connects, trying targets in the order given and each of their addresses in
+/// turn, within one deadline; no failover memory.
+pub async fn connect(targets: &[Target], overrides: &ConnectTo, timeout: Duration) -> Result<Connected, ConnectError> {
+    Upstreams::new(targets.to_vec(), Failover::Prio)
+        .connect(overrides, timeout, &[])
+        .await
+}
+
+enum Attempt {
+    Connected(TcpStream, SocketAddr),
+    /// Every address failed; the reasons are in the error.
+    Failed,
+    /// The deadline ran out.
+    TimedOut,
+}
+
+/// Tries every address of one target in turn, recording each failure in `err`.
+async fn try_target(real: &Target, deadline: Instant, opts: &[SocketOption], err: &mut ConnectError) -> Attempt {
+    let addrs = match tokio::time::timeout_at(deadline, resolve(real)).await {
+        Err(_) => {
+            err.timed_out = true;
+            err.attempts.push((real.to_string(), "DNS lookup timed out".into()));
+            return Attempt::TimedOut;
+        }
+        Ok(Err(e)) => {
+            err.attempts
+                .push((real.to_string(), format!("cannot resolve host: {e}")));
+            return Attempt::Failed;
+        }
+        Ok(Ok(a)) => a,
+    };
+    for addr in addrs {
+        match tokio::time::timeout_at(deadline, sockopt::connect(addr, opts)).await {
+            Err(_) => {
+                err.timed_out = true;
+                err.attempts.push((addr.to_string(), "no answer".into()));
+                return Attempt::TimedOut;
+            }
+            Ok(Err(e)) => err.attempts.push((addr.to_string(), describe_io(&e))),
+            Ok(Ok(stream)) => return Attempt::Connected(stream, addr),
+        }
+    }
+    Attempt::Failed
 }
 
 async fn resolve(t: &Target) -> io::Result<Vec<SocketAddr>> {
@@ -156,7 +255,14 @@ pub fn describe_io(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused (nothing listens there)".into(),
         io::ErrorKind::TimedOut => "timed out".into(),
-        _ => e.to_string(),
+        _ => {
+            let text = e.to_string();
+            if text.contains("certificate required") {
+                format!("{text}: the server wants a client certificate; set `cert` and `key`")
+            } else {
+                text
+            }
+        }
     }
 }
 
@@ -177,17 +283,24 @@ mod tests {
         assert!(c.add("a:1:b").is_err());
     }
 
-    #[tokio::test]
-    async fn tries_next_address_after_refusal() {
+    /// A target nothing listens on, then a live one (keep the listener alive).
+    async fn dead_then_live() -> (Vec<Target>, tokio::net::TcpListener) {
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dead_port = dead.local_addr().unwrap().port();
         drop(dead);
         let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let live_port = live.local_addr().unwrap().port();
-        let targets = [
+        let targets = vec![
             crate::config::parse_target(&format!("127.0.0.1:{dead_port}")).unwrap(),
             crate::config::parse_target(&format!("127.0.0.1:{live_port}")).unwrap(),
         ];
+        (targets, live)
+    }
+
+    #[tokio::test]
+    async fn tries_next_address_after_refusal() {
+        let (targets, live) = dead_then_live().await;
+        let live_port = live.local_addr().unwrap().port();
         let c = connect(&targets, &ConnectTo::default(), Duration::from_secs(5))
             .await
             .unwrap();
@@ -197,5 +310,50 @@ mod tests {
             .await
             .unwrap_err();
         assert!(e.to_string().contains("refused"), "{e}");
+    }
+
+    fn targets(n: usize) -> Vec<Target> {
+        (0..n)
+            .map(|i| crate::config::parse_target(&format!("127.0.0.1:{}", 1000 + i)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn prio_keeps_order_and_rr_rotates() {
+        let now = Instant::now();
+        let p = Upstreams::new(targets(3), Failover::Prio);
+        assert_eq!(p.order(now), [0, 1, 2]);
+        assert_eq!(p.order(now), [0, 1, 2]);
+        let rr = Upstreams::new(targets(3), Failover::RoundRobin);
+        assert_eq!(rr.order(now), [0, 1, 2]);
+        assert_eq!(rr.order(now), [1, 2, 0]);
+        assert_eq!(rr.order(now), [2, 0, 1]);
+        assert_eq!(rr.order(now), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_target_that_just_failed_goes_last_for_a_while() {
+        let now = Instant::now();
+        let p = Upstreams::new(targets(3), Failover::Prio);
+        p.mark(0, Some(now));
+        assert_eq!(p.order(now), [1, 2, 0]);
+        assert_eq!(p.order(now + FAILED_TRIED_LAST - Duration::from_secs(1)), [1, 2, 0]);
+        assert_eq!(p.order(now + FAILED_TRIED_LAST), [0, 1, 2]);
+        p.mark(0, None);
+        assert_eq!(p.order(now), [0, 1, 2]);
+    }
+
+    /// With real sockets: the dead first target is tried, then the live one; the next
+    /// connection starts with the live one.
+    #[tokio::test]
+    async fn failed_target_is_tried_last_on_the_next_connection() {
+        let (ts, _live) = dead_then_live().await;
+        let up = Upstreams::new(ts, Failover::Prio);
+        let none = ConnectTo::default();
+        let c = up.connect(&none, Duration::from_secs(5), &[]).await.unwrap();
+        assert_eq!(c.target, 1);
+        assert_eq!(up.order(Instant::now()), [1, 0]);
+        let c = up.connect(&none, Duration::from_secs(5), &[]).await.unwrap();
+        assert_eq!(c.target, 1);
     }
 }

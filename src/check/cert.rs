@@ -45,14 +45,21 @@ const UNABLE_TO_VERIFY_LEAF_SIGNATURE: i32 = 21;
 const HOSTNAME_MISMATCH: i32 = 62;
 const IP_ADDRESS_MISMATCH: i32 = 64;
 
-/// Connects to `addr` and handshakes as the section would, verifying `name`.
-pub fn inspect(addr: SocketAddr, s: &TlsSettings, name: &str, timeout: Duration) -> Result<Inspection, String> {
+/// Connects to `addr` and handshakes as the section would, verifying `name` (and sending it
+/// as SNI when `sni`).
+pub fn inspect(
+    addr: SocketAddr,
+    s: &TlsSettings,
+    name: &str,
+    sni: bool,
+    timeout: Duration,
+) -> Result<Inspection, String> {
     let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     tcp.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     tcp.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
     let connector = connector(s)?;
     let mut conf = connector.configure().map_err(|e| e.to_string())?;
-    conf.set_use_server_name_indication(s.sni.as_deref() != Some(""));
+    conf.set_use_server_name_indication(sni);
     conf.set_verify_hostname(true);
     let issues = Arc::new(Mutex::new(Vec::new()));
     let sink = issues.clone();

@@ -228,7 +228,8 @@ async fn handshake(
         (result, millis(started.elapsed()))
     };
     // Side by side, so that a server that never answers costs one timeout, not two.
-    let ((result, ms), inspected) = tokio::join!(own, inspect(addr, svc, &name));
+    let sni = client.sends_sni(host);
+    let ((result, ms), inspected) = tokio::join!(own, inspect(addr, svc, &name, sni));
     if let Ok(i) = &inspected {
         r.session = Some(super::Session {
             ms,
@@ -275,9 +276,9 @@ async fn handshake(
     }
 }
 
-async fn inspect(addr: SocketAddr, svc: &ServiceConfig, name: &str) -> Result<cert::Inspection, String> {
+async fn inspect(addr: SocketAddr, svc: &ServiceConfig, name: &str, sni: bool) -> Result<cert::Inspection, String> {
     let (tls, name, limit) = (svc.tls.clone(), name.to_string(), svc.connect_timeout);
-    tokio::task::spawn_blocking(move || cert::inspect(addr, &tls, &name, limit))
+    tokio::task::spawn_blocking(move || cert::inspect(addr, &tls, &name, sni, limit))
         .await
         .map_err(|e| e.to_string())?
 }

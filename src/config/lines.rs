@@ -5,6 +5,9 @@
 //! reports no line numbers for entries, so a light scan of the same text pairs every entry with
 //! its line. Nothing here knows what an option means.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use ini::{Ini, ParseOption};
 
 /// One `key = value` line.
@@ -16,6 +19,8 @@ pub struct Entry {
     pub value: String,
     /// 1-based line number.
     pub line: usize,
+    /// The `include`d file it came from; `None`: the main file.
+    pub file: Option<Arc<Path>>,
 }
 
 /// One `[name]` section, or the global part before the first section.
@@ -27,6 +32,8 @@ pub struct Section {
     pub line: usize,
     /// The entries in file order.
     pub entries: Vec<Entry>,
+    /// The `include`d file it came from; `None`: the main file.
+    pub file: Option<Arc<Path>>,
 }
 
 /// A syntax error, with the line it was found on.
@@ -84,9 +91,15 @@ pub fn read(text: &str) -> Result<Vec<Section>, SyntaxError> {
                 key: k.trim().to_string(),
                 value: v.trim().to_string(),
                 line,
+                file: None,
             })
             .collect();
-        sections.push(Section { name, line, entries });
+        sections.push(Section {
+            name,
+            line,
+            entries,
+            file: None,
+        });
     }
     Ok(sections)
 }

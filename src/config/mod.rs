@@ -5,6 +5,7 @@
 //! [`Config`]. Nothing here binds, resolves or opens a connection; a `Config` that comes out is
 //! ready to run. Every error names the file, the line, the section, the option and the fix.
 
+mod include;
 mod lines;
 mod oneoff;
 pub mod options;
@@ -15,8 +16,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::sockopt::SocketOption;
 pub use oneoff::OneOff;
-pub use values::{Host, LogLevel, Target, TlsVersion, target as parse_target};
+pub use values::{Group, Host, LogLevel, LogMode, Target, TlsVersion, User, target as parse_target};
 
 use lines::{Entry, Section};
 use options::{Scope, Support};
@@ -41,6 +43,32 @@ pub struct Global {
     pub log_level: LogLevel,
     /// Log file (`output`); `None`: standard error.
     pub output: Option<PathBuf>,
+    /// Whether `output` starts empty or keeps its lines (`log`).
+    pub log_mode: LogMode,
+    /// Log to syslog too (`syslog`); `None`: yes when detached without `output`, as stunnel.
+    pub syslog: Option<bool>,
+    /// Stay attached to the terminal (`foreground`, default yes; `-d` detaches).
+    pub foreground: bool,
+    /// Switch to this user once listening (`setuid`).
+    pub user: Option<User>,
+    /// Switch to this group once listening (`setgid`); else the user's primary group.
+    pub group: Option<Group>,
+}
+
+impl Default for Global {
+    /// No pid file, log to stderr at notice, stay in the foreground, keep the user.
+    fn default() -> Global {
+        Global {
+            pid: None,
+            log_level: LogLevel::default(),
+            output: None,
+            log_mode: LogMode::default(),
+            syslog: None,
+            foreground: true,
+            user: None,
+            group: None,
+        }
+    }
 }
 
 /// One tunnel: a plain TCP listener relayed to a TLS server.
@@ -60,6 +88,16 @@ pub struct ServiceConfig {
     pub close_timeout: Duration,
     /// Close a connection that moved no byte for this long (`TIMEOUTidle`); `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// How to choose among several `connect` targets (`failover`).
+    pub failover: Failover,
+    /// Socket options for the accepting, client and upstream sockets (`socket`), in order.
+    pub socket_options: Vec<SocketOption>,
+    /// Refuse clients beyond this many open connections (`maxConnections`); `None`: no limit.
+    pub max_connections: Option<usize>,
+    /// Server mode (`client = no`): clients speak TLS, answered with this `cert`/`key`.
+    pub accept_tls: Option<CertKey>,
+    /// Whether the upstream is reached with TLS: always in client mode; `connectTLS` in server mode.
+    pub connect_tls: bool,
     /// `protocol = redis`: Redis-aware relaying (cluster redirects and topology); `None`: bytes only.
     pub redis: Option<RedisSettings>,
 }
@@ -69,6 +107,25 @@ pub struct ServiceConfig {
 pub struct RedisSettings {
     /// Ports for the cluster node listeners (`clusterPorts = A-B`); `None`: any free port.
     pub cluster_ports: Option<(u16, u16)>,
+}
+
+/// `failover`: which `connect` target a new connection tries first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Failover {
+    /// `prio`: always in the order written; the first that answers wins.
+    #[default]
+    Prio,
+    /// `rr`: round robin, each connection starts one target further.
+    RoundRobin,
+}
+
+/// A certificate chain and its private key (`cert`, `key`); no key file: the key is in `cert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertKey {
+    /// PEM file: the certificate first, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM file with the private key (PKCS#8 or RSA); `None`: it is in `cert`.
+    pub key: Option<PathBuf>,
 }
 
 /// The TLS settings of one service.
@@ -88,6 +145,8 @@ pub struct TlsSettings {
     pub min_version: TlsVersion,
     /// Highest protocol version offered; `None`: the newest the library has.
     pub max_version: Option<TlsVersion>,
+    /// Client certificate for mutual TLS towards `connect` (`cert`/`key` in client mode).
+    pub identity: Option<CertKey>,
 }
 
 impl Default for TlsSettings {
@@ -101,6 +160,7 @@ impl Default for TlsSettings {
             sni: None,
             min_version: TlsVersion::Tls12,
             max_version: None,
+            identity: None,
         }
     }
 }
@@ -135,6 +195,11 @@ pub mod defaults {
 }
 
 impl Config {
+    /// True for a tunnel given by flags (`--accept`/`--connect`): there is no file to reload.
+    pub fn from_flags(&self) -> bool {
+        self.path == Path::new(oneoff::COMMAND_LINE)
+    }
+
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
         let bytes = std::fs::read(path).map_err(|e| ConfigError {
@@ -161,6 +226,7 @@ impl Config {
             problems: Vec::new(),
             warnings: Vec::new(),
         };
+        let sections = include::expand(sections, path, 0, &mut p.problems, &mut p.warnings);
         let config = p.config(&sections);
         if p.problems.is_empty() {
             Ok((config, p.warnings))
@@ -184,9 +250,15 @@ struct At<'e> {
 }
 
 impl Parser<'_> {
+    /// The file a section was written in: the main one or an included one.
+    fn file_of<'s>(&'s self, section: &'s Section) -> &'s Path {
+        section.file.as_deref().unwrap_or(self.path)
+    }
+
     fn locate(&self, at: &At) -> String {
         let section = at.section.map(|s| format!(" [{s}]")).unwrap_or_default();
-        format!("{}:{}:{section} {}", self.path.display(), at.entry.line, at.entry.key)
+        let file = at.entry.file.as_deref().unwrap_or(self.path);
+        format!("{}:{}:{section} {}", file.display(), at.entry.line, at.entry.key)
     }
 
     fn problem(&mut self, at: &At, msg: impl fmt::Display) {
@@ -220,7 +292,9 @@ impl Parser<'_> {
             self.problem(at, format!("unknown option; {hint}"));
             return None;
         };
-        if spec.scope == Scope::Global && at.section.is_some() {
+        // stunnel also takes `debug` per service; retunnel has one level for the process, so
+        // it is a warning there (see `service`), not an error that would refuse a valid file.
+        if spec.scope == Scope::Global && at.section.is_some() && spec.name != "debug" {
             self.problem(at, "is a global option; move it above the first [section]");
             return None;
         }
@@ -241,11 +315,7 @@ impl Parser<'_> {
         let (global_part, services) = sections
             .split_first()
             .expect("lines::read yields the global part first");
-        let mut global = Global {
-            pid: None,
-            log_level: LogLevel::default(),
-            output: None,
-        };
+        let mut global = Global::default();
         let mut defaults = Vec::new();
         for entry in &global_part.entries {
             let at = At { section: None, entry };
@@ -257,6 +327,16 @@ impl Parser<'_> {
                 _ => self.global_option(&mut global, name, &at),
             }
         }
+        if let Some(u) = &global.user
+            && u.gid.is_none()
+            && global.group.is_none()
+        {
+            self.problems.push(format!(
+                "{}: setuid = {}: this uid has no passwd entry, so it has no group to switch to; add `setgid = GROUP`",
+                self.path.display(),
+                u.uid
+            ));
+        }
         if services.is_empty() {
             self.problems.push(format!(
                 "{}: no [section] defines a tunnel; add one with `accept` and `connect` (see tunnel.conf.example)",
@@ -267,7 +347,7 @@ impl Parser<'_> {
             if let Some(first) = services[..i].iter().find(|s| s.name == section.name) {
                 self.problems.push(format!(
                     "{}:{}: [{}] is defined twice (first on line {}); rename one of the sections",
-                    self.path.display(),
+                    self.file_of(section).display(),
                     section.line,
                     section.name.as_deref().unwrap_or_default(),
                     first.line
@@ -285,7 +365,7 @@ impl Parser<'_> {
             if let Some(other) = out.iter().find(|o| o.accept == svc.accept) {
                 self.problems.push(format!(
                     "{}:{}: [{}] accept {} is already used by [{}]; give each section its own port",
-                    self.path.display(),
+                    self.file_of(section).display(),
                     section.line,
                     svc.name,
                     svc.accept,
@@ -310,18 +390,18 @@ impl Parser<'_> {
                 }
             }
             "foreground" => match at.entry.value.to_ascii_lowercase().as_str() {
-                "yes" | "quiet" => {}
-                "no" => self.warn(at, "running in the background is not supported yet; retunnel stays in the foreground (use systemd or `&`)"),
+                "yes" | "quiet" => g.foreground = true,
+                "no" => g.foreground = false,
                 _ => self.problem(at, "must be `yes`, `quiet` or `no`"),
             },
+            "log" => g.log_mode = self.value(at, values::log_mode).unwrap_or_default(),
+            "syslog" => g.syslog = self.value(at, values::yes_no),
             "output" => g.output = self.value(at, values::path),
             "pid" => g.pid = (!at.entry.value.is_empty()).then(|| PathBuf::from(&at.entry.value)),
             "debug" => g.log_level = self.value(at, values::log_level).unwrap_or_default(),
-            "setuid" | "setgid" => {
-                if let Err(msg) = values::same_identity(name, &at.entry.value) {
-                    self.problem(at, msg);
-                }
-            }
+            "include" => {} // already read in by `include::expand`
+            "setuid" => g.user = self.value(at, values::user),
+            "setgid" => g.group = self.value(at, values::group),
             _ => unreachable!("global option {name} has no parser"),
         }
     }
@@ -339,6 +419,14 @@ impl Parser<'_> {
         let mut accept = None;
         let mut connect = Vec::new();
         let mut tls = TlsSettings::default();
+        let mut client = true;
+        let mut cert = None;
+        let mut key = None;
+        let mut connect_tls = None;
+        let mut verify_asked = false;
+        let mut failover = Failover::default();
+        let mut socket_options = Vec::new();
+        let mut max_connections = None;
         let mut connect_timeout = defaults::CONNECT_TIMEOUT;
         let mut close_timeout = defaults::CLOSE_TIMEOUT;
         let mut idle_timeout = Some(defaults::IDLE_TIMEOUT);
@@ -353,11 +441,16 @@ impl Parser<'_> {
             };
             let Some(opt) = self.known(&at) else { continue };
             match opt {
-                "client" => match at.entry.value.to_ascii_lowercase().as_str() {
-                    "yes" => {}
-                    "no" => self.problem(&at, "server mode (`client = no`) is not supported yet; retunnel accepts plain TCP and connects with TLS, so set `client = yes`"),
-                    _ => self.problem(&at, format!("`{}` is not `yes` or `no`; set `client = yes`", at.entry.value)),
-                },
+                "client" => client = self.value(&at, values::yes_no).unwrap_or(client),
+                "cert" => cert = self.value(&at, values::existing_file),
+                "key" => key = self.value(&at, values::existing_file),
+                "connectTLS" => connect_tls = self.value(&at, values::yes_no),
+                "failover" => failover = self.value(&at, values::failover).unwrap_or(failover),
+                "socket" => socket_options.extend(self.value(&at, crate::sockopt::parse)),
+                "maxConnections" => max_connections = self.value(&at, values::count).or(max_connections),
+                // stunnel 5 listens on every `accept` line; binding only the last would be a
+                // silent wrong result.
+                "accept" if accept.is_some() => self.problem(&at, "retunnel listens on one address per section; keep one `accept` line, or copy the section under another name for the second address"),
                 "accept" => accept = self.value(&at, values::accept_addr),
                 "connect" => {
                     if let Some(t) = self.value(&at, values::target) {
@@ -368,12 +461,13 @@ impl Parser<'_> {
                 "CApath" => tls.ca_path = self.value(&at, values::existing_dir),
                 "verify" => match self.value(&at, values::verify_level) {
                     Some(0) => tls.verify_chain = false,
-                    Some(_) => tls.verify_chain = true,
+                    Some(_) => (tls.verify_chain, verify_asked) = (true, true),
                     None => {}
                 },
                 "verifyChain" => {
                     if let Some(v) = self.value(&at, values::yes_no) {
                         tls.verify_chain = v;
+                        verify_asked |= v;
                     }
                 }
                 "verifyPeer" => {
@@ -382,8 +476,18 @@ impl Parser<'_> {
                     }
                 }
                 "checkHost" => {
-                    if tls.check_host.is_some() && section.entries.iter().filter(|e| e.key.eq_ignore_ascii_case("checkHost")).count() > 1 {
-                        self.problem(&at, "retunnel checks one host name per section; keep one `checkHost` line");
+                    if tls.check_host.is_some()
+                        && section
+                            .entries
+                            .iter()
+                            .filter(|e| e.key.eq_ignore_ascii_case("checkHost"))
+                            .count()
+                            > 1
+                    {
+                        self.problem(
+                            &at,
+                            "retunnel checks one host name per section; keep one `checkHost` line",
+                        );
                     }
                     tls.check_host = self.value(&at, values::host_name);
                 }
@@ -417,7 +521,9 @@ impl Parser<'_> {
                         tls.max_version = v;
                     }
                 }
-                "TIMEOUTconnect" => connect_timeout = self.value(&at, values::seconds_nonzero).unwrap_or(connect_timeout),
+                "TIMEOUTconnect" => {
+                    connect_timeout = self.value(&at, values::seconds_nonzero).unwrap_or(connect_timeout)
+                }
                 "TIMEOUTclose" => close_timeout = self.value(&at, values::seconds).unwrap_or(close_timeout),
                 "TIMEOUTidle" => {
                     if let Some(d) = self.value(&at, values::seconds) {
@@ -430,7 +536,10 @@ impl Parser<'_> {
                     }
                 }
                 "clusterPorts" => cluster_ports = self.value(&at, values::port_range),
-                "debug" => self.warn(&at, "`debug` applies to the whole process in retunnel; set it once above the first [section]"),
+                "debug" => self.warn(
+                    &at,
+                    "`debug` applies to the whole process in retunnel; set it once above the first [section]",
+                ),
                 other => unreachable!("service option {other} has no parser"),
             }
         }
@@ -438,7 +547,7 @@ impl Parser<'_> {
         if let Some(m) = options_min {
             tls.min_version = tls.min_version.max(m);
         }
-        let header = format!("{}:{}: [{name}]", self.path.display(), section.line);
+        let header = format!("{}:{}: [{name}]", self.file_of(section).display(), section.line);
         if let Some(max) = tls.max_version
             && max < tls.min_version
         {
@@ -473,27 +582,33 @@ impl Parser<'_> {
             )),
             (None, None) => {}
         }
-        if connect.is_empty() {
+        // A `connect` line that failed to parse has its own message already.
+        let written = |key: &str| {
+            section
+                .entries
+                .iter()
+                .chain(defaults.iter().copied())
+                .any(|e| e.key.eq_ignore_ascii_case(key))
+        };
+        if connect.is_empty() && !written("connect") {
             self.problems.push(format!(
                 "{header}: no `connect`; add `connect = host:port` (the TLS server)"
             ));
         }
         let Some(accept) = accept else {
-            if !section
-                .entries
-                .iter()
-                .chain(defaults.iter().copied())
-                .any(|e| e.key.eq_ignore_ascii_case("accept"))
-            {
+            if !written("accept") {
                 self.problems.push(format!(
                     "{header}: no `accept`; add `accept = 127.0.0.1:PORT` (where clients connect)"
                 ));
             }
             return None;
         };
+        let ends = self.ends(&header, client, cert, key, connect_tls, verify_asked);
         if self.problems.len() > problems_before {
             return None;
         }
+        let (accept_tls, identity, connect_tls) = ends?;
+        tls.identity = identity;
         Some(ServiceConfig {
             name,
             accept,
@@ -502,10 +617,58 @@ impl Parser<'_> {
             connect_timeout,
             close_timeout,
             idle_timeout,
+            failover,
+            socket_options,
+            max_connections,
+            accept_tls,
+            connect_tls,
             redis,
         })
     }
+
+    /// What each end speaks, from `client`, `cert`/`key` and `connectTLS`: the accepting
+    /// side's certificate (server mode), the client certificate towards `connect` (client
+    /// mode), and whether `connect` gets TLS.
+    fn ends(
+        &mut self,
+        header: &str,
+        client: bool,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        connect_tls: Option<bool>,
+        verify_asked: bool,
+    ) -> Option<(Option<CertKey>, Option<CertKey>, bool)> {
+        if cert.is_none() && key.is_some() {
+            self.problems.push(format!(
+                "{header}: `key` without `cert`; add `cert = FILE` with the certificate that key belongs to"
+            ));
+            return None;
+        }
+        let pair = cert.map(|cert| CertKey { cert, key });
+        if client {
+            if connect_tls == Some(false) {
+                self.problems.push(format!(
+                    "{header}: `connectTLS = no` with `client = yes` would relay plain text both ways; remove it (client mode always connects with TLS) or set `client = no`"
+                ));
+            }
+            return Some((None, pair, true));
+        }
+        let connect_tls = connect_tls.unwrap_or(false);
+        if pair.is_none() {
+            self.problems.push(format!(
+                "{header}: server mode (`client = no`) needs `cert` (and `key`, unless the key is in the same file): the certificate clients see"
+            ));
+        }
+        if verify_asked && !connect_tls {
+            self.problems.push(format!(
+                "{header}: with `client = no`, stunnel's `verify`/`verifyChain` ask clients for certificates, which retunnel cannot check yet; remove them (or add `connectTLS = yes` if they are meant for the upstream)"
+            ));
+        }
+        Some((pair, None, connect_tls))
+    }
 }
 
+#[cfg(test)]
+mod conn_tests;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::{Config, ConfigError, Global, LogLevel, ServiceConfig, TlsSettings, defaults, values};
+use super::{Config, ConfigError, Global, ServiceConfig, TlsSettings, defaults, values};
 
 /// The section name a one-off tunnel gets in logs and `check` output.
 pub const NAME: &str = "tunnel";
@@ -67,19 +67,23 @@ impl Config {
             connect_timeout: defaults::CONNECT_TIMEOUT,
             close_timeout: defaults::CLOSE_TIMEOUT,
             idle_timeout: Some(defaults::IDLE_TIMEOUT),
+            failover: Default::default(),
+            socket_options: Vec::new(),
+            max_connections: None,
+            accept_tls: None,
+            connect_tls: true,
             redis: None,
         };
         Ok(Config {
-            path: PathBuf::from("(command line)"),
-            global: Global {
-                pid: None,
-                log_level: LogLevel::default(),
-                output: None,
-            },
+            path: PathBuf::from(COMMAND_LINE),
+            global: Global::default(),
             services: vec![service],
         })
     }
 }
+
+/// The `path` of a config built from flags (for messages; there is no file to reload).
+pub const COMMAND_LINE: &str = "(command line)";
 
 /// The value, or `None` with the problem recorded under the flag's name.
 fn flag<T>(problems: &mut Vec<String>, name: &str, r: Result<T, String>) -> Option<T> {

@@ -63,9 +63,6 @@ const fn refused(name: &'static str, scope: Scope, why: &'static str) -> OptionS
 use Scope::{Global, Service};
 
 const NO_REVOCATION: &str = "retunnel cannot check certificate revocation yet, and ignoring the option would accept a revoked certificate; remove it only if you accept that";
-const NO_CLIENT_CERT: &str =
-    "client certificates (mutual TLS) are not supported yet; without them the server would refuse the connection";
-const NO_SERVER_MODE: &str = "retunnel runs client tunnels only (plain TCP in, TLS out) for now";
 const NO_PEER_PINNING: &str =
     "retunnel cannot pin peer certificates yet, and ignoring the option would accept any valid certificate";
 
@@ -80,6 +77,9 @@ pub const OPTIONS: &[OptionSpec] = &[
     honoured("setgid", Global),
     // stunnel allows `debug` per service too; retunnel has one log level (see config::service).
     honoured("debug", Service),
+    honoured("log", Global),
+    honoured("syslog", Global),
+    honoured("include", Global),
     // Honoured, per service.
     honoured("client", Service),
     honoured("accept", Service),
@@ -99,6 +99,13 @@ pub const OPTIONS: &[OptionSpec] = &[
     honoured("TIMEOUTconnect", Service),
     honoured("TIMEOUTclose", Service),
     honoured("TIMEOUTidle", Service),
+    honoured("cert", Service),
+    honoured("key", Service),
+    honoured("failover", Service),
+    honoured("socket", Service),
+    // retunnel's own.
+    honoured("connectTLS", Service),
+    honoured("maxConnections", Service),
     // `protocol = redis` (retunnel's own value; stunnel's STARTTLS values are refused when parsed).
     honoured("protocol", Service),
     honoured("clusterPorts", Service),
@@ -112,8 +119,6 @@ pub const OPTIONS: &[OptionSpec] = &[
     ignored("RNDbytes", Global),
     ignored("RNDfile", Global),
     ignored("RNDoverwrite", Global),
-    ignored("syslog", Global),
-    ignored("log", Global),
     ignored("service", Service),
     ignored("taskbar", Global),
     ignored("iconActive", Global),
@@ -131,8 +136,6 @@ pub const OPTIONS: &[OptionSpec] = &[
     ignored("reset", Service),
     ignored("retry", Service),
     ignored("stack", Service),
-    ignored("socket", Service),
-    ignored("failover", Service),
     ignored("securityLevel", Service),
     ignored("TIMEOUTbusy", Service),
     ignored("TIMEOUTocsp", Service),
@@ -149,12 +152,10 @@ pub const OPTIONS: &[OptionSpec] = &[
     refused(
         "requireCert",
         Service,
-        "it only applies to TLS servers, and retunnel runs client tunnels only for now",
+        "retunnel cannot check client certificates in server mode yet, and ignoring it would let any client in",
     ),
     refused("checkEmail", Service, NO_PEER_PINNING),
     refused("checkIP", Service, NO_PEER_PINNING),
-    refused("cert", Service, NO_CLIENT_CERT),
-    refused("key", Service, NO_CLIENT_CERT),
     refused("PSKidentity", Service, "pre-shared keys are not supported"),
     refused("PSKsecrets", Service, "pre-shared keys are not supported"),
     refused("engine", Global, "OpenSSL engines are not supported"),
@@ -167,11 +168,6 @@ pub const OPTIONS: &[OptionSpec] = &[
         "chroot",
         Global,
         "retunnel cannot chroot yet, and ignoring it would run with more of the file system than you asked for",
-    ),
-    refused(
-        "include",
-        Global,
-        "included files are not read yet; the services they hold would be missing",
     ),
     refused(
         "exec",
@@ -197,7 +193,11 @@ pub const OPTIONS: &[OptionSpec] = &[
     refused("protocolHost", Service, "STARTTLS protocols are not supported"),
     refused("protocolPassword", Service, "STARTTLS protocols are not supported"),
     refused("protocolUsername", Service, "STARTTLS protocols are not supported"),
-    refused("redirect", Service, NO_SERVER_MODE),
+    refused(
+        "redirect",
+        Service,
+        "retunnel does not verify client certificates, so it has no failed clients to redirect",
+    ),
     refused("transparent", Service, "transparent proxying is not supported"),
 ];
 

@@ -1,1 +1,679 @@
+//! The configuration rules of issue 2, one test per rule: what a valid file turns into, and
+//! what each mistake is told (file, line, section, option and the fix).
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const FILE: &str = "/etc/retunnel/test.conf";
+
+/// The stunnel file from the AWS ElastiCache guide ("redis-cli via stunnel"), as printed there.
+const AWS: &str = include_str!("../../tests/fixtures/aws-redis-cli.conf");
+
+fn parse(text: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
+    Config::parse(text, Path::new(FILE))
+}
+
+/// Parses a file that must be valid; returns it and its warnings as text.
+fn ok(text: &str) -> (Config, Vec<String>) {
+    match parse(text) {
+        Ok((c, w)) => (c, w.into_iter().map(|w| w.0).collect()),
+        Err(e) => panic!("config refused:\n{e}\n--- text:\n{text}"),
+    }
+}
+
+/// Parses a file that must be refused; returns its problems.
+fn err(text: &str) -> Vec<String> {
+    match parse(text) {
+        Ok((c, _)) => panic!("config accepted but must not be:\n{text}\n--- parsed: {c:#?}"),
+        Err(e) => {
+            assert!(!e.problems.is_empty());
+            e.problems
+        }
+    }
+}
+
+/// The one problem of a file that has exactly one.
+fn one_err(text: &str) -> String {
+    let p = err(text);
+    assert_eq!(p.len(), 1, "expected one problem, got {p:#?}");
+    p.into_iter().next().unwrap()
+}
+
+/// A minimal valid section, with `extra` lines added to it.
+fn section(extra: &str) -> String {
+    format!("[redis]\naccept = 16379\nconnect = redis.example.com:6379\n{extra}\n")
+}
+
+/// The service of a one-section file.
+fn svc(text: &str) -> ServiceConfig {
+    let (c, _) = ok(text);
+    assert_eq!(c.services.len(), 1);
+    c.services.into_iter().next().unwrap()
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn name(h: &str, port: u16) -> Target {
+    Target {
+        host: Host::Name(h.into()),
+        port,
+    }
+}
+
+fn assert_has(text: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(text.contains(p), "{text:?} lacks {p:?}");
+    }
+}
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 && libc::getegid() == 0 }
+}
+
+#[test]
+fn aws_file_parses_into_typed_values() {
+    if !is_root() {
+        // The file says `setuid = root`: as another user that is (rightly) an error.
+        let p = err(AWS);
+        assert!(p.iter().all(|p| p.contains("setuid") || p.contains("setgid")), "{p:#?}");
+        eprintln!("not root: checked only that setuid/setgid = root are refused");
+        return;
+    }
+    let (c, warnings) = ok(AWS);
+    assert!(warnings.is_empty(), "{warnings:#?}");
+    assert_eq!(c.path, Path::new(FILE));
+    assert_eq!(c.global.pid, Some("/var/run/stunnel.pid".into()));
+    assert_eq!(c.global.log_level, LogLevel::Debug);
+    assert_eq!(c.global.output, None);
+    assert!(c.global.foreground);
+    assert_eq!(c.global.user.as_ref().map(|u| u.uid), Some(0));
+    assert_eq!(c.global.group.as_ref().map(|g| g.gid), Some(0));
+    let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["redis-cli", "redis-cli-replica"]);
+    let (primary, replica) = (&c.services[0], &c.services[1]);
+    assert_eq!(primary.accept, addr("127.0.0.1:6379"));
+    assert_eq!(replica.accept, addr("127.0.0.1:6380"));
+    assert_eq!(
+        primary.connect,
+        [name("master.ssltest.wif01h.use1.cache.amazonaws.com", 6379)]
+    );
+    assert_eq!(
+        replica.connect,
+        [name("ssltest-02.ssltest.wif01h.use1.cache.amazonaws.com", 6379)]
+    );
+    for s in &c.services {
+        // NO_SSLv2/NO_SSLv3 allow TLSv1 and up; retunnel's own floor (1.2) stays.
+        assert_eq!(
+            s.tls,
+            TlsSettings {
+                verify_chain: true,
+                ca_file: None,
+                ca_path: None,
+                check_host: None,
+                sni: None,
+                min_version: TlsVersion::Tls12,
+                max_version: None,
+                identity: None,
+            }
+        );
+        assert_eq!(s.connect_timeout, defaults::CONNECT_TIMEOUT);
+        assert_eq!(s.close_timeout, defaults::CLOSE_TIMEOUT);
+        assert_eq!(s.idle_timeout, Some(defaults::IDLE_TIMEOUT));
+    }
+}
+
+#[test]
+fn global_service_options_are_defaults_for_every_section() {
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    let text = format!(
+        "CAfile = {}\nTIMEOUTidle = 30\nTIMEOUTconnect = 3\nclient = yes\n\
+         [a]\naccept = 1001\nconnect = a.example:1\n\
+         [b]\naccept = 1002\nconnect = b.example:1\nTIMEOUTidle = 0\n",
+        ca.path().display()
+    );
+    let (c, _) = ok(&text);
+    let (a, b) = (&c.services[0], &c.services[1]);
+    assert_eq!(a.tls.ca_file.as_deref(), Some(ca.path()));
+    assert_eq!(b.tls.ca_file.as_deref(), Some(ca.path()));
+    assert_eq!(a.connect_timeout, Duration::from_secs(3));
+    assert_eq!(b.connect_timeout, Duration::from_secs(3));
+    assert_eq!(a.idle_timeout, Some(Duration::from_secs(30)));
+    // A section's own value wins over the global default.
+    assert_eq!(b.idle_timeout, None);
+}
+
+#[test]
+fn global_connect_is_a_default_and_a_section_connect_replaces_it() {
+    let (c, _) = ok("connect = shared.example:6379\n[a]\naccept = 1001\n[b]\naccept = 1002\nconnect = own.example:1\n");
+    assert_eq!(c.services[0].connect, [name("shared.example", 6379)]);
+    assert_eq!(c.services[1].connect, [name("own.example", 1)]);
+}
+
+#[test]
+fn options_accumulate_from_global_part_and_section() {
+    let (c, w) = ok(&format!(
+        "options = NO_TLSv1_2\n{}[other]\naccept = 1002\nconnect = x.example:1\n",
+        section("options = NO_COMPRESSION")
+    ));
+    // The global NO_TLSv1_2 applies in both sections although [redis] has its own `options`.
+    assert_eq!(c.services[0].tls.min_version, TlsVersion::Tls13);
+    assert_eq!(c.services[1].tls.min_version, TlsVersion::Tls13);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_has(&w[0], &["[redis] options", "NO_COMPRESSION", "ignored"]);
+}
+
+#[test]
+fn comments_blank_lines_crlf_bom_and_blanks() {
+    let text = "\u{feff}; a comment\r\n# another\r\n\r\n   \r\n  debug   =   7  \r\n[  spaced name  ]\r\n\
+                \t accept\t=\t6379 \r\n  connect=redis.example.com:6379\r\n; trailing comment\r\n";
+    let (c, w) = ok(text);
+    assert!(w.is_empty(), "{w:#?}");
+    assert_eq!(c.global.log_level, LogLevel::Debug);
+    let s = &c.services[0];
+    assert_eq!(s.name, "spaced name");
+    assert_eq!(s.accept, addr("127.0.0.1:6379"));
+    assert_eq!(s.connect, [name("redis.example.com", 6379)]);
+}
+
+#[test]
+fn crlf_keeps_line_numbers() {
+    let e = one_err("[a]\r\naccept = 1\r\nconnect = x:1\r\nbogus = 1\r\n");
+    assert_has(&e, &[&format!("{FILE}:4: [a] bogus")]);
+}
+
+#[test]
+fn names_and_yes_no_are_case_insensitive() {
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    let text = format!(
+        "FIPS = NO\nDebug = 7\n[r]\nCLIENT = Yes\nAccept = 1\nCONNECT = h.example:1\nCAFile = {0}\nverifychain = YES\nDELAY = yEs\ntimeoutidle = 5\n",
+        ca.path().display()
+    );
+    let s = svc(&text);
+    assert_eq!(s.tls.ca_file.as_deref(), Some(ca.path()));
+    assert!(s.tls.verify_chain);
+    assert_eq!(s.idle_timeout, Some(Duration::from_secs(5)));
+    // Also the other spellings of CAfile.
+    for key in ["cafile", "CAfile", "CAFILE"] {
+        let s = svc(&section(&format!("{key} = {}", ca.path().display())));
+        assert_eq!(s.tls.ca_file.as_deref(), Some(ca.path()), "{key}");
+    }
+    assert!(!svc(&section("VerifyChain = NO")).tls.verify_chain);
+}
+
+#[test]
+fn windows_paths_keep_backslashes() {
+    let (c, _) = ok(&format!(
+        "output = C:\\Program Files\\stunnel\\log.txt\npid = C:\\run\\x.pid\n{}",
+        section("")
+    ));
+    assert_eq!(
+        c.global.output.as_deref(),
+        Some(Path::new("C:\\Program Files\\stunnel\\log.txt"))
+    );
+    assert_eq!(c.global.pid.as_deref(), Some(Path::new("C:\\run\\x.pid")));
+    // A CAfile that does not exist is refused with the path as written.
+    let e = one_err(&section("CAfile = C:\\certs\\ca.pem"));
+    assert_has(&e, &["C:\\certs\\ca.pem", "check the path"]);
+}
+
+#[test]
+fn repeated_connect_keeps_every_target_in_order() {
+    let s = svc("[r]\naccept = 1\nconnect = one.example:1\nconnect = [::1]:2\nconnect = 3\n");
+    assert_eq!(
+        s.connect,
+        [
+            name("one.example", 1),
+            Target {
+                host: Host::Ip("::1".parse().unwrap()),
+                port: 2
+            },
+            name("localhost", 3),
+        ]
+    );
+}
+
+#[test]
+fn every_honoured_option_sets_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "").unwrap();
+    let text = format!(
+        "fips = no\nforeground = yes\noutput = /tmp/retunnel.log\npid = /tmp/retunnel.pid\ndebug = daemon.warning\n\
+         [r]\nclient = yes\naccept = [::1]:7000\nconnect = db.example:6380\nCAfile = {ca}\nCApath = {dir}\n\
+         verify = 2\nverifyChain = yes\nverifyPeer = no\ncheckHost = db.example\nsni = db.example\ndelay = no\n\
+         options = NO_TLSv1_1\nsslVersionMax = TLSv1.3\nTIMEOUTconnect = 4\nTIMEOUTclose = 0\nTIMEOUTidle = 600\n",
+        ca = ca.display(),
+        dir = dir.path().display()
+    );
+    let (c, w) = ok(&text);
+    assert!(w.is_empty(), "{w:#?}");
+    assert_eq!(
+        c.global,
+        Global {
+            pid: Some("/tmp/retunnel.pid".into()),
+            log_level: LogLevel::Warn,
+            output: Some("/tmp/retunnel.log".into()),
+            ..Global::default()
+        }
+    );
+    assert_eq!(
+        c.services[0],
+        ServiceConfig {
+            name: "r".into(),
+            accept: addr("[::1]:7000"),
+            connect: vec![name("db.example", 6380)],
+            tls: TlsSettings {
+                verify_chain: true,
+                ca_file: Some(ca),
+                ca_path: Some(dir.path().to_path_buf()),
+                check_host: Some("db.example".into()),
+                sni: Some("db.example".into()),
+                min_version: TlsVersion::Tls12,
+                max_version: Some(TlsVersion::Tls13),
+                identity: None,
+            },
+            connect_timeout: Duration::from_secs(4),
+            close_timeout: Duration::ZERO,
+            idle_timeout: Some(Duration::from_secs(600)),
+            failover: Default::default(),
+            socket_options: Vec::new(),
+            max_connections: None,
+            accept_tls: None,
+            connect_tls: true,
+            redis: None,
+        }
+    );
+}
+
+#[test]
+fn verify_levels_and_verify_chain() {
+    assert!(!svc(&section("verify = 0")).tls.verify_chain);
+    assert!(svc(&section("verify = 1")).tls.verify_chain);
+    assert!(svc(&section("verify = 2")).tls.verify_chain);
+    assert!(!svc(&section("verifyChain = no")).tls.verify_chain);
+    for level in ["3", "4"] {
+        let e = one_err(&section(&format!("verify = {level}")));
+        assert_has(&e, &["[redis] verify", "not supported", "use `verify = 2`"]);
+    }
+    assert_has(&one_err(&section("verify = 9")), &["not a verify level"]);
+    let e = one_err(&section("verifyPeer = yes"));
+    assert_has(
+        &e,
+        &[&format!("{FILE}:4: [redis] verifyPeer"), "not supported", "CAfile"],
+    );
+    assert!(svc(&section("verifyPeer = no")).tls.verify_chain);
+}
+
+#[test]
+fn sni_and_check_host() {
+    assert_eq!(svc(&section("sni =")).tls.sni.as_deref(), Some(""));
+    assert_eq!(
+        svc(&section("sni = other.example")).tls.sni.as_deref(),
+        Some("other.example")
+    );
+    let e = one_err(&section("sni = a.example\ncheckHost = b.example"));
+    assert_has(
+        &e,
+        &["[redis]", "sni = a.example", "checkHost = b.example", "remove `sni`"],
+    );
+    let e = one_err(&section("verifyChain = no\ncheckHost = b.example"));
+    assert_has(&e, &["[redis]", "checkHost", "verifyChain = no"]);
+    assert_has(
+        &one_err(&section("checkHost = not a host")),
+        &["[redis] checkHost", "not a valid host name"],
+    );
+}
+
+#[test]
+fn tls_versions() {
+    let s = svc(&section("sslVersion = TLSv1.3"));
+    assert_eq!(
+        (s.tls.min_version, s.tls.max_version),
+        (TlsVersion::Tls13, Some(TlsVersion::Tls13))
+    );
+    let s = svc(&section("options = NO_TLSv1_2"));
+    assert_eq!(s.tls.min_version, TlsVersion::Tls13);
+    let s = svc(&section("options = NO_TLSv1.1"));
+    assert_eq!(s.tls.min_version, TlsVersion::Tls12);
+    // Allowing TLS 1.0 works, with a warning that names the section.
+    let (c, w) = ok(&section("sslVersionMin = TLSv1"));
+    assert_eq!(c.services[0].tls.min_version, TlsVersion::Tls10);
+    assert_eq!(w.len(), 1);
+    assert_has(&w[0], &["[redis]", "TLSv1", "deprecated"]);
+    let e = one_err(&section("sslVersionMin = TLSv1.3\nsslVersionMax = TLSv1.2"));
+    assert_has(&e, &["[redis]", "below the lowest"]);
+    assert_has(
+        &one_err(&section("sslVersion = SSLv3")),
+        &["[redis] sslVersion", "broken"],
+    );
+    assert_has(
+        &one_err(&section("options = NO_SSLv4")),
+        &["[redis] options", "did you mean"],
+    );
+    let (_, w) = ok(&section("options = -NO_SSLv3"));
+    assert_has(&w[0], &["[redis] options", "-NO_SSLv3", "ignored"]);
+}
+
+#[test]
+fn timeouts() {
+    let s = svc(&section("TIMEOUTconnect = 1\nTIMEOUTclose = 2\nTIMEOUTidle = 3"));
+    assert_eq!(
+        (s.connect_timeout, s.close_timeout, s.idle_timeout),
+        (
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            Some(Duration::from_secs(3))
+        )
+    );
+    assert_has(
+        &one_err(&section("TIMEOUTconnect = 0")),
+        &["[redis] TIMEOUTconnect", "at least 1 second"],
+    );
+    assert_has(
+        &one_err(&section("TIMEOUTidle = 1.5")),
+        &["[redis] TIMEOUTidle", "whole number of seconds"],
+    );
+    assert_has(
+        &one_err(&section("TIMEOUTclose = -1")),
+        &["[redis] TIMEOUTclose", "whole number"],
+    );
+}
+
+#[test]
+fn process_options() {
+    let (c, w) = ok(&format!("pid =\nforeground = quiet\n{}", section("")));
+    assert_eq!(c.global.pid, None);
+    assert!(w.is_empty());
+    let (c, w) = ok(&format!("foreground = no\n{}", section("")));
+    assert!(w.is_empty(), "{w:?}");
+    assert!(!c.global.foreground);
+    assert_has(
+        &one_err(&format!("foreground = maybe\n{}", section(""))),
+        &["foreground", "`yes`, `quiet` or `no`"],
+    );
+    assert_has(
+        &one_err(&format!("output =\n{}", section(""))),
+        &["output", "needs a file path"],
+    );
+    for (level, want) in [
+        ("0", LogLevel::Error),
+        ("4", LogLevel::Warn),
+        ("5", LogLevel::Info),
+        ("local7.debug", LogLevel::Debug),
+    ] {
+        let (c, _) = ok(&format!("debug = {level}\n{}", section("")));
+        assert_eq!(c.global.log_level, want, "debug = {level}");
+    }
+    assert_has(
+        &one_err(&format!("debug = 8\n{}", section(""))),
+        &[&format!("{FILE}:1: debug"), "0-7"],
+    );
+}
+
+#[test]
+fn global_only_option_in_a_section_is_refused() {
+    let e = one_err(&section("pid = /tmp/x.pid"));
+    assert_has(
+        &e,
+        &[
+            &format!("{FILE}:4: [redis] pid"),
+            "global option",
+            "above the first [section]",
+        ],
+    );
+}
+
+#[test]
+fn debug_in_a_section_is_a_warning_not_an_error() {
+    // stunnel allows `debug` per service; retunnel has one level for the process.
+    let (c, w) = ok(&format!("debug = 3\n{}", section("debug = 7")));
+    assert_eq!(c.global.log_level, LogLevel::Error);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_has(&w[0], &["[redis] debug", "above the first [section]"]);
+}
+
+#[test]
+fn ignored_options_warn_naming_the_option() {
+    for opt in [
+        "ciphers = HIGH",
+        "sessionCacheSize = 1000",
+        "libwrap = no",
+        "TIMEOUTbusy = 300",
+    ] {
+        let (c, w) = ok(&section(opt));
+        assert_eq!(c.services.len(), 1);
+        let key = opt.split(' ').next().unwrap();
+        assert_eq!(w.len(), 1, "{opt}: {w:#?}");
+        assert_has(&w[0], &[&format!("{FILE}:4: [redis] {key}"), "ignored"]);
+    }
+    let (_, w) = ok(&format!("RNDfile = /dev/urandom\n{}", section("")));
+    assert_has(&w[0], &[&format!("{FILE}:1: RNDfile"), "ignored"]);
+}
+
+#[test]
+fn security_relevant_options_are_errors() {
+    for opt in [
+        "CRLfile = /etc/crl.pem",
+        "CRLpath = /etc/crl",
+        "OCSP = http://ocsp.example",
+        "OCSPaia = yes",
+        "OCSPrequire = yes",
+        "requireCert = yes",
+        "checkIP = 10.0.0.1",
+    ] {
+        let key = opt.split(' ').next().unwrap();
+        let e = one_err(&section(opt));
+        assert_has(&e, &[&format!("{FILE}:4: [redis] {key}"), "not supported"]);
+    }
+    assert_has(&one_err(&section("CRLfile = /x")), &["revoked"]);
+}
+
+#[test]
+fn unknown_options_are_errors_with_a_suggestion() {
+    let e = one_err(&section("conect = x:1"));
+    assert_has(
+        &e,
+        &[
+            &format!("{FILE}:4: [redis] conect"),
+            "unknown option",
+            "did you mean `connect`?",
+        ],
+    );
+    let e = one_err(&format!("piid = /tmp/x\n{}", section("")));
+    assert_has(&e, &[&format!("{FILE}:1: piid"), "did you mean `pid`?"]);
+    let e = one_err(&section("TimeoutIdel = 5"));
+    assert_has(&e, &["did you mean `TIMEOUTidle`?"]);
+    let e = one_err(&section("banana = 1"));
+    assert_has(&e, &["[redis] banana", "unknown option", "README"]);
+}
+
+#[test]
+fn accept_forms() {
+    let accept = |v: &str| svc(&format!("[r]\naccept = {v}\nconnect = h.example:1\n")).accept;
+    assert_eq!(accept("6379"), addr("127.0.0.1:6379"));
+    assert_eq!(accept("127.0.0.1:6379"), addr("127.0.0.1:6379"));
+    assert_eq!(accept("localhost:6379"), addr("127.0.0.1:6379"));
+    assert_eq!(accept("0.0.0.0:6379"), addr("0.0.0.0:6379"));
+    assert_eq!(accept("[::1]:6379"), addr("[::1]:6379"));
+    assert_eq!(accept(":::6379"), addr("[::]:6379"));
+    assert_eq!(accept(" 6379 "), addr("127.0.0.1:6379"));
+    for bad in ["redis.example.com:6379", ":6379", "abc", "127.0.0.1:", "127.0.0.1:port"] {
+        let e = one_err(&format!("[r]\naccept = {bad}\nconnect = h.example:1\n"));
+        assert_has(&e, &[&format!("{FILE}:2: [r] accept")]);
+    }
+}
+
+#[test]
+fn connect_forms() {
+    let connect = |v: &str| svc(&format!("[r]\naccept = 1\nconnect = {v}\n")).connect[0].clone();
+    assert_eq!(connect("redis.example.com:6379"), name("redis.example.com", 6379));
+    assert_eq!(connect("6380"), name("localhost", 6380));
+    let ip = |s: &str, port| Target {
+        host: Host::Ip(s.parse().unwrap()),
+        port,
+    };
+    assert_eq!(connect("10.1.2.3:6379"), ip("10.1.2.3", 6379));
+    assert_eq!(connect("[::1]:6379"), ip("::1", 6379));
+    assert_eq!(connect("[2001:db8::5]:6379"), ip("2001:db8::5", 6379));
+    assert_eq!(connect("2001:db8::5:6379"), ip("2001:db8::5", 6379));
+    for bad in ["bad host:1", "h.example:", "h.example:x", ":1"] {
+        let e = one_err(&format!("[r]\naccept = 1\nconnect = {bad}\n"));
+        assert_has(&e, &[&format!("{FILE}:3: [r] connect")]);
+    }
+}
+
+#[test]
+fn ports_outside_range_are_errors() {
+    for port in ["0", "65536", "99999"] {
+        let e = one_err(&format!("[r]\naccept = {port}\nconnect = h.example:1\n"));
+        assert_has(&e, &[&format!("{FILE}:2: [r] accept"), "outside 1-65535"]);
+        let e = one_err(&format!("[r]\naccept = 1\nconnect = h.example:{port}\n"));
+        assert_has(&e, &[&format!("{FILE}:3: [r] connect"), "outside 1-65535"]);
+    }
+    assert_eq!(svc("[r]\naccept = 65535\nconnect = h.example:1\n").accept.port(), 65535);
+}
+
+#[test]
+fn errors_name_file_line_section_option_and_fix() {
+    let p = err("fips = yes\n\n[r]\naccept = 1\nconnect = h.example:1\nclient = maybe\n");
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert_has(&p[0], &[&format!("{FILE}:1: fips"), "no FIPS mode", "set `fips = no`"]);
+    assert_has(
+        &p[1],
+        &[&format!("{FILE}:6: [r] client"), "`maybe`", "not `yes` or `no`"],
+    );
+    // Every problem is reported at once, not only the first.
+    let p = err("[a]\naccept = 0\nconnect = x.example:1\nbogus = 1\n[b]\naccept = 2\n");
+    assert_eq!(p.len(), 3, "{p:#?}");
+}
+
+#[test]
+fn client_no_needs_a_certificate() {
+    assert_has(
+        &one_err(&section("client = no")),
+        &["[redis]", "server mode (`client = no`) needs `cert`"],
+    );
+}
+
+#[test]
+fn section_needs_accept_and_connect() {
+    let e = one_err("[r]\nconnect = h.example:1\n");
+    assert_has(
+        &e,
+        &[
+            &format!("{FILE}:1: [r]"),
+            "no `accept`",
+            "add `accept = 127.0.0.1:PORT`",
+        ],
+    );
+    let e = one_err("[first]\naccept = 1\nconnect = h.example:1\n\n[r]\naccept = 2\n");
+    assert_has(
+        &e,
+        &[&format!("{FILE}:5: [r]"), "no `connect`", "add `connect = host:port`"],
+    );
+    let p = err("[empty]\n");
+    assert_eq!(p.len(), 2, "{p:#?}");
+}
+
+#[test]
+fn file_without_sections_is_refused() {
+    let e = one_err("fips = no\n");
+    assert_has(&e, &[FILE, "no [section]", "add one"]);
+    assert_has(&one_err(""), &["no [section]"]);
+}
+
+#[test]
+fn duplicate_section_names_are_refused() {
+    let e = one_err("[r]\naccept = 1\nconnect = h.example:1\n[r]\naccept = 2\nconnect = h.example:1\n");
+    assert_has(&e, &[&format!("{FILE}:4: [r]"), "defined twice", "rename"]);
+}
+
+#[test]
+fn duplicate_accept_addresses_are_refused() {
+    let e = one_err("[a]\naccept = 6379\nconnect = h.example:1\n[b]\naccept = 127.0.0.1:6379\nconnect = h.example:2\n");
+    assert_has(
+        &e,
+        &[
+            &format!("{FILE}:4: [b]"),
+            "127.0.0.1:6379",
+            "already used by [a]",
+            "its own port",
+        ],
+    );
+}
+
+#[test]
+fn fips_yes_is_refused() {
+    assert_eq!(ok(&format!("fips = no\n{}", section(""))).0.services.len(), 1);
+    let e = one_err(&format!("fips = yes\n{}", section("")));
+    assert_has(&e, &["fips", "no FIPS mode"]);
+}
+
+#[test]
+fn setuid_and_setgid_name_existing_identities() {
+    let uid = unsafe { libc::geteuid() };
+    let gid = unsafe { libc::getegid() };
+    let (c, w) = ok(&format!("setuid = {uid}\nsetgid = {gid}\n{}", section("")));
+    assert_eq!(c.services.len(), 1);
+    assert!(w.is_empty());
+    let (c, _) = ok(&format!("setuid = nobody\n{}", section("")));
+    assert_eq!(c.global.user.as_ref().map(|u| u.name.as_str()), Some("nobody"));
+    let e = one_err(&format!("setuid = no-such-user-xyz\n{}", section("")));
+    assert_has(&e, &[&format!("{FILE}:1: setuid"), "no-such-user-xyz"]);
+    let e = one_err(&format!("setgid = no-such-group-xyz\n{}", section("")));
+    assert_has(&e, &[&format!("{FILE}:1: setgid"), "no-such-group-xyz"]);
+}
+
+#[test]
+fn syntax_errors_name_file_and_line() {
+    let e = one_err("[r]\naccept = 1\nconnect yes\n");
+    assert_has(&e, &[&format!("{FILE}:3:"), "connect yes", "option = value"]);
+    assert_has(&one_err("[r\n"), &[&format!("{FILE}:1:"), "closing `]`"]);
+}
+
+#[test]
+fn plaintext_on_the_network_is_allowed() {
+    // The warning is logged at start (tunnel.rs); the config itself is valid.
+    assert_eq!(
+        svc("[r]\naccept = 0.0.0.0:1\nconnect = h.example:1\n").accept,
+        addr("0.0.0.0:1")
+    );
+}
+
+#[test]
+fn load_reports_unreadable_and_non_utf8_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.conf");
+    let e = Config::load(&missing).unwrap_err();
+    assert_has(&e.to_string(), &["cannot read config file", "missing.conf"]);
+    let latin1 = dir.path().join("latin1.conf");
+    std::fs::write(&latin1, b"; caf\xe9\n[r]\naccept = 1\nconnect = h:1\n").unwrap();
+    let e = Config::load(&latin1).unwrap_err();
+    assert_has(
+        &e.to_string(),
+        &["latin1.conf", "not UTF-8", "offset 5", "save the file as UTF-8"],
+    );
+    let good = dir.path().join("good.conf");
+    std::fs::write(&good, section("")).unwrap();
+    assert_eq!(Config::load(&good).unwrap().0.services[0].name, "redis");
+}
+
+#[test]
+fn second_accept_in_a_section_is_refused() {
+    let e = one_err(&section("accept = 16380"));
+    assert_has(
+        &e,
+        &[
+            &format!("{FILE}:4: [redis] accept"),
+            "one address per section",
+            "keep one `accept`",
+        ],
+    );
+    // A section's own `accept` replaces a global one without complaint.
+    assert_eq!(svc(&format!("accept = 1\n{}", section(""))).accept.port(), 16379);
+}

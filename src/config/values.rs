@@ -68,6 +68,25 @@ impl LogLevel {
     }
 }
 
+/// How the `output` file is opened at start (`log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogMode {
+    /// Keep what is there (stunnel's default).
+    #[default]
+    Append,
+    /// Start the file empty.
+    Overwrite,
+}
+
+/// `log = append|overwrite`.
+pub fn log_mode(v: &str) -> R<LogMode> {
+    match v.to_ascii_lowercase().as_str() {
+        "append" => Ok(LogMode::Append),
+        "overwrite" => Ok(LogMode::Overwrite),
+        _ => Err(format!("`{v}` is not `append` or `overwrite`")),
+    }
+}
+
 /// A TLS protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TlsVersion {
@@ -395,6 +414,27 @@ pub fn port_range(v: &str) -> R<(u16, u16)> {
     Ok((a, b))
 }
 
+/// `failover = prio|rr`.
+pub fn failover(v: &str) -> R<super::Failover> {
+    match v.to_ascii_lowercase().as_str() {
+        "prio" => Ok(super::Failover::Prio),
+        "rr" => Ok(super::Failover::RoundRobin),
+        _ => Err(format!(
+            "`{v}` is not `prio` (first that answers) or `rr` (round robin)"
+        )),
+    }
+}
+
+/// A limit: a whole number of at least 1.
+pub fn count(v: &str) -> R<usize> {
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "`{v}` is not a whole number of at least 1; remove the line for no limit"
+        )),
+    }
+}
+
 pub fn seconds(v: &str) -> R<Duration> {
     v.parse::<u64>()
         .map(Duration::from_secs)
@@ -408,45 +448,104 @@ pub fn seconds_nonzero(v: &str) -> R<Duration> {
     }
 }
 
-/// `setuid`/`setgid` may only name the identity already in effect until privilege dropping
-/// is implemented: silently running with other privileges than the file says is never right.
-pub fn same_identity(option: &str, v: &str) -> R<()> {
-    let (current_id, current_name) = if option == "setuid" {
-        let uid = unsafe { libc::geteuid() };
-        (uid, user_name(uid))
-    } else {
-        let gid = unsafe { libc::getegid() };
-        (gid, group_name(gid))
-    };
-    let matches =
-        v.parse::<u32>().map(|n| n == current_id).unwrap_or(false) || current_name.as_deref().is_some_and(|n| n == v);
-    if matches {
-        return Ok(());
-    }
-    let now = current_name.unwrap_or_else(|| current_id.to_string());
-    Err(format!(
-        "retunnel runs as {now} and cannot switch to `{v}` yet; remove the line, or start retunnel as {v} (for example with systemd's User=/Group=)"
-    ))
+/// The account `setuid` names, resolved when the config is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// As written, or the passwd name of a number.
+    pub name: String,
+    /// The user id.
+    pub uid: u32,
+    /// Its primary group from the passwd entry; `None` for a number with no entry.
+    pub gid: Option<u32>,
 }
 
-fn user_name(uid: u32) -> Option<String> {
-    // getpwuid_r is the thread-safe form; config parsing may run beside the runtime (reload).
-    let mut buf = vec![0 as libc::c_char; 4096];
+/// The group `setgid` names, resolved when the config is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// As written, or the group name of a number.
+    pub name: String,
+    /// The group id.
+    pub gid: u32,
+}
+
+/// `setuid = NAME|UID`: the user must exist now, so that a typo fails at start, not after bind.
+pub fn user(v: &str) -> R<User> {
+    if let Ok(uid) = v.parse::<u32>() {
+        return Ok(match passwd_by_uid(uid) {
+            Some((name, gid)) => User {
+                name,
+                uid,
+                gid: Some(gid),
+            },
+            None => User {
+                name: v.to_string(),
+                uid,
+                gid: None,
+            },
+        });
+    }
+    let (uid, gid) = passwd_by_name(v).ok_or_else(|| {
+        format!("there is no user `{v}` on this system; create it (e.g. `useradd --system {v}`) or name an existing one such as `nobody`")
+    })?;
+    Ok(User {
+        name: v.to_string(),
+        uid,
+        gid: Some(gid),
+    })
+}
+
+/// `setgid = NAME|GID`: the group must exist now.
+pub fn group(v: &str) -> R<Group> {
+    if let Ok(gid) = v.parse::<u32>() {
+        let name = group_name(gid).unwrap_or_else(|| v.to_string());
+        return Ok(Group { name, gid });
+    }
+    let gid = group_by_name(v).ok_or_else(|| {
+        format!("there is no group `{v}` on this system; create it (`groupadd --system {v}`) or name an existing one such as `nogroup`")
+    })?;
+    Ok(Group {
+        name: v.to_string(),
+        gid,
+    })
+}
+
+/// A buffer size that fits any passwd or group entry a sane system has.
+const PW_BUF: usize = 16 * 1024;
+
+fn passwd_by_name(name: &str) -> Option<(u32, u32)> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; PW_BUF];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwnam_r(cname.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut out) };
+    (rc == 0 && !out.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))
+}
+
+fn passwd_by_uid(uid: u32) -> Option<(String, u32)> {
+    let mut buf = vec![0 as libc::c_char; PW_BUF];
     let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
     let mut out = std::ptr::null_mut();
     let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut out) };
     if rc != 0 || out.is_null() {
         return None;
     }
-    Some(
-        unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
-    )
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }
+        .to_string_lossy()
+        .into_owned();
+    Some((name, pwd.pw_gid))
+}
+
+fn group_by_name(name: &str) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; PW_BUF];
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut out = std::ptr::null_mut();
+    let rc = unsafe { libc::getgrnam_r(cname.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
+    (rc == 0 && !out.is_null()).then_some(grp.gr_gid)
 }
 
 fn group_name(gid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut buf = vec![0 as libc::c_char; PW_BUF];
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut out = std::ptr::null_mut();
     let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
@@ -523,15 +622,29 @@ mod tests {
     }
 
     #[test]
-    fn identity_as_current_user_is_accepted() {
-        let uid = unsafe { libc::geteuid() };
-        assert!(same_identity("setuid", &uid.to_string()).is_ok());
-        let name = user_name(uid).unwrap();
-        assert!(same_identity("setuid", &name).is_ok());
+    fn users_and_groups_are_resolved_or_named_in_the_error() {
+        let root = user("root").unwrap();
+        assert_eq!((root.uid, root.gid), (0, Some(0)));
+        assert_eq!(user("0").unwrap().name, "root");
+        assert_eq!(user("4000000").unwrap().gid, None);
         assert!(
-            same_identity("setuid", "no-such-user-xyz")
+            user("no-such-user-xyz")
                 .unwrap_err()
-                .contains("cannot switch")
+                .contains("no user `no-such-user-xyz`")
         );
+        assert_eq!(group("root").unwrap().gid, 0);
+        assert_eq!(group("0").unwrap().name, "root");
+        assert!(
+            group("no-such-group-xyz")
+                .unwrap_err()
+                .contains("no group `no-such-group-xyz`")
+        );
+    }
+
+    #[test]
+    fn log_modes() {
+        assert_eq!(log_mode("APPEND").unwrap(), LogMode::Append);
+        assert_eq!(log_mode("overwrite").unwrap(), LogMode::Overwrite);
+        assert!(log_mode("truncate").unwrap_err().contains("append"));
     }
 }

@@ -15,11 +15,11 @@ pub mod rewrite;
 
 pub use nodes::Cluster;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Tells a Redis client why its tunnel failed, as a Redis error it prints
 /// (`(error) ERR retunnel: …`) instead of a bare disconnect.
-pub async fn send_error(client: &mut tokio::net::TcpStream, why: &str) {
+pub async fn send_error<C: AsyncRead + AsyncWrite + Unpin>(client: &mut C, why: &str) {
     let line: String = why
         .chars()
         .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })

@@ -15,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::config::{Host, ServiceConfig, Target};
+use crate::config::{Host, ServiceConfig};
 use crate::service::{self, Shared};
-use crate::tls::TlsClient;
-use crate::upstream::ConnectTo;
+use crate::tls::{TlsClient, TlsServer};
+use crate::upstream::{ConnectTo, Upstreams};
+use tokio::sync::Semaphore;
 
 /// The node listeners of one section.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ struct Listeners {
     /// TLS clients by the name they verify instead of the node's (`None`: the node's host
     /// name): at most two per section, as loading trust anchors takes milliseconds.
     tls: HashMap<Option<String>, TlsClient>,
+    /// Server mode (`client = no`): the acceptor node listeners share, loaded on first use.
+    acceptor: Option<TlsServer>,
 }
 
 impl Cluster {
@@ -57,6 +60,7 @@ impl Cluster {
                 by_node: HashMap::new(),
                 next_port: first,
                 tls: HashMap::new(),
+                acceptor: None,
             }),
             runtime: OnceLock::new(),
         }))
@@ -112,7 +116,11 @@ impl Cluster {
         // A root span: the listener outlives the connection whose reply opened it.
         let span = info_span!(parent: None, "service", service = %config.name);
         info!(parent: &span, node = %format!("{host}:{port}"), listen = %local, "cluster node listener opened");
+        let acceptor = self.acceptor(&mut nodes.acceptor)?;
         let shared = Arc::new(Shared {
+            upstreams: Upstreams::new(config.connect.clone(), config.failover),
+            limit: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
+            acceptor,
             config,
             tls,
             connect_to: self.connect_to.clone(),
@@ -122,6 +130,17 @@ impl Cluster {
         let fut = service::accept_loop(listener, shared, tracker.clone(), shutdown.clone());
         tracker.spawn(fut.instrument(span));
         Ok(local.port())
+    }
+
+    /// In server mode, the TLS acceptor for clients of node listeners (the section's `cert`).
+    fn acceptor(&self, cached: &mut Option<TlsServer>) -> Result<Option<TlsServer>, String> {
+        let Some(pair) = &self.section.accept_tls else {
+            return Ok(None);
+        };
+        if cached.is_none() {
+            *cached = Some(TlsServer::new(pair, &self.section.tls).map_err(|e| e.to_string())?);
+        }
+        Ok(cached.clone())
     }
 
     /// Binds on the section's `accept` address: a free port, or the next free one of `clusterPorts`.
@@ -167,14 +186,6 @@ fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let l = std::net::TcpListener::bind(addr)?;
     l.set_nonblocking(true)?;
     Ok(l)
-}
-
-/// The node target a section connects to first, for redirects that name no host.
-pub fn base_host(target: &Target) -> String {
-    match &target.host {
-        Host::Name(n) => n.clone(),
-        Host::Ip(ip) => ip.to_string(),
-    }
 }
 
 #[cfg(test)]

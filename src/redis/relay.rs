@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::nodes::Cluster;
@@ -178,23 +177,20 @@ fn topology_command(s: &Scanner) -> Option<Topo> {
 
 /// Relays one client of a `protocol = redis` section (or node listener) until both
 /// directions are done, a side fails, or the connection idles too long.
-pub async fn relay<U>(
-    client: TcpStream,
+pub async fn relay<C, U>(
+    client: C,
     upstream: U,
+    local_ip: IpAddr,
     cluster: Arc<Cluster>,
     base_host: String,
     idle: Option<Duration>,
     counters: Arc<Counters>,
 ) -> End
 where
+    C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    // The address the client reached us by is the one it can reach node listeners by.
-    let local_ip = client
-        .local_addr()
-        .map(|a| a.ip().to_canonical())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let (client_r, client_w) = client.into_split();
+    let (client_r, client_w) = tokio::io::split(client);
     let (up_r, up_w) = tokio::io::split(upstream);
     let queue = Mutex::new(Queue::default());
     let map = |host: &str, port: u16| cluster.local_port(host, port);

@@ -4,6 +4,7 @@
 //! event (a port accepting, a log line), never a fixed sleep.
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -108,42 +109,29 @@ impl Pki {
     /// `from_days` to `to_days` relative to now (negative `to_days`: already expired).
     pub fn leaf(&self, ca: &Ca, file: &str, sans: &[&str], from_days: i64, to_days: i64) -> Leaf {
         let key = new_key();
-        let mut n = X509NameBuilder::new().unwrap();
-        n.append_entry_by_text("CN", sans.first().copied().unwrap_or("test"))
-            .unwrap();
-        let n = n.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&serial()).unwrap();
-        b.set_subject_name(&n).unwrap();
-        b.set_issuer_name(ca.cert.subject_name()).unwrap();
-        b.set_pubkey(&key).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        b.set_not_before(&Asn1Time::from_unix(now + from_days * 86400).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::from_unix(now + to_days * 86400).unwrap())
-            .unwrap();
-        let mut san = SubjectAlternativeName::new();
-        for s in sans {
-            if s.parse::<std::net::IpAddr>().is_ok() {
-                san.ip(s);
-            } else {
-                san.dns(s);
-            }
-        }
-        let ext = san.build(&b.x509v3_context(Some(&ca.cert), None)).unwrap();
-        b.append_extension(ext).unwrap();
-        b.sign(&ca.key, MessageDigest::sha256()).unwrap();
-        let cert = b.build();
+        let cert = sign_leaf(ca, &key, sans, from_days, to_days);
         let leaf = Leaf {
             cert: self.path(&format!("{file}.pem")),
             key: self.path(&format!("{file}.key")),
         };
         std::fs::write(&leaf.cert, cert.to_pem().unwrap()).unwrap();
         std::fs::write(&leaf.key, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        leaf
+    }
+
+    /// A certificate signed by `ca` whose key is RSA, written in the old PKCS#1 form
+    /// (`-----BEGIN RSA PRIVATE KEY-----`) that many private CAs still hand out.
+    pub fn rsa_leaf(&self, ca: &Ca, file: &str, sans: &[&str]) -> Leaf {
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let pkcs1 = rsa.private_key_to_pem().unwrap();
+        let key = PKey::from_rsa(rsa).unwrap();
+        let cert = sign_leaf(ca, &key, sans, -1, 2);
+        let leaf = Leaf {
+            cert: self.path(&format!("{file}.pem")),
+            key: self.path(&format!("{file}.key")),
+        };
+        std::fs::write(&leaf.cert, cert.to_pem().unwrap()).unwrap();
+        std::fs::write(&leaf.key, pkcs1).unwrap();
         leaf
     }
 
@@ -155,6 +143,40 @@ impl Pki {
         let leaf = self.leaf(&ca, "server", &sans, -1, 2);
         (ca, leaf)
     }
+}
+
+/// A certificate for `key`, signed by `ca`, for the DNS names and IPs in `sans`.
+fn sign_leaf(ca: &Ca, key: &PKey<Private>, sans: &[&str], from_days: i64, to_days: i64) -> X509 {
+    let mut n = X509NameBuilder::new().unwrap();
+    n.append_entry_by_text("CN", sans.first().copied().unwrap_or("test"))
+        .unwrap();
+    let n = n.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&serial()).unwrap();
+    b.set_subject_name(&n).unwrap();
+    b.set_issuer_name(ca.cert.subject_name()).unwrap();
+    b.set_pubkey(key).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    b.set_not_before(&Asn1Time::from_unix(now + from_days * 86400).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_unix(now + to_days * 86400).unwrap())
+        .unwrap();
+    let mut san = SubjectAlternativeName::new();
+    for s in sans {
+        if s.parse::<std::net::IpAddr>().is_ok() {
+            san.ip(s);
+        } else {
+            san.dns(s);
+        }
+    }
+    let ext = san.build(&b.x509v3_context(Some(&ca.cert), None)).unwrap();
+    b.append_extension(ext).unwrap();
+    b.sign(&ca.key, MessageDigest::sha256()).unwrap();
+    b.build()
 }
 
 fn serial() -> openssl::asn1::Asn1Integer {
@@ -188,23 +210,42 @@ pub struct Redis {
 impl Redis {
     /// Starts redis-server with TLS only (no plain port), serving `leaf`, plus `args`.
     pub fn start_tls(leaf: &Leaf, ca: &Ca, args: &[&str]) -> Redis {
-        let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", "0", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--tls-port", &port.to_string()])
-            .arg("--tls-cert-file")
-            .arg(&leaf.cert)
-            .arg("--tls-key-file")
-            .arg(&leaf.key)
-            .arg("--tls-ca-cert-file")
-            .arg(&ca.pem)
-            .args(["--tls-auth-clients", "no", "--dir"])
+        let mode: Vec<OsString> = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string().into(),
+            "--tls-cert-file".into(),
+            leaf.cert.clone().into(),
+            "--tls-key-file".into(),
+            leaf.key.clone().into(),
+            "--tls-ca-cert-file".into(),
+            ca.pem.clone().into(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        Self::start(port, &mode, args)
+    }
+
+    /// Starts a plain-TCP redis-server (what a server-mode section sits in front of).
+    pub fn start_plain(args: &[&str]) -> Redis {
+        let port = free_port();
+        Self::start(port, &["--port".into(), port.to_string().into()], args)
+    }
+
+    /// Runs redis-server on 127.0.0.1 in a fresh directory with `mode` (its port options)
+    /// plus `args`, and waits until `port` accepts.
+    fn start(port: u16, mode: &[OsString], args: &[&str]) -> Redis {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(mode)
+            .arg("--dir")
             .arg(dir.path())
             .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd
+            .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (apt-get install redis-server)");
         let proc = Proc {
@@ -216,11 +257,71 @@ impl Redis {
     }
 }
 
+/// A private PKI and a TLS redis-server using it: the usual upstream of a client-mode test.
+pub struct TlsUpstream {
+    pub pki: Pki,
+    pub ca: Ca,
+    pub leaf: Leaf,
+    pub redis: Redis,
+}
+
+impl TlsUpstream {
+    /// Starts the redis-server with `args` added.
+    pub fn start(args: &[&str]) -> TlsUpstream {
+        let pki = Pki::new();
+        let (ca, leaf) = pki.standard(&[]);
+        let redis = Redis::start_tls(&leaf, &ca, args);
+        TlsUpstream { pki, ca, leaf, redis }
+    }
+
+    /// A client-mode section `[name]` listening on `port`, connecting to this server by the
+    /// name `localhost` and trusting its CA, plus `extra` lines.
+    pub fn section(&self, name: &str, port: u16, extra: &str) -> String {
+        format!(
+            "[{name}]\naccept = 127.0.0.1:{port}\nconnect = localhost:{}\nCAfile = {}\n{extra}",
+            self.redis.port,
+            self.ca.pem.display()
+        )
+    }
+}
+
+/// Sends `data` over an open connection and reads until `want` has arrived (or fails the test).
+pub fn exchange(s: &mut TcpStream, data: &[u8], want: &[u8]) {
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(data).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.windows(want.len()).any(|w| w == want) {
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert!(
+            n > 0,
+            "connection closed before {:?}; got {:?}",
+            String::from_utf8_lossy(want),
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Runs `redis-cli` (plain TCP) against 127.0.0.1:`port`; returns stdout, trimmed.
 pub fn redis_cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args);
+    run_cli(cmd)
+}
+
+/// Runs `redis-cli --tls` against 127.0.0.1:`port`, trusting `ca`; returns stdout, trimmed.
+pub fn redis_cli_tls(port: u16, ca: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "--tls", "--cacert"])
+        .arg(ca)
+        .args(args);
+    run_cli(cmd)
+}
+
+/// Runs a client to completion; stdout, trimmed, plus the exit code and stderr on failure.
+fn run_cli(mut cmd: Command) -> String {
+    let out = cmd
         .stdin(Stdio::null())
         .output()
         .expect("redis-cli must be installed (apt-get install redis-tools)");
@@ -328,24 +429,28 @@ impl Retunnel {
 
     /// Runs a prepared command, collecting its stderr.
     pub fn spawn_cmd(mut cmd: Command, dir: tempfile::TempDir) -> Retunnel {
-        cmd.env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        // RUST_LOG would override the config's `debug`; only a test that sets it gets it.
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env_remove("RUST_LOG");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Log::default();
         let sink = log.clone();
         std::thread::spawn(move || {
             let (lock, cv) = &*sink.0;
+            // A test that failed while holding the lock poisons it; keep collecting anyway
+            // rather than adding a second, unrelated panic to its output.
+            let lock_state = || lock.lock().unwrap_or_else(|e| e.into_inner());
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let mut t = lock.lock().unwrap();
+                let mut t = lock_state();
                 t.text.push_str(&line);
                 t.text.push('\n');
                 cv.notify_all();
             }
-            lock.lock().unwrap().closed = true;
+            lock_state().closed = true;
             cv.notify_all();
         });
         Retunnel {
@@ -405,13 +510,28 @@ pub struct TlsEcho {
     pub addr: SocketAddr,
 }
 
+/// How a [`TlsEcho`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EchoMode {
+    /// Every byte straight back as it arrives.
+    Streaming,
+    /// Nothing until the client has closed its side, then everything at once: a client only
+    /// gets a reply if half-close works.
+    AfterEof,
+}
+
 impl TlsEcho {
     pub fn start(leaf: &Leaf) -> TlsEcho {
+        Self::start_with(leaf, "127.0.0.1:0".parse().unwrap(), EchoMode::Streaming)
+    }
+
+    /// Starts an echo server on a given address (for a port picked before the server exists).
+    pub fn start_with(leaf: &Leaf, addr: SocketAddr, mode: EchoMode) -> TlsEcho {
         let cert = std::fs::read(&leaf.cert).unwrap();
         let key = std::fs::read(&leaf.key).unwrap();
         let identity = native_tls::Identity::from_pkcs8(&cert, &key).unwrap();
         let acceptor = tokio_native_tls::TlsAcceptor::from(native_tls::TlsAcceptor::new(identity).unwrap());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind(addr).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -429,7 +549,13 @@ impl TlsEcho {
                     tokio::spawn(async move {
                         let Ok(tls) = acceptor.accept(sock).await else { return };
                         let (mut r, mut w) = tokio::io::split(tls);
-                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                        if mode == EchoMode::Streaming {
+                            let _ = tokio::io::copy(&mut r, &mut w).await;
+                        } else {
+                            let mut all = Vec::new();
+                            let _ = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut all).await;
+                            let _ = tokio::io::AsyncWriteExt::write_all(&mut w, &all).await;
+                        }
                         let _ = tokio::io::AsyncWriteExt::shutdown(&mut w).await;
                     });
                 }
@@ -437,6 +563,83 @@ impl TlsEcho {
         });
         TlsEcho { addr }
     }
+}
+
+impl Retunnel {
+    /// Replaces the config file's text (for SIGHUP tests).
+    pub fn write_config(&self, conf: &str) {
+        std::fs::write(self.config.as_ref().expect("spawned from a config text"), conf).unwrap();
+    }
+
+    /// The directory the config file is in (a temporary one, removed with the process).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+/// Waits until the file at `path` contains `needle` `count` times; returns its text.
+pub fn wait_file_for_n(path: &Path, needle: &str, count: usize) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never showed {count}x {needle:?}; it holds:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn wait_file_for(path: &Path, needle: &str) -> String {
+    wait_file_for_n(path, needle, 1)
+}
+
+/// /proc/PID/status of a running process.
+pub fn proc_status(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
+}
+
+/// True once `pid` is gone or a zombie (a detached daemon is no child of the test to reap).
+pub fn exited(pid: i32) -> bool {
+    let status = proc_status(pid);
+    status.is_empty() || status.lines().any(|l| l.starts_with("State:") && l.contains('Z'))
+}
+
+/// Waits until `pid` has exited.
+pub fn wait_gone(pid: i32) {
+    let deadline = Instant::now() + WAIT;
+    while !exited(pid) {
+        assert!(Instant::now() < deadline, "process {pid} did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A process the test did not spawn directly (a detached daemon): SIGKILLed on drop.
+pub struct Pid(pub i32);
+
+impl Drop for Pid {
+    fn drop(&mut self) {
+        if !exited(self.0) {
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+/// True when the tests run as root (CI does); privilege tests need it.
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A tunnel section for redis on `port` (TLS, verified against `ca`).
+pub fn section(name: &str, accept: u16, upstream: u16, ca: &Ca) -> String {
+    format!(
+        "[{name}]\naccept = 127.0.0.1:{accept}\nconnect = localhost:{upstream}\nCAfile = {}\n",
+        ca.pem.display()
+    )
 }
 
 /// What a finished retunnel run printed.
@@ -484,4 +687,115 @@ pub fn write_conf(dir: &Path, conf: &str) -> PathBuf {
     let path = dir.join("tunnel.conf");
     std::fs::write(&path, conf).unwrap();
     path
+}
+
+/// A plain TCP connection to 127.0.0.1:`port` (a tunnel's accept side) with read and write
+/// timeouts of [`WAIT`], so that a hang fails the test instead of stalling it.
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Reads from `s` until what was read ends with `want`; fails the test on close or timeout.
+pub fn read_until(s: &mut TcpStream, want: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(want) {
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "closed before {:?}; got {:?}",
+                String::from_utf8_lossy(want),
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "{e} waiting for {:?}; got {:?}",
+                String::from_utf8_lossy(want),
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    got
+}
+
+/// Asserts that the other end closes `s` (EOF or reset) without sending a byte, and returns
+/// how long that took.
+pub fn expect_closed(s: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!(
+            "expected a close, got {n} bytes: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => panic!("expected a close, got {e} after {:?}", started.elapsed()),
+    }
+    started.elapsed()
+}
+
+/// Asserts that nothing listens on 127.0.0.1:`port` any more.
+pub fn assert_refused(port: u16) {
+    match TcpStream::connect(("127.0.0.1", port)) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+        other => panic!("127.0.0.1:{port} should refuse connections, got {other:?}"),
+    }
+}
+
+/// `n` random bytes.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    openssl::rand::rand_bytes(&mut v).unwrap();
+    v
+}
+
+/// Polls `f` until it returns `Some`, for state that another process reaches in its own time
+/// (replication, a file appearing); fails the test with `what` after [`WAIT`].
+pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up after {WAIT:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The log lines that contain every one of `parts`.
+pub fn lines_with<'a>(log: &'a str, parts: &[&str]) -> Vec<&'a str> {
+    log.lines().filter(|l| parts.iter().all(|p| l.contains(p))).collect()
+}
+
+/// A TLS server on 127.0.0.1 that answers every connection with the SNI name the client sent
+/// (`sni=NAME\n`, or `sni=-\n` for none), then closes. Runs on its own thread.
+pub struct SniEcho {
+    pub addr: SocketAddr,
+}
+
+impl SniEcho {
+    pub fn start(leaf: &Leaf) -> SniEcho {
+        use openssl::ssl::{NameType, SslAcceptor, SslFiletype, SslMethod};
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        b.set_private_key_file(&leaf.key, SslFiletype::PEM).unwrap();
+        b.set_certificate_chain_file(&leaf.cert).unwrap();
+        let acceptor = b.build();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for tcp in listener.incoming().flatten() {
+                let Ok(mut tls) = acceptor.accept(tcp) else { continue };
+                let name = tls.ssl().servername(NameType::HOST_NAME).unwrap_or("-").to_string();
+                let _ = tls.write_all(format!("sni={name}\n").as_bytes());
+                let _ = tls.shutdown();
+                // Read until the client's close: closing with unread input would send a reset,
+                // which can destroy the answer before the client reads it.
+                let _ = tls.read_to_end(&mut Vec::new());
+            }
+        });
+        SniEcho { addr }
+    }
 }

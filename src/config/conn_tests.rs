@@ -1,0 +1,98 @@
+//! Parsing of the connection and TLS-role options: failover, socket, maxConnections,
+//! cert/key, client = no, connectTLS.
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::parse(text, Path::new("t.conf"))
+        .map(|(c, _)| c)
+        .map_err(|e| e.to_string())
+}
+
+/// Two empty files standing in for a certificate and a key (only their existence is checked
+/// here; their contents are checked when TLS is set up).
+fn files() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("c.pem");
+    let key = dir.path().join("k.pem");
+    std::fs::write(&cert, "").unwrap();
+    std::fs::write(&key, "").unwrap();
+    let (c, k) = (cert.display().to_string(), key.display().to_string());
+    (dir, c, k)
+}
+
+const BASE: &str = "[s]\naccept = 127.0.0.1:7000\nconnect = a.example:6379\n";
+
+#[test]
+fn connection_options_become_typed_values() {
+    let c = parse(&format!(
+        "{BASE}connect = b.example:6379\nfailover = rr\nsocket = l:TCP_NODELAY=1\nsocket = r:SO_KEEPALIVE=yes\nmaxConnections = 2\n"
+    ))
+    .unwrap();
+    let s = &c.services[0];
+    assert_eq!(s.failover, Failover::RoundRobin);
+    assert_eq!(s.socket_options.len(), 2);
+    assert_eq!(s.max_connections, Some(2));
+    assert!(s.connect_tls && s.accept_tls.is_none());
+    let d = &parse(BASE).unwrap().services[0];
+    assert_eq!((d.failover, d.max_connections), (Failover::Prio, None));
+}
+
+#[test]
+fn bad_connection_options_are_named() {
+    let e = parse(&format!("{BASE}failover = random\n")).unwrap_err();
+    assert!(e.contains("t.conf:4: [s] failover: `random` is not `prio`"), "{e}");
+    let e = parse(&format!("{BASE}socket = l:TCP_NODELY=1\n")).unwrap_err();
+    assert!(
+        e.contains("socket: unknown socket option `TCP_NODELY`; did you mean `TCP_NODELAY`?"),
+        "{e}"
+    );
+    let e = parse(&format!("{BASE}maxConnections = 0\n")).unwrap_err();
+    assert!(
+        e.contains("maxConnections: `0` is not a whole number of at least 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn client_certificate_in_client_mode() {
+    let (_d, cert, key) = files();
+    let c = parse(&format!("{BASE}cert = {cert}\nkey = {key}\n")).unwrap();
+    let id = c.services[0].tls.identity.clone().unwrap();
+    assert_eq!(id.cert, PathBuf::from(&cert));
+    assert_eq!(id.key, Some(PathBuf::from(&key)));
+    let c = parse(&format!("{BASE}cert = {cert}\n")).unwrap();
+    assert_eq!(c.services[0].tls.identity.clone().unwrap().key, None);
+    let e = parse(&format!("{BASE}key = {key}\n")).unwrap_err();
+    assert!(e.contains("`key` without `cert`"), "{e}");
+    let e = parse(&format!("{BASE}cert = /nonexistent/c.pem\n")).unwrap_err();
+    assert!(e.contains("cert: cannot read /nonexistent/c.pem"), "{e}");
+}
+
+#[test]
+fn server_mode_needs_a_certificate_and_connects_plain_by_default() {
+    let (_d, cert, key) = files();
+    let e = parse(&format!("{BASE}client = no\n")).unwrap_err();
+    assert!(e.contains("server mode (`client = no`) needs `cert`"), "{e}");
+    let c = parse(&format!("{BASE}client = no\ncert = {cert}\nkey = {key}\n")).unwrap();
+    let s = &c.services[0];
+    assert!(s.accept_tls.is_some() && s.tls.identity.is_none() && !s.connect_tls);
+    let c = parse(&format!(
+        "{BASE}client = no\ncert = {cert}\nkey = {key}\nconnectTLS = yes\n"
+    ))
+    .unwrap();
+    assert!(c.services[0].connect_tls);
+}
+
+#[test]
+fn server_mode_refuses_what_would_mean_client_verification() {
+    let (_d, cert, key) = files();
+    let e = parse(&format!("{BASE}client = no\ncert = {cert}\nkey = {key}\nverify = 2\n")).unwrap_err();
+    assert!(e.contains("ask clients for certificates"), "{e}");
+    parse(&format!(
+        "{BASE}client = no\ncert = {cert}\nkey = {key}\nverify = 2\nconnectTLS = yes\n"
+    ))
+    .unwrap();
+    let e = parse(&format!("{BASE}connectTLS = no\n")).unwrap_err();
+    assert!(e.contains("`connectTLS = no` with `client = yes`"), "{e}");
+}

@@ -1,0 +1,118 @@
+//! `include = DIR`: every `*.conf` file in DIR, in name order, as stunnel reads them. An
+//! included file's global options join the global part; its sections follow the global part,
+//! before the including file's own sections. Every entry keeps the file it came from, so that
+//! messages name the included file and line. Relative directories start from the including
+//! file's directory (stunnel uses the working directory, which a service manager sets to `/`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::Warning;
+use super::lines::{self, Section};
+
+/// How deep includes may nest: deeper is almost surely a directory that includes itself.
+const MAX_DEPTH: usize = 8;
+
+/// Replaces every global `include` entry by the files it names, recursively.
+pub fn expand(
+    sections: Vec<Section>,
+    main: &Path,
+    depth: usize,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
+) -> Vec<Section> {
+    let mut sections = sections.into_iter();
+    let Some(mut global) = sections.next() else {
+        return Vec::new();
+    };
+    let mut included = Vec::new();
+    for entry in std::mem::take(&mut global.entries) {
+        if !entry.key.eq_ignore_ascii_case("include") {
+            global.entries.push(entry);
+            continue;
+        }
+        let from = entry.file.as_deref().unwrap_or(main);
+        let here = format!("{}:{}: include", from.display(), entry.line);
+        if depth >= MAX_DEPTH {
+            problems.push(format!(
+                "{here}: includes nest more than {MAX_DEPTH} deep; does a directory include itself?"
+            ));
+            continue;
+        }
+        let dir = resolve(from, &entry.value);
+        let files = match conf_files(&dir) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(format!(
+                    "{here}: cannot read directory {}: {e}; check the path (a relative one starts from {})",
+                    dir.display(),
+                    from.parent().unwrap_or(Path::new(".")).display()
+                ));
+                continue;
+            }
+        };
+        if files.is_empty() {
+            warnings.push(Warning(format!("{here}: {} holds no *.conf file", dir.display())));
+        }
+        for file in files {
+            let Some(parts) = read(&file, problems) else { continue };
+            let mut parts = expand(parts, main, depth + 1, problems, warnings).into_iter();
+            if let Some(g) = parts.next() {
+                global.entries.extend(g.entries);
+            }
+            included.extend(parts);
+        }
+    }
+    std::iter::once(global).chain(included).chain(sections).collect()
+}
+
+fn resolve(from: &Path, dir: &str) -> PathBuf {
+    let dir = Path::new(dir);
+    match from.parent() {
+        Some(parent) if dir.is_relative() => parent.join(dir),
+        _ => dir.to_path_buf(),
+    }
+}
+
+/// The `*.conf` files of `dir`, sorted by name.
+fn conf_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "conf") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads one included file into sections tagged with its path.
+fn read(file: &Path, problems: &mut Vec<String>) -> Option<Vec<Section>> {
+    let text = match std::fs::read(file).map(String::from_utf8) {
+        Ok(Ok(t)) => t,
+        Ok(Err(_)) => {
+            problems.push(format!("{}: not UTF-8 text; save the file as UTF-8", file.display()));
+            return None;
+        }
+        Err(e) => {
+            problems.push(format!("{}: cannot read included file: {e}", file.display()));
+            return None;
+        }
+    };
+    let mut sections = match lines::read(&lines::normalize(&text)) {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(format!("{}:{}: {}", file.display(), e.line, e.message));
+            return None;
+        }
+    };
+    let tag: Arc<Path> = Arc::from(file);
+    for s in &mut sections {
+        s.file = Some(tag.clone());
+        for e in &mut s.entries {
+            e.file = Some(tag.clone());
+        }
+    }
+    Some(sections)
+}

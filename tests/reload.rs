@@ -1,0 +1,281 @@
+//! SIGHUP through the retunnel binary: sections added start, removed ones stop accepting,
+//! changed ones restart; open connections are not cut; a broken file changes nothing; and a
+//! reload under redis-benchmark load loses no request.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use support::*;
+
+/// A client connection that stays open across a reload: PING over raw RESP.
+struct Client(BufReader<TcpStream>);
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        Client(BufReader::new(s))
+    }
+
+    fn ping(&mut self) -> String {
+        self.0.get_mut().write_all(b"PING\r\n").unwrap();
+        let mut line = String::new();
+        self.0.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+}
+
+fn refused(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_err()
+}
+
+#[test]
+fn reload_adds_removes_and_changes_sections_without_cutting_connections() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let dead = free_port(); // nothing listens there
+    let [keep, gone, fixed, moved_from, moved_to, added] = [(); 6].map(|()| free_port());
+    let before = [
+        section("keep", keep, redis.port, &ca),
+        section("gone", gone, redis.port, &ca),
+        section("fixed", fixed, dead, &ca),
+        section("moved", moved_from, redis.port, &ca),
+    ]
+    .concat();
+    let rt = Retunnel::start(&before, 4);
+    let mut through_gone = Client::connect(gone);
+    assert_eq!(through_gone.ping(), "+PONG");
+    let mut through_moved = Client::connect(moved_from);
+    assert_eq!(through_moved.ping(), "+PONG");
+    assert!(
+        redis_cli(fixed, &["ping"]).contains("exit"),
+        "the upstream of [fixed] is dead yet"
+    );
+
+    let after = [
+        section("keep", keep, redis.port, &ca),
+        section("fixed", fixed, redis.port, &ca),
+        section("moved", moved_to, redis.port, &ca),
+        section("added", added, redis.port, &ca),
+    ]
+    .concat();
+    rt.write_config(&after);
+    rt.signal(libc::SIGHUP);
+    let log = rt.log.wait_for("reloaded");
+    assert!(
+        log.contains("added=1 removed=1 changed=2 unchanged=1 failed=0"),
+        "{log}"
+    );
+    assert!(log.contains("rebound=false"), "[fixed] keeps its listener:\n{log}");
+    assert!(log.contains("rebound=true"), "[moved] binds its new port:\n{log}");
+
+    assert!(refused(gone), "a removed section stops accepting");
+    assert!(refused(moved_from), "a moved section leaves its old port");
+    assert_eq!(
+        through_gone.ping(),
+        "+PONG",
+        "open connections of a removed section go on"
+    );
+    assert_eq!(
+        through_moved.ping(),
+        "+PONG",
+        "open connections of a moved section go on"
+    );
+    for port in [keep, fixed, moved_to, added] {
+        assert_eq!(redis_cli(port, &["ping"]), "PONG", "port {port}");
+    }
+}
+
+#[test]
+fn an_invalid_reload_keeps_the_running_config_and_fixed_options_are_named() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let port = free_port();
+    let conf = section("redis", port, redis.port, &ca);
+    let rt = Retunnel::start(&conf, 1);
+
+    rt.write_config(&format!("{conf}conect = typo:1\n"));
+    rt.signal(libc::SIGHUP);
+    let log = rt.log.wait_for("reload failed");
+    assert!(log.contains("did you mean `connect`?"), "{log}");
+    assert_eq!(redis_cli(port, &["ping"]), "PONG");
+
+    let pid = rt.dir().join("new.pid");
+    rt.write_config(&format!("pid = {}\n{conf}", pid.display()));
+    rt.signal(libc::SIGHUP);
+    let log = rt.log.wait_for("reloaded");
+    assert!(log.contains("options=pid"), "{log}");
+    assert!(!pid.exists(), "the pid file only changes at restart");
+    assert_eq!(redis_cli(port, &["ping"]), "PONG");
+}
+
+#[test]
+fn a_section_whose_new_settings_fail_keeps_running_and_the_others_apply() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let [a, b, taken, c] = [(); 4].map(|()| free_port());
+    let rt = Retunnel::start(
+        &[section("a", a, redis.port, &ca), section("b", b, redis.port, &ca)].concat(),
+        2,
+    );
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    rt.write_config(
+        &[
+            section("a", taken, redis.port, &ca), // cannot move: the port is in use
+            section("b", b, redis.port, &ca),
+            section("c", c, redis.port, &ca),
+        ]
+        .concat(),
+    );
+    rt.signal(libc::SIGHUP);
+    let log = rt.log.wait_for("reloaded");
+    assert!(log.contains("failed=1"), "{log}");
+    assert!(
+        log.contains(&format!("[a] cannot listen on 127.0.0.1:{taken}"))
+            && log.contains("keeps running with its previous settings"),
+        "{log}"
+    );
+    for port in [a, b, c] {
+        assert_eq!(redis_cli(port, &["ping"]), "PONG", "port {port}");
+    }
+}
+
+#[test]
+fn a_reload_reads_renewed_tls_files_of_an_unchanged_section() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let other = pki.ca("other-ca");
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let port = free_port();
+    // The CAfile first holds the wrong CA, as before a certificate rotation reaches this host.
+    let bundle = pki.path("bundle.pem");
+    std::fs::copy(&other.pem, &bundle).unwrap();
+    let conf = format!(
+        "[redis]\naccept = 127.0.0.1:{port}\nconnect = localhost:{}\nCAfile = {}\n",
+        redis.port,
+        bundle.display()
+    );
+    let rt = Retunnel::start(&conf, 1);
+    assert!(redis_cli(port, &["ping"]).contains("exit"), "the wrong CA is refused");
+    std::fs::copy(&ca.pem, &bundle).unwrap();
+    rt.signal(libc::SIGHUP);
+    let log = rt.log.wait_for("reloaded");
+    assert!(log.contains("changed=0 unchanged=1 failed=0"), "{log}");
+    assert_eq!(redis_cli(port, &["ping"]), "PONG");
+    assert_eq!(rt.log.text().matches("listening").count(), 1, "not announced twice");
+}
+
+/// `total_commands_processed` of the redis-server, asked through the tunnel.
+fn commands_processed(port: u16) -> u64 {
+    let info = redis_cli(port, &["info", "stats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no total_commands_processed in {info}"))
+}
+
+#[test]
+fn reload_under_load_cuts_no_connection_and_loses_no_request() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let [bench, gone, added] = [(); 3].map(|()| free_port());
+    let rt = Retunnel::start(
+        &[
+            section("bench", bench, redis.port, &ca),
+            section("gone", gone, redis.port, &ca),
+        ]
+        .concat(),
+        2,
+    );
+    let start_count = commands_processed(bench);
+    let requests = 50_000u64;
+    let child = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &bench.to_string()])
+        .args(["-c", "20", "-n", &requests.to_string(), "-t", "set,get"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("redis-benchmark must be installed (apt-get install redis-tools)");
+    let mut bench_proc = Proc {
+        child,
+        name: "redis-benchmark".into(),
+    };
+    // Reload once the benchmark is under way, not before it started.
+    let deadline = Instant::now() + WAIT;
+    while commands_processed(bench) < start_count + 2_000 {
+        assert!(Instant::now() < deadline, "redis-benchmark made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    rt.write_config(
+        &[
+            section("bench", bench, redis.port, &ca),
+            section("added", added, redis.port, &ca),
+        ]
+        .concat(),
+    );
+    rt.signal(libc::SIGHUP);
+    let log = rt.log.wait_for("reloaded");
+    assert!(
+        log.contains("added=1 removed=1 changed=0 unchanged=1 failed=0"),
+        "{log}"
+    );
+    assert!(
+        bench_proc.child.try_wait().unwrap().is_none(),
+        "the benchmark ended before the reload; the test proves nothing"
+    );
+    assert_eq!(redis_cli(added, &["ping"]), "PONG");
+
+    let out = std::mem::replace(&mut bench_proc.child, Command::new("true").spawn().unwrap())
+        .wait_with_output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "redis-benchmark failed: {stdout}\n{stderr}");
+    let completed = format!("{requests} requests completed");
+    assert_eq!(
+        stdout.matches(&completed).count(),
+        2,
+        "SET and GET must both complete:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("Error") && !stderr.contains("Error"),
+        "{stdout}\n{stderr}"
+    );
+    // Every request reached the server (plus the INFO calls made here).
+    assert!(commands_processed(bench) >= start_count + 2 * requests);
+    let log = rt.log.text();
+    assert!(!log.contains("error:"), "no connection ended in an error:\n{log}");
+    for line in stdout
+        .lines()
+        .filter(|l| l.contains("requests completed") || l.contains("throughput"))
+    {
+        eprintln!("redis-benchmark: {}", line.trim());
+    }
+}
+
+#[test]
+fn sighup_to_a_tunnel_given_by_flags_changes_nothing_and_says_why() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start(&leaf);
+    let port = free_port();
+    let mut cmd = Command::new(retunnel_bin());
+    cmd.args(["--accept", &format!("127.0.0.1:{port}")])
+        .args(["--connect", &format!("localhost:{}", echo.addr.port())])
+        .arg("--cafile")
+        .arg(&ca.pem);
+    let rt = Retunnel::spawn_cmd(cmd, tempfile::tempdir().unwrap());
+    rt.log.wait_for("listening");
+    rt.signal(libc::SIGHUP);
+    rt.log.wait_for("given on the command line; there is no file to reload");
+    assert_eq!(raw_exchange(port, b"still"), b"still");
+}
