@@ -66,6 +66,10 @@ const NO_REVOCATION: &str = "retunnel cannot check certificate revocation yet, a
 const NO_PEER_PINNING: &str =
     "retunnel cannot pin peer certificates yet, and ignoring the option would accept any valid certificate";
 
+const NO_ENGINES: &str = "OpenSSL engines are not supported";
+const NO_PROGRAMS: &str = "retunnel tunnels to network services only, not to programs";
+const NO_STARTTLS: &str = "STARTTLS protocols are not supported";
+
 /// Every option stunnel 5 knows, plus retunnel's own.
 pub const OPTIONS: &[OptionSpec] = &[
     // Honoured, global.
@@ -158,41 +162,25 @@ pub const OPTIONS: &[OptionSpec] = &[
     refused("checkIP", Service, NO_PEER_PINNING),
     refused("PSKidentity", Service, "pre-shared keys are not supported"),
     refused("PSKsecrets", Service, "pre-shared keys are not supported"),
-    refused("engine", Global, "OpenSSL engines are not supported"),
-    refused("engineCtrl", Global, "OpenSSL engines are not supported"),
-    refused("engineDefault", Global, "OpenSSL engines are not supported"),
-    refused("engineId", Service, "OpenSSL engines are not supported"),
-    refused("engineNum", Service, "OpenSSL engines are not supported"),
-    refused("CAengine", Service, "OpenSSL engines are not supported"),
+    refused("engine", Global, NO_ENGINES),
+    refused("engineCtrl", Global, NO_ENGINES),
+    refused("engineDefault", Global, NO_ENGINES),
+    refused("engineId", Service, NO_ENGINES),
+    refused("engineNum", Service, NO_ENGINES),
+    refused("CAengine", Service, NO_ENGINES),
     refused(
         "chroot",
         Global,
         "retunnel cannot chroot yet, and ignoring it would run with more of the file system than you asked for",
     ),
-    refused(
-        "exec",
-        Service,
-        "retunnel tunnels to network services only, not to programs",
-    ),
-    refused(
-        "execArgs",
-        Service,
-        "retunnel tunnels to network services only, not to programs",
-    ),
-    refused(
-        "pty",
-        Service,
-        "retunnel tunnels to network services only, not to programs",
-    ),
-    refused(
-        "protocolAuthentication",
-        Service,
-        "STARTTLS protocols are not supported",
-    ),
-    refused("protocolDomain", Service, "STARTTLS protocols are not supported"),
-    refused("protocolHost", Service, "STARTTLS protocols are not supported"),
-    refused("protocolPassword", Service, "STARTTLS protocols are not supported"),
-    refused("protocolUsername", Service, "STARTTLS protocols are not supported"),
+    refused("exec", Service, NO_PROGRAMS),
+    refused("execArgs", Service, NO_PROGRAMS),
+    refused("pty", Service, NO_PROGRAMS),
+    refused("protocolAuthentication", Service, NO_STARTTLS),
+    refused("protocolDomain", Service, NO_STARTTLS),
+    refused("protocolHost", Service, NO_STARTTLS),
+    refused("protocolPassword", Service, NO_STARTTLS),
+    refused("protocolUsername", Service, NO_STARTTLS),
     refused(
         "redirect",
         Service,
