@@ -16,6 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Client → upstream buffer: requests are small; one TLS record's worth.
 const BUF_SIZE: usize = 16 * 1024;
+/// The largest TLS record's payload.
+const TLS_RECORD: usize = 16 * 1024;
 /// Upstream → client buffer: several TLS records, so large values move in few writes.
 const DOWN_BUF_SIZE: usize = 64 * 1024;
 
@@ -109,14 +111,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        // A TLS stream yields one record (at most 16 KiB) per read. Keep reading while data is
-        // ready, so that the copy writes one large chunk instead of one per record. An EOF or
-        // error met on the way is left for the next read to report.
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            while buf.remaining() > 0 {
+        // A TLS stream yields one record (at most 16 KiB) per read. After a full record more
+        // are likely queued behind it (a large value): keep reading, so that the copy writes
+        // one large chunk instead of one per record. A short read means the message ended;
+        // another read would only cost a syscall on the latency path. An EOF or error met on
+        // the way is left for the next read to report.
+        let mut last = buf.filled().len() - before;
+        if matches!(r, Poll::Ready(Ok(()))) {
+            while last >= TLS_RECORD && buf.remaining() > 0 {
                 let mark = buf.filled().len();
                 match Pin::new(&mut self.inner).poll_read(cx, buf) {
-                    Poll::Ready(Ok(())) if buf.filled().len() > mark => {}
+                    Poll::Ready(Ok(())) => last = buf.filled().len() - mark,
                     _ => break,
                 }
             }
