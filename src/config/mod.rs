@@ -262,13 +262,17 @@ impl Parser<'_> {
     }
 
     fn problem(&mut self, at: &At, msg: impl fmt::Display) {
-        let here = self.locate(at);
-        self.problems.push(format!("{here}: {msg}"));
+        let text = format!("{}: {msg}", self.locate(at));
+        if !self.problems.contains(&text) {
+            self.problems.push(text);
+        }
     }
 
     fn warn(&mut self, at: &At, msg: impl fmt::Display) {
-        let here = self.locate(at);
-        self.warnings.push(Warning(format!("{here}: {msg}")));
+        let text = Warning(format!("{}: {msg}", self.locate(at)));
+        if !self.warnings.contains(&text) {
+            self.warnings.push(text);
+        }
     }
 
     /// Parses a value, recording the problem when it fails.
@@ -434,9 +438,13 @@ impl Parser<'_> {
         let mut redis: Option<RedisSettings> = None;
         let mut cluster_ports = None;
 
-        for entry in inherited.chain(section.entries.iter()) {
+        // A default is reported where it is written (the global part), once for all sections.
+        let located = inherited
+            .map(|e| (None, e))
+            .chain(section.entries.iter().map(|e| (Some(name.as_str()), e)));
+        for (written_in, entry) in located {
             let at = At {
-                section: Some(&name),
+                section: written_in,
                 entry,
             };
             let Some(opt) = self.known(&at) else { continue };

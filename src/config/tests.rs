@@ -677,3 +677,14 @@ fn second_accept_in_a_section_is_refused() {
     // A section's own `accept` replaces a global one without complaint.
     assert_eq!(svc(&format!("accept = 1\n{}", section(""))).accept.port(), 16379);
 }
+
+#[test]
+fn a_default_is_reported_once_where_it_is_written() {
+    let two = "[a]\naccept = 1\nconnect = h.example:1\n[b]\naccept = 2\nconnect = h.example:1\n";
+    let p = err(&format!("CAfile = /nonexistent/ca.pem\n{two}"));
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_has(&p[0], &[&format!("{FILE}:1: CAfile"), "/nonexistent/ca.pem"]);
+    let (_, w) = ok(&format!("options = NO_COMPRESSION\n{two}"));
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_has(&w[0], &[&format!("{FILE}:1: options"), "NO_COMPRESSION"]);
+}
