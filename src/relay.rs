@@ -77,16 +77,21 @@ pub async fn until_idle(
         return ended(relay.await);
     };
     tokio::pin!(relay);
+    // Look eight times per period, so that a connection is closed at most an eighth of the
+    // period late (checking once per period would allow up to twice the period).
+    let tick = (idle / 8).max(Duration::from_millis(1));
     let mut seen = counters.total();
+    let mut quiet = Duration::ZERO;
     loop {
         tokio::select! {
             r = &mut relay => return ended(r),
-            () = tokio::time::sleep(idle) => {
+            () = tokio::time::sleep(tick) => {
                 let now = counters.total();
-                if now == seen {
+                quiet = if now == seen { quiet + tick } else { Duration::ZERO };
+                seen = now;
+                if quiet >= idle {
                     return End::Idle(idle);
                 }
-                seen = now;
             }
         }
     }
@@ -189,5 +194,29 @@ mod tests {
         )
         .await;
         assert!(matches!(end, End::Idle(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_period_counts_from_the_last_byte() {
+        let (mut client, relay_client) = duplex(64);
+        let (relay_up, mut server) = duplex(64);
+        let start = tokio::time::Instant::now();
+        let task = tokio::spawn(relay(
+            relay_client,
+            relay_up,
+            Some(Duration::from_secs(30)),
+            Default::default(),
+        ));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        client.write_all(b"x").await.unwrap();
+        let mut one = [0u8; 1];
+        server.read_exact(&mut one).await.unwrap();
+        assert!(matches!(task.await.unwrap(), End::Idle(_)));
+        let took = start.elapsed();
+        // Quiet from t=10 s: closed at 40 s, at most an eighth of the period late.
+        assert!(
+            took >= Duration::from_secs(40) && took <= Duration::from_millis(43_750),
+            "{took:?}"
+        );
     }
 }
