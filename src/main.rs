@@ -109,7 +109,11 @@ fn run_daemon(source: &Source, daemon: bool) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(retunnel::run::run(config, connect_to, log, ready)) {
+    let outcome = runtime.block_on(retunnel::run::run(config, connect_to, log, ready));
+    // A DNS lookup still running on a blocking thread (a client that arrived during shutdown)
+    // must not hold up the exit: TIMEOUTclose has already been given.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

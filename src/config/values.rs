@@ -251,7 +251,9 @@ pub fn host_name(v: &str) -> R<String> {
     if ok {
         Ok(v.to_string())
     } else {
-        Err(format!("`{v}` is not a valid host name"))
+        Err(format!(
+            "`{v}` is not a valid host name; use a DNS name (letters, digits, `-` and `.`) or an IP address"
+        ))
     }
 }
 
