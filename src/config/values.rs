@@ -428,19 +428,30 @@ pub fn failover(v: &str) -> R<super::Failover> {
 }
 
 /// A limit: a whole number of at least 1.
+/// The most connections a section may be limited to: far above what one process can hold
+/// (two descriptors each), and small enough for every counter that uses it.
+const MAX_COUNT: usize = 1_000_000;
+
 pub fn count(v: &str) -> R<usize> {
     match v.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
+        Ok(n) if (1..=MAX_COUNT).contains(&n) => Ok(n),
+        Ok(n) if n > MAX_COUNT => Err(format!("`{v}` is more than {MAX_COUNT}; remove the line for no limit")),
         _ => Err(format!(
             "`{v}` is not a whole number of at least 1; remove the line for no limit"
         )),
     }
 }
 
+/// The longest timeout accepted: a year. Longer values would overflow the clock arithmetic
+/// and mean "never" in practice (`TIMEOUTidle = 0` says that).
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
+
 pub fn seconds(v: &str) -> R<Duration> {
-    v.parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| format!("`{v}` is not a whole number of seconds"))
+    match v.parse::<u64>() {
+        Ok(n) if n <= MAX_SECONDS => Ok(Duration::from_secs(n)),
+        Ok(_) => Err(format!("`{v}` is more than a year ({MAX_SECONDS} seconds)")),
+        Err(_) => Err(format!("`{v}` is not a whole number of seconds")),
+    }
 }
 
 pub fn seconds_nonzero(v: &str) -> R<Duration> {
@@ -610,6 +621,19 @@ mod tests {
         assert_eq!(ssl_option("NO_TLSv1_2").unwrap(), SslOption::Min(TlsVersion::Tls13));
         assert!(matches!(ssl_option("NO_COMPRESSION").unwrap(), SslOption::Other(_)));
         assert!(ssl_option("NO_SSLv4").unwrap_err().contains("did you mean"));
+    }
+
+    #[test]
+    fn huge_numbers_are_refused_not_overflowed() {
+        assert!(
+            seconds("18446744073709551615")
+                .unwrap_err()
+                .contains("more than a year")
+        );
+        assert_eq!(seconds("31536000").unwrap(), Duration::from_secs(31_536_000));
+        assert!(count("2305843009213693952").unwrap_err().contains("more than"));
+        assert_eq!(count("1000000").unwrap(), 1_000_000);
+        assert!(count("0").is_err());
     }
 
     #[test]
