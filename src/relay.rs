@@ -57,11 +57,13 @@ where
         inner: client,
         counters: counters.clone(),
         up: true,
+        deferred: None,
     };
     let mut upstream = Counted {
         inner: upstream,
         counters: counters.clone(),
         up: false,
+        deferred: None,
     };
     let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF_SIZE, DOWN_BUF_SIZE);
     until_idle(async { copy.await.map(|_| ()) }, idle, &counters).await
@@ -110,10 +112,16 @@ struct Counted<S> {
     inner: S,
     counters: Arc<Counters>,
     up: bool,
+    /// An error met while reading ahead, reported by the next read: TCP reports a reset
+    /// only once, and losing it would turn a reset into a clean end of stream.
+    deferred: Option<io::Error>,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Some(e) = self.deferred.take() {
+            return Poll::Ready(Err(e));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         // A TLS stream yields one record (at most 16 KiB) per read. After a full record more
@@ -127,7 +135,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
                 let mark = buf.filled().len();
                 match Pin::new(&mut self.inner).poll_read(cx, buf) {
                     Poll::Ready(Ok(())) => last = buf.filled().len() - mark,
-                    _ => break,
+                    Poll::Ready(Err(e)) => {
+                        self.deferred = Some(e);
+                        break;
+                    }
+                    Poll::Pending => break,
                 }
             }
         }
@@ -194,6 +206,34 @@ mod tests {
         )
         .await;
         assert!(matches!(end, End::Idle(_)));
+    }
+
+    /// Yields one full TLS record, then a reset.
+    struct RecordThenReset(bool);
+
+    impl AsyncRead for RecordThenReset {
+        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            if self.0 {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            self.0 = true;
+            buf.put_slice(&[7u8; TLS_RECORD]);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_error_met_reading_ahead_is_reported_next() {
+        let mut r = Counted {
+            inner: RecordThenReset(false),
+            counters: Default::default(),
+            up: false,
+            deferred: None,
+        };
+        let mut buf = vec![0u8; 4 * TLS_RECORD];
+        assert_eq!(r.read(&mut buf).await.unwrap(), TLS_RECORD);
+        let e = r.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
     }
 
     #[tokio::test(start_paused = true)]
