@@ -199,18 +199,26 @@ impl Syslog {
         let mut msg = format!("<{}>retunnel[{}]: ", 3 * 8 + severity(level), self.pid).into_bytes();
         msg.extend_from_slice(line.strip_suffix(b"\n").unwrap_or(line));
         let mut socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
-        if socket.send(&msg).is_err()
-            && let Ok(s) = dial(&self.path)
-        {
-            *socket = s;
-            let _ = socket.send(&msg);
+        match socket.send(&msg) {
+            Ok(_) => {}
+            // syslogd is not keeping up: drop the line rather than stall a runtime thread.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                if let Ok(s) = dial(&self.path) {
+                    *socket = s;
+                    let _ = socket.send(&msg);
+                }
+            }
         }
     }
 }
 
+/// A non-blocking socket to syslogd: logging runs on the runtime's threads, and a stalled
+/// syslogd must cost log lines, never the tunnel.
 fn dial(path: &Path) -> io::Result<UnixDatagram> {
     let s = UnixDatagram::unbound()?;
     s.connect(path)?;
+    s.set_nonblocking(true)?;
     Ok(s)
 }
 

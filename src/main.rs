@@ -146,6 +146,8 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         Err(code) => return code,
     };
     let report = runtime.block_on(check::run(&config, &warnings, &connect_to));
+    // An inspecting handshake that ran out of time may still hold a blocking thread.
+    runtime.shutdown_background();
     match args.json {
         true => println!("{}", check::render_json(&report)),
         false => print!("{}", check::render_text(&report, Style::detect())),

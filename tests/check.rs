@@ -475,3 +475,38 @@ fn connect_to_checks_an_unchanged_config_against_another_server() {
     assert_eq!(t["cert"]["verified_name"], "cache.example.invalid");
     assert_eq!(mark(t, "redis"), "ok");
 }
+
+#[test]
+fn a_server_that_trickles_bytes_cannot_stall_check() {
+    // Answers the ClientHello one byte every 100 ms: each read completes within the socket
+    // timeout, so only a bound on the whole handshake ends it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut s) = stream else { continue };
+            std::thread::spawn(move || {
+                // A TLS handshake record header announcing 16 KiB, then its body byte by byte.
+                if std::io::Write::write_all(&mut s, b"\x16\x03\x03\x40\x00").is_err() {
+                    return;
+                }
+                for _ in 0..200 {
+                    if std::io::Write::write_all(&mut s, b"\x00").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    let conf = format!(
+        "{}TIMEOUTconnect = 1\n",
+        section("slow", &format!("127.0.0.1:{port}"), None)
+    );
+    let started = std::time::Instant::now();
+    let (code, r, _) = check_json(&conf);
+    let took = started.elapsed();
+    assert_eq!(code, Some(1), "{r:#}");
+    assert_eq!(mark(first_target(&r), "tls"), "fail", "{r:#}");
+    assert!(took < std::time::Duration::from_secs(8), "check took {took:?}");
+}

@@ -278,9 +278,16 @@ async fn handshake(
 
 async fn inspect(addr: SocketAddr, svc: &ServiceConfig, name: &str, sni: bool) -> Result<cert::Inspection, String> {
     let (tls, name, limit) = (svc.tls.clone(), name.to_string(), svc.connect_timeout);
-    tokio::task::spawn_blocking(move || cert::inspect(addr, &tls, &name, sni, limit))
-        .await
-        .map_err(|e| e.to_string())?
+    let blocking = tokio::task::spawn_blocking(move || cert::inspect(addr, &tls, &name, sni, limit));
+    // The socket timeouts bound each read, not the handshake: a server that trickles bytes
+    // would keep `check` waiting. The thread is left to its socket timeouts.
+    match tokio::time::timeout(limit, blocking).await {
+        Ok(joined) => joined.map_err(|e| e.to_string())?,
+        Err(_) => Err(format!(
+            "no complete TLS handshake within {}s (TIMEOUTconnect)",
+            limit.as_secs()
+        )),
+    }
 }
 
 /// The certificate step after the section's handshake passed.
