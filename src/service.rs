@@ -89,9 +89,6 @@ pub async fn accept_loop(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) -> TcpListener {
-    if let Some(cluster) = &shared.redis {
-        cluster.attach(&tracker, &stop);
-    }
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return listener,

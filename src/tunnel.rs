@@ -59,7 +59,11 @@ pub struct Bound {
 #[derive(Debug)]
 struct Running {
     shared: Arc<Shared>,
+    /// Stops the accept loop only (a restart on reload).
     stop: CancellationToken,
+    /// Stops everything the section owns beyond its accept loop: its cluster node listeners.
+    /// Kept across a reload that leaves the section unchanged; `stop` is its child.
+    lifetime: CancellationToken,
     task: JoinHandle<TcpListener>,
 }
 
@@ -93,7 +97,7 @@ impl Tunnel {
     pub async fn bind(services: Vec<ServiceConfig>, connect_to: &ConnectTo) -> Result<Bound, StartError> {
         let mut shared = Vec::with_capacity(services.len());
         for config in services {
-            shared.push(prepare(config, connect_to)?);
+            shared.push(Arc::new(prepare(config, connect_to)?));
         }
         let mut bound = Vec::with_capacity(shared.len());
         for s in shared {
@@ -111,25 +115,41 @@ impl Tunnel {
     }
 
     /// Starts a service's accept loop; `announce` logs its "listening" line and warnings.
-    fn spawn(&mut self, listener: TcpListener, shared: Arc<Shared>, announce: bool) {
+    /// `lifetime` is the section's own (new) or the one it had before an unchanged reload.
+    fn spawn(&mut self, listener: TcpListener, shared: Arc<Shared>, announce: bool, lifetime: CancellationToken) {
         if announce {
             self::announce(&listener, &shared);
         }
-        let stop = CancellationToken::new();
+        if let Some(cluster) = &shared.redis {
+            cluster.attach(&self.tracker, &lifetime);
+        }
+        let stop = lifetime.child_token();
         let span = tracing::info_span!("service", service = %shared.config.name);
         let fut = service::accept_loop(listener, shared.clone(), self.tracker.clone(), stop.clone());
         let task = tokio::spawn(tracing::Instrument::instrument(fut, span));
-        let old = self
-            .services
-            .insert(shared.config.name.clone(), Running { shared, stop, task });
+        let running = Running {
+            shared,
+            stop,
+            lifetime,
+            task,
+        };
+        let old = self.services.insert(running.shared.config.name.clone(), running);
         debug_assert!(old.is_none(), "a running service was replaced without being stopped");
     }
 
-    /// Stops a service's accept loop and returns its listener; its connections go on.
+    /// Stops a service for good (its node listeners too) and returns its listener; its
+    /// connections go on.
     async fn stop(&mut self, name: &str) -> Option<TcpListener> {
+        let (listener, lifetime) = self.pause(name).await?;
+        lifetime.cancel();
+        listener
+    }
+
+    /// Stops a service's accept loop only; returns its listener and its lifetime token.
+    async fn pause(&mut self, name: &str) -> Option<(Option<TcpListener>, CancellationToken)> {
         let running = self.services.remove(name)?;
         running.stop.cancel();
-        running.task.await.ok()
+        Some((running.task.await.ok(), running.lifetime))
     }
 
     /// Applies a new set of sections: removed ones stop accepting, added ones start, changed
@@ -170,9 +190,9 @@ impl Tunnel {
     }
 
     async fn add(&mut self, config: ServiceConfig) -> Result<(), ReloadError> {
-        let shared = prepare(config, &self.connect_to).map_err(ReloadError::NotStarted)?;
+        let shared = Arc::new(prepare(config, &self.connect_to).map_err(ReloadError::NotStarted)?);
         let listener = listen(&shared).await.map_err(ReloadError::NotStarted)?;
-        self.spawn(listener, shared, true);
+        self.spawn(listener, shared, true, CancellationToken::new());
         Ok(())
     }
 
@@ -181,29 +201,45 @@ impl Tunnel {
     /// Everything that can fail happens before the old loop stops, so a failure leaves the
     /// section running as it was.
     async fn change(&mut self, config: ServiceConfig) -> Result<(), ReloadError> {
-        let shared = prepare(config, &self.connect_to).map_err(ReloadError::KeptOld)?;
-        let name = shared.config.name.clone();
-        let old = self.services.get(&name).map(|r| &r.shared.config);
-        let same = old == Some(&shared.config);
-        let same_port = old.map(|c| c.accept) == Some(shared.config.accept);
-        let listener = if same_port {
-            self.stop(&name).await
-        } else {
-            let new = listen(&shared).await.map_err(ReloadError::KeptOld)?;
-            self.stop(&name).await;
-            Some(new)
+        let Some(old) = self.services.get(&config.name).map(|r| r.shared.clone()) else {
+            return self.add(config).await;
         };
-        let listener = match listener {
+        let mut fresh = prepare(config, &self.connect_to).map_err(ReloadError::KeptOld)?;
+        let name = fresh.config.name.clone();
+        let same = old.config == fresh.config;
+        let same_port = old.config.accept == fresh.config.accept;
+        // Connections opened before the reload hold permits of the old limit: sharing it
+        // keeps `maxConnections` true across reloads.
+        if old.config.max_connections == fresh.config.max_connections {
+            fresh.limit.clone_from(&old.limit);
+        }
+        // Unchanged: cluster clients keep the node listener ports they were told about.
+        if same {
+            fresh.redis.clone_from(&old.redis);
+        }
+        let shared = Arc::new(fresh);
+        let new_listener = match same_port {
+            true => None,
+            false => Some(listen(&shared).await.map_err(ReloadError::KeptOld)?),
+        };
+        let (old_listener, lifetime) = self.pause(&name).await.unwrap_or_default();
+        let lifetime = if same {
+            lifetime
+        } else {
+            lifetime.cancel();
+            CancellationToken::new()
+        };
+        let listener = match new_listener.or(old_listener) {
             Some(l) => l,
             // The old loop panicked and took its listener with it: bind afresh.
             None => listen(&shared).await.map_err(ReloadError::NotStarted)?,
         };
         if same {
-            debug!(service = %name, "unchanged: TLS files read again, listener kept");
+            debug!(service = %name, "unchanged: TLS files read again, listener and node listeners kept");
         } else {
             info!(service = %name, rebound = !same_port, "changed: restarting with the new settings");
         }
-        self.spawn(listener, shared, !same);
+        self.spawn(listener, shared, !same, lifetime);
         Ok(())
     }
 
@@ -218,7 +254,7 @@ impl Tunnel {
             .unwrap_or(Duration::ZERO);
         let names: Vec<String> = self.services.keys().cloned().collect();
         for r in self.services.values() {
-            r.stop.cancel();
+            r.lifetime.cancel();
         }
         for name in names {
             self.stop(&name).await; // the listeners close here
@@ -258,7 +294,7 @@ impl Bound {
             connect_to: self.connect_to,
         };
         for (listener, shared) in self.services {
-            tunnel.spawn(listener, shared, true);
+            tunnel.spawn(listener, shared, true, CancellationToken::new());
         }
         tunnel
     }
@@ -276,10 +312,9 @@ enum ReloadError {
 }
 
 /// Loads a section's TLS settings: everything a connection shares.
-fn prepare(config: ServiceConfig, connect_to: &ConnectTo) -> Result<Arc<Shared>, StartError> {
+fn prepare(config: ServiceConfig, connect_to: &ConnectTo) -> Result<Shared, StartError> {
     let service = config.name.clone();
-    let shared = Shared::new(config, connect_to.clone()).map_err(|source| StartError::Tls { service, source })?;
-    Ok(Arc::new(shared))
+    Shared::new(config, connect_to.clone()).map_err(|source| StartError::Tls { service, source })
 }
 
 async fn listen(s: &Shared) -> Result<TcpListener, StartError> {

@@ -279,3 +279,37 @@ fn sighup_to_a_tunnel_given_by_flags_changes_nothing_and_says_why() {
     rt.log.wait_for("given on the command line; there is no file to reload");
     assert_eq!(raw_exchange(port, b"still"), b"still");
 }
+
+#[test]
+fn an_unchanged_reload_keeps_node_listeners_and_the_connection_limit() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let [limited, cluster] = [(); 2].map(|()| free_port());
+    let conf = [
+        format!("{}maxConnections = 1\n", section("limited", limited, redis.port, &ca)),
+        format!("{}protocol = redis\n", section("cluster", cluster, redis.port, &ca)),
+    ]
+    .concat();
+    let rt = Retunnel::start(&conf, 2);
+    // A redirect naming the server itself: retunnel opens a node listener for it.
+    let script = format!("return redis.error_reply('MOVED 1 127.0.0.1:{}')", redis.port);
+    let moved = redis_cli(cluster, &["eval", &script, "0"]);
+    let node_port: u16 = moved
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no node listener in {moved:?}"));
+    assert_ne!(node_port, redis.port, "{moved}");
+    let mut held = Client::connect(limited);
+    assert_eq!(held.ping(), "+PONG");
+
+    rt.signal(libc::SIGHUP);
+    let log = rt.log.wait_for("reloaded");
+    assert!(log.contains("unchanged=2"), "{log}");
+    // Cluster clients keep the ports they were told about.
+    assert_eq!(redis_cli(node_port, &["ping"]), "PONG", "{}", rt.log.text());
+    // The connection opened before the reload still counts against maxConnections.
+    assert_ne!(redis_cli(limited, &["ping"]), "PONG", "a second client got in");
+    assert_eq!(held.ping(), "+PONG");
+}
