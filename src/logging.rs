@@ -39,7 +39,9 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     /// The `output` file could not be opened.
-    #[error("cannot open log file {path}: {source}; fix `output` or its directory's permissions")]
+    #[error(
+        "cannot open log file {path}: {source}; fix `output` or its directory's permissions (a symbolic link is not followed: name the real file)"
+    )]
     Output {
         /// The `output` path.
         path: PathBuf,
@@ -123,9 +125,13 @@ fn fmt_layer<S>() -> tracing_subscriber::fmt::Layer<S> {
     tracing_subscriber::fmt::layer().with_target(false)
 }
 
+/// Opens the `output` file, never through a symbolic link (retunnel often starts as root,
+/// and a link planted in a log directory must not redirect root's writes); a new file gets
+/// mode 0640.
 fn open(path: &Path, mode: LogMode) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut o = OpenOptions::new();
-    o.create(true);
+    o.create(true).mode(0o640).custom_flags(libc::O_NOFOLLOW);
     match mode {
         LogMode::Append => o.append(true),
         LogMode::Overwrite => o.write(true).truncate(true),

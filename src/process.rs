@@ -13,9 +13,23 @@ pub struct PidFile {
 }
 
 impl PidFile {
-    /// Writes this process's id to `path`.
+    /// Writes this process's id to `path`, replacing a stale file. The file is created
+    /// afresh (never through a symbolic link) with mode 0644: retunnel often starts as root,
+    /// and a link planted in a writable pid directory must not make root truncate its target.
     pub fn create(path: &Path) -> io::Result<PidFile> {
-        std::fs::write(path, format!("{}\n", std::process::id()))?;
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
         Ok(PidFile {
             path: path.to_path_buf(),
         })

@@ -446,6 +446,35 @@ fn unwritable_pid_or_log_file_is_named_and_nothing_stays_listening() {
 }
 
 #[test]
+fn pid_and_log_files_are_never_written_through_a_symbolic_link() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start(&leaf);
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let pid = dir.path().join("retunnel.pid");
+    std::os::unix::fs::symlink(&victim, &pid).unwrap();
+    let port = free_port();
+    let section = conf("r", port, echo.addr.port(), &ca, "");
+    let mut rt = Retunnel::spawn(&format!("pid = {}\n{section}", pid.display()), &[]);
+    rt.log.wait_for("listening");
+    // The link was replaced by a real file; its target is untouched.
+    assert!(!std::fs::symlink_metadata(&pid).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&pid).unwrap().trim(), rt.pid().to_string());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    rt.signal(libc::SIGTERM);
+    assert_eq!(rt.wait_exit(), Some(0));
+
+    let log = dir.path().join("retunnel.log");
+    std::os::unix::fs::symlink(&victim, &log).unwrap();
+    let (code, out) = run_to_exit(&format!("output = {}\nlog = overwrite\n{section}", log.display()), &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("symbolic link is not followed"), "{out}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
 fn config_path_may_be_given_bare_as_stunnel_takes_it() {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
