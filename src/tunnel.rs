@@ -17,6 +17,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::ServiceConfig;
 use crate::service::{self, Shared};
 use crate::sockopt;
+use crate::sockopt::{Side, SocketOption};
 use crate::tls;
 use crate::upstream::ConnectTo;
 
@@ -107,11 +108,6 @@ impl Tunnel {
             services: bound,
             connect_to: connect_to.clone(),
         })
-    }
-
-    /// The addresses actually bound, by section name.
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.services.values().map(|r| r.shared.config.accept).collect()
     }
 
     /// Starts a service's accept loop; `announce` logs its "listening" line and warnings.
@@ -208,6 +204,13 @@ impl Tunnel {
         let name = fresh.config.name.clone();
         let same = old.config == fresh.config;
         let same_port = old.config.accept == fresh.config.accept;
+        let accept_side = |c: &ServiceConfig| -> Vec<SocketOption> {
+            let on_listener = |o: &&SocketOption| o.side == Side::Accept;
+            c.socket_options.iter().filter(on_listener).copied().collect()
+        };
+        if same_port && accept_side(&old.config) != accept_side(&fresh.config) {
+            warn!(service = %name, "`socket = a:` options apply when the port is bound: they take effect at the next restart or `accept` change");
+        }
         // Connections opened before the reload hold permits of the old limit: sharing it
         // keeps `maxConnections` true across reloads.
         if old.config.max_connections == fresh.config.max_connections {
@@ -343,6 +346,14 @@ fn announce(listener: &TcpListener, s: &Shared) {
     if !s.config.accept.ip().is_loopback() && s.acceptor.is_none() {
         warn!(service = %s.config.name, accept = %addr,
             "plain-text Redis traffic is accepted from the network, not only from this host; use 127.0.0.1 unless other hosts must reach this tunnel");
+    }
+    let off_host = |t: &crate::config::Target| match &t.host {
+        crate::config::Host::Ip(ip) => !ip.is_loopback(),
+        crate::config::Host::Name(n) => n != "localhost",
+    };
+    if !s.config.connect_tls && s.config.connect.iter().any(off_host) {
+        warn!(service = %s.config.name, connect = %targets.join(", "),
+            "the upstream is reached in plain text over the network; set `connectTLS = yes` if it speaks TLS, or connect to it on this host");
     }
     if s.config.connect_tls && !s.config.tls.verify_chain {
         warn!(service = %s.config.name,

@@ -304,6 +304,10 @@ impl Parser<'_> {
         }
         match spec.support {
             Support::Honoured => Some(spec.name),
+            Support::Ignored if spec.name == "libwrap" => {
+                self.warn(at, "is ignored: retunnel does not consult /etc/hosts.allow or /etc/hosts.deny; limit who can connect with `accept` on 127.0.0.1 or a firewall");
+                None
+            }
             Support::Ignored => {
                 self.warn(at, "is a stunnel option retunnel does not use; it is ignored");
                 None

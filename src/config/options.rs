@@ -143,7 +143,6 @@ pub const OPTIONS: &[OptionSpec] = &[
     ignored("securityLevel", Service),
     ignored("TIMEOUTbusy", Service),
     ignored("TIMEOUTocsp", Service),
-    ignored("ident", Service),
     ignored("local", Service),
     // Refused: ignoring them would weaken security or silently change the tunnel.
     refused("CRLfile", Service, NO_REVOCATION),
@@ -160,6 +159,11 @@ pub const OPTIONS: &[OptionSpec] = &[
     ),
     refused("checkEmail", Service, NO_PEER_PINNING),
     refused("checkIP", Service, NO_PEER_PINNING),
+    refused(
+        "ident",
+        Service,
+        "retunnel cannot check clients' ident (RFC 1413) user names, and ignoring it would let any client in",
+    ),
     refused("PSKidentity", Service, "pre-shared keys are not supported"),
     refused("PSKsecrets", Service, "pre-shared keys are not supported"),
     refused("engine", Global, NO_ENGINES),

@@ -688,3 +688,14 @@ fn a_default_is_reported_once_where_it_is_written() {
     assert_eq!(w.len(), 1, "{w:#?}");
     assert_has(&w[0], &[&format!("{FILE}:1: options"), "NO_COMPRESSION"]);
 }
+
+#[test]
+fn access_control_options_are_not_silently_dropped() {
+    assert_has(
+        &one_err(&section("ident = nobody")),
+        &["[redis] ident", "not supported", "let any client in"],
+    );
+    let (_, w) = ok(&section("libwrap = yes"));
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert_has(&w[0], &["[redis] libwrap", "hosts.allow", "127.0.0.1 or a firewall"]);
+}
