@@ -262,30 +262,59 @@ fn replica_reports_its_role_and_primary() {
 }
 
 #[test]
-fn busy_accept_port_fails_and_one_bad_section_fails_the_run() {
+fn busy_accept_port_warns_and_one_bad_section_fails_the_run() {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
     let redis = Redis::start_tls(&leaf, &ca, &[]);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = taken.local_addr().unwrap().port();
     let good = section("good", &format!("localhost:{}", redis.port), Some(&ca));
+    let dead = section("dead", &format!("127.0.0.1:{}", free_port()), Some(&ca));
     let conf = format!(
-        "{good}[busy]\naccept = 127.0.0.1:{busy}\nconnect = localhost:{}\nCAfile = {}\n",
+        "{good}{dead}[busy]\naccept = 127.0.0.1:{busy}\nconnect = localhost:{}\nCAfile = {}\n",
         redis.port,
         ca.pem.display()
     );
     let out = check_text(&conf);
     assert_eq!(out.code, Some(1), "{}", out.stdout);
-    assert!(out.stdout.contains("1 of 2 section(s) FAILED"), "{}", out.stdout);
+    assert!(out.stdout.contains("1 of 3 section(s) FAILED"), "{}", out.stdout);
+    // A port in use is what a running config looks like: a warning, so that `check` works
+    // as a health check of a live tunnel.
     let busy_row = out.stdout.lines().find(|l| l.starts_with("busy ")).unwrap();
-    assert!(busy_row.contains('✗'), "{busy_row}");
+    assert!(!busy_row.contains('✗'), "{busy_row}");
     assert!(
         out.stdout.contains(&format!("cannot listen on 127.0.0.1:{busy}")),
         "{}",
         out.stdout
     );
+    assert!(
+        out.stdout.contains("expected if this config is already running"),
+        "{}",
+        out.stdout
+    );
+    let dead_row = out.stdout.lines().find(|l| l.starts_with("dead ")).unwrap();
+    assert!(dead_row.contains('✗'), "{dead_row}");
     let good_row = out.stdout.lines().find(|l| l.starts_with("good ")).unwrap();
     assert!(!good_row.contains('✗'), "{good_row}");
+}
+
+#[test]
+fn server_mode_section_checks_its_plain_upstream() {
+    let pki = Pki::new();
+    let (_ca, leaf) = pki.standard(&[]);
+    let plain = Redis::start_plain(&[]);
+    let conf = format!(
+        "[front]\nclient = no\naccept = 127.0.0.1:{}\nconnect = 127.0.0.1:{}\ncert = {}\nkey = {}\n",
+        free_port(),
+        plain.port,
+        leaf.cert.display(),
+        leaf.key.display()
+    );
+    let (code, r, _) = check_json(&conf);
+    assert_eq!(code, Some(0), "{r:#}");
+    let t = first_target(&r);
+    assert_eq!(mark(t, "tls"), "skip", "{t:#}");
+    assert_eq!(mark(t, "redis"), "ok", "{t:#}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout};
 
@@ -68,15 +69,14 @@ async fn bind(addr: SocketAddr) -> Step {
     match TcpListener::bind(addr).await {
         Ok(_) => ok(format!("{addr} is free")),
         Err(e) => {
-            let running = if e.kind() == io::ErrorKind::AddrInUse {
-                " (expected if this config is already running)"
+            // In use is what a running tunnel looks like: `check` must work as a health
+            // check of a live config, so that is a warning, not a failure.
+            let message = format!("cannot listen on {addr}: {e}; {}", crate::tunnel::bind_hint(&e));
+            if e.kind() == io::ErrorKind::AddrInUse {
+                warn(format!("{message} (expected if this config is already running)"))
             } else {
-                ""
-            };
-            fail(format!(
-                "cannot listen on {addr}: {e}; {}{running}",
-                crate::tunnel::bind_hint(&e)
-            ))
+                fail(message)
+            }
         }
     }
 }
@@ -88,6 +88,17 @@ async fn target(svc: &ServiceConfig, t: &Target, map: &ConnectTo, client: &Resul
     let Some((tcp, addr)) = connect_all(&addrs, svc.connect_timeout, &mut r).await else {
         return r;
     };
+    if !svc.connect_tls {
+        // Server mode without connectTLS: the upstream is plain TCP, as the daemon uses it.
+        let plain = || Step {
+            mark: Mark::Skip,
+            message: "plain TCP upstream (client = no without connectTLS)".into(),
+        };
+        r.tls = plain();
+        r.certificate = plain();
+        ping(tcp, svc.connect_timeout, &mut r).await;
+        return r;
+    }
     let client = match client {
         Ok(c) => c,
         Err(e) => {
@@ -312,8 +323,8 @@ fn accepted(svc: &ServiceConfig, r: &TargetReport, inspect_error: Option<String>
     ok(format!("verified for {}", c.verified_name))
 }
 
-async fn ping(tls: TlsStream, limit: Duration, r: &mut TargetReport) {
-    let info = match timeout(limit, redis::probe(tls)).await {
+async fn ping<S: AsyncRead + AsyncWrite + Unpin>(stream: S, limit: Duration, r: &mut TargetReport) {
+    let info = match timeout(limit, redis::probe(stream)).await {
         Err(_) => {
             r.redis = fail(format!(
                 "no answer to PING within {}s; is this port Redis?",
