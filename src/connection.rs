@@ -3,11 +3,15 @@
 //! `TIMEOUTconnect`), relay, and log one line when it ends. Nothing here may block the accept
 //! loop or another connection.
 
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 
 use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::either::Either;
@@ -20,7 +24,7 @@ use crate::tls::{ServerTlsStream, TlsStream};
 use crate::upstream;
 
 /// The client's side: plain TCP, or TLS in server mode.
-pub type ClientStream = Either<TcpStream, ServerTlsStream>;
+pub type ClientStream = Either<NotTls<TcpStream>, ServerTlsStream>;
 
 /// The upstream's side: TLS, or plain TCP in server mode without `connectTLS`.
 pub type UpstreamStream = Either<TlsStream, TcpStream>;
@@ -65,7 +69,7 @@ pub async fn open_client(client: TcpStream, shared: &Shared) -> Option<ClientStr
         warn!(error = %e, "cannot set a `socket = l:` option on the client socket");
     }
     let Some(acceptor) = &shared.acceptor else {
-        return Some(Either::Left(client));
+        return Some(Either::Left(NotTls::new(client)));
     };
     let timeout = shared.config.connect_timeout;
     match tokio::time::timeout(timeout, acceptor.accept(client)).await {
@@ -127,11 +131,63 @@ fn log_end(end: &End, upstream: SocketAddr, c: &Counters, started: Instant, no_c
         End::Idle(d) => format!("idle for {}s (TIMEOUTidle)", d.as_secs()),
         // A TLS 1.3 server that demands a client certificate says so in an alert after the
         // handshake, which a reset often overtakes: say what the likely cause is.
-        End::Error(e) if down == 0 && no_client_cert => format!(
-            "error: {}; the server closed before answering: if it requires client certificates, set `cert` and `key`",
-            upstream::describe_io(e)
-        ),
+        End::Error(e)
+            if down == 0
+                && no_client_cert
+                && matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof)
+                && !e.to_string().contains("client certificate") =>
+        {
+            format!(
+                "error: {}; the server closed before answering: if it requires client certificates, set `cert` and `key`",
+                upstream::describe_io(e)
+            )
+        }
         End::Error(e) => format!("error: {}", upstream::describe_io(e)),
     };
     info!(%upstream, bytes_up = up, bytes_down = down, duration_ms = ms, %reason, "connection closed");
+}
+
+/// A plain-TCP client stream that fails its first read when the client opens with a TLS
+/// handshake record: `redis-cli --tls` pointed at a plain listener (the AWS guide's commands
+/// carry `--tls`) would otherwise wait for a handshake answer until TIMEOUTidle. Neither RESP
+/// nor inline Redis commands can start with 0x16.
+pub struct NotTls<S> {
+    inner: S,
+    checked: bool,
+}
+
+impl<S> NotTls<S> {
+    fn new(inner: S) -> NotTls<S> {
+        NotTls { inner, checked: false }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for NotTls<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if !self.checked && buf.filled().len() > before {
+            self.checked = true;
+            let first = &buf.filled()[before..];
+            if first[0] == 0x16 && first.get(1).is_none_or(|&b| b == 0x03) {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the client speaks TLS, but this port takes plain TCP: drop --tls (redis-cli) or ssl=True, or make the section `client = no` with `cert`/`key`",
+                )));
+            }
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for NotTls<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

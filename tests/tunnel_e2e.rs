@@ -475,6 +475,27 @@ fn pid_and_log_files_are_never_written_through_a_symbolic_link() {
 }
 
 #[test]
+fn a_client_speaking_tls_to_the_plain_port_is_told_and_closed() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let echo = TlsEcho::start(&leaf);
+    let port = free_port();
+    let rt = Retunnel::start(&conf("plain", port, echo.addr.port(), &ca, ""), 1);
+    // The start of a ClientHello, as `redis-cli --tls` sends it to the wrong port.
+    let mut s = connect(port);
+    s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").unwrap();
+    let took = expect_closed(&mut s);
+    assert!(took < PROMPT, "closed only after {took:?}");
+    let log = rt.log.wait_for("connection closed");
+    assert!(
+        log.contains("the client speaks TLS, but this port takes plain TCP"),
+        "{log}"
+    );
+    // Plain clients are not affected.
+    assert_eq!(raw_exchange(port, b"PING\r\n"), b"PING\r\n");
+}
+
+#[test]
 fn config_path_may_be_given_bare_as_stunnel_takes_it() {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
