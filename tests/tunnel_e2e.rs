@@ -321,7 +321,7 @@ fn missing_config_file_exits_2() {
     };
     assert_eq!(code, Some(2));
     assert!(
-        log.contains("cannot read config file /nonexistent/retunnel.conf"),
+        log.contains("config file /nonexistent/retunnel.conf: cannot read it"),
         "{log}"
     );
 }

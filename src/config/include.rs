@@ -89,14 +89,10 @@ fn conf_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Reads one included file into sections tagged with its path.
 fn read(file: &Path, problems: &mut Vec<String>) -> Option<Vec<Section>> {
-    let text = match std::fs::read(file).map(String::from_utf8) {
-        Ok(Ok(t)) => t,
-        Ok(Err(_)) => {
-            problems.push(format!("{}: not UTF-8 text; save the file as UTF-8", file.display()));
-            return None;
-        }
-        Err(e) => {
-            problems.push(format!("{}: cannot read included file: {e}", file.display()));
+    let text = match lines::read_file(file) {
+        Ok(t) => t,
+        Err(why) => {
+            problems.push(format!("included file {}: {why}", file.display()));
             return None;
         }
     };

@@ -45,6 +45,37 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// The largest config file read: far above any real one, and a bound on what a wrong path
+/// (a log file, a device) can make retunnel load.
+const MAX_FILE: u64 = 1 << 20;
+
+/// Reads a config file as text: a regular file (not a device or a pipe, which could be
+/// endless), at most 1 MiB, in UTF-8. The error is a sentence without the path.
+pub fn read_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read it: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file; give the path of the configuration file".into());
+    }
+    if meta.len() > MAX_FILE {
+        return Err(format!(
+            "is {} bytes, more than a configuration file can be ({MAX_FILE}); check the path",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (first bad byte at offset {}); save the file as UTF-8",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Strips a UTF-8 byte-order mark and turns CRLF and lone CR line ends into LF.
 pub fn normalize(text: &str) -> String {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);

@@ -202,15 +202,8 @@ impl Config {
 
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<(Config, Vec<Warning>), ConfigError> {
-        let bytes = std::fs::read(path).map_err(|e| ConfigError {
-            problems: vec![format!("cannot read config file {}: {e}", path.display())],
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| ConfigError {
-            problems: vec![format!(
-                "{}: not UTF-8 text (first bad byte at offset {}); save the file as UTF-8",
-                path.display(),
-                e.utf8_error().valid_up_to()
-            )],
+        let text = lines::read_file(path).map_err(|why| ConfigError {
+            problems: vec![format!("config file {}: {why}", path.display())],
         })?;
         Config::parse(&text, path)
     }

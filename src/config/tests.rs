@@ -650,7 +650,16 @@ fn load_reports_unreadable_and_non_utf8_files() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.conf");
     let e = Config::load(&missing).unwrap_err();
-    assert_has(&e.to_string(), &["cannot read config file", "missing.conf"]);
+    assert_has(&e.to_string(), &["config file", "missing.conf", "cannot read it"]);
+    // Devices and pipes could be endless: only regular files are read.
+    let e = Config::load(Path::new("/dev/zero")).unwrap_err();
+    assert_has(&e.to_string(), &["/dev/zero", "not a regular file"]);
+    let huge = dir.path().join("huge.conf");
+    std::fs::write(&huge, vec![b';'; 2 << 20]).unwrap();
+    assert_has(
+        &Config::load(&huge).unwrap_err().to_string(),
+        &["huge.conf", "more than"],
+    );
     let latin1 = dir.path().join("latin1.conf");
     std::fs::write(&latin1, b"; caf\xe9\n[r]\naccept = 1\nconnect = h:1\n").unwrap();
     let e = Config::load(&latin1).unwrap_err();
