@@ -392,7 +392,7 @@ fn classify(name: String, e: native_tls::Error) -> HandshakeError {
     let hint = if lower.contains("hostname mismatch") || lower.contains("ip address mismatch") {
         "connect by the name the certificate carries, or set checkHost to it"
     } else if lower.contains("expired") {
-        "the server's certificate has expired; renew it"
+        "renew the server's certificate, or check this host's clock"
     } else if lower.contains("self-signed") || lower.contains("local issuer") || lower.contains("unable to get") {
         "if the server uses a private CA, point CAfile at that CA's PEM file"
     } else {

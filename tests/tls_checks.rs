@@ -84,7 +84,7 @@ fn expired_certificate_is_refused() {
     let leaf = pki.leaf(&ca, "expired", &["localhost"], -3, -1);
     let line = refused(&leaf, "localhost", &format!("CAfile = {}", ca.pem.display()));
     assert!(line.contains("expired"), "{line}");
-    assert!(line.contains("renew it"), "{line}");
+    assert!(line.contains("renew the server's certificate"), "{line}");
 }
 
 #[test]

@@ -273,7 +273,17 @@ impl Parser<'_> {
         match parse(&at.entry.value) {
             Ok(v) => Some(v),
             Err(msg) => {
-                self.problem(at, msg);
+                // stunnel has no inline comments either, but a user who wrote one deserves
+                // to be told why `6379 ; primary` is not a port.
+                let v = &at.entry.value;
+                let inline = [" ;", "\t;", " #", "\t#"].iter().any(|c| v.contains(c));
+                match inline {
+                    true => self.problem(
+                        at,
+                        format!("{msg} (comments go on their own line: `;` or `#` inside a value is part of it)"),
+                    ),
+                    false => self.problem(at, msg),
+                }
                 None
             }
         }

@@ -708,3 +708,9 @@ fn access_control_options_are_not_silently_dropped() {
     assert_eq!(w.len(), 1, "{w:#?}");
     assert_has(&w[0], &["[redis] libwrap", "hosts.allow", "127.0.0.1 or a firewall"]);
 }
+
+#[test]
+fn an_inline_comment_is_explained() {
+    let e = one_err("[r]\naccept = 7300 ; local only\nconnect = h.example:1\n");
+    assert_has(&e, &["[r] accept", "comments go on their own line"]);
+}
