@@ -126,10 +126,15 @@ fn run_daemon(source: &Source, daemon: bool) -> ExitCode {
 }
 
 fn run_check(args: &CheckArgs) -> ExitCode {
-    let (config, warnings, connect_to) = match load(&args.source, "retunnel check", "") {
+    let (config, mut warnings, connect_to) = match load(&args.source, "retunnel check", "") {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // What the daemon would warn about when it starts each section.
+    for svc in &config.services {
+        let risks = retunnel::tunnel::risks(svc);
+        warnings.extend(risks.into_iter().map(|w| Warning(format!("[{}] {w}", svc.name))));
+    }
     for w in &warnings {
         eprintln!("warning: {w}");
     }

@@ -343,22 +343,32 @@ fn announce(listener: &TcpListener, s: &Shared) {
         tls = %s.describe_tls(),
         "listening"
     );
-    if !s.config.accept.ip().is_loopback() && s.acceptor.is_none() {
-        warn!(service = %s.config.name, accept = %addr,
-            "plain-text Redis traffic is accepted from the network, not only from this host; use 127.0.0.1 unless other hosts must reach this tunnel");
+    for w in risks(&s.config) {
+        warn!(service = %s.config.name, "{w}");
+    }
+}
+
+/// What in a section's settings exposes traffic, in words for the start-up log and for
+/// `retunnel check` (which reports what the daemon would warn about).
+pub fn risks(c: &ServiceConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if !c.accept.ip().is_loopback() && c.accept_tls.is_none() {
+        out.push(format!(
+            "accept {}: plain-text Redis traffic is accepted from the network, not only from this host; use 127.0.0.1 unless other hosts must reach this tunnel",
+            c.accept
+        ));
     }
     let off_host = |t: &crate::config::Target| match &t.host {
         crate::config::Host::Ip(ip) => !ip.is_loopback(),
         crate::config::Host::Name(n) => n != "localhost",
     };
-    if !s.config.connect_tls && s.config.connect.iter().any(off_host) {
-        warn!(service = %s.config.name, connect = %targets.join(", "),
-            "the upstream is reached in plain text over the network; set `connectTLS = yes` if it speaks TLS, or connect to it on this host");
+    if !c.connect_tls && c.connect.iter().any(off_host) {
+        out.push("the upstream is reached in plain text over the network; set `connectTLS = yes` if it speaks TLS, or connect to it on this host".into());
     }
-    if s.config.connect_tls && !s.config.tls.verify_chain {
-        warn!(service = %s.config.name,
-            "the upstream certificate is NOT verified (verifyChain = no / verify = 0): anyone on the path can read and change the traffic");
+    if c.connect_tls && !c.tls.verify_chain {
+        out.push("the upstream certificate is NOT verified (verifyChain = no / verify = 0): anyone on the path can read and change the traffic".into());
     }
+    out
 }
 
 /// What to do when an `accept` address cannot be bound (shared with `check`).

@@ -539,3 +539,16 @@ fn a_server_that_trickles_bytes_cannot_stall_check() {
     assert_eq!(mark(first_target(&r), "tls"), "fail", "{r:#}");
     assert!(took < std::time::Duration::from_secs(8), "check took {took:?}");
 }
+
+#[test]
+fn offline_reports_what_the_daemon_warns_about_at_start() {
+    let conf = "[open]\naccept = 0.0.0.0:7300\nconnect = cache.invalid:6379\nverify = 0\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_conf(dir.path(), conf);
+    let out = run_retunnel(&["check".as_ref(), "--offline".as_ref(), path.as_os_str()]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("2 warning(s)"), "{}", out.stdout);
+    for w in ["accepted from the network", "NOT verified"] {
+        assert!(out.stderr.contains(w), "{w}: {}", out.stderr);
+    }
+}
