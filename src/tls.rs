@@ -17,6 +17,8 @@ use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslVersion};
 use openssl::x509::X509;
 use tokio::net::TcpStream;
 
+use std::sync::{Arc, OnceLock};
+
 use crate::config::{CertKey, Host, TlsSettings, TlsVersion};
 
 /// The TLS stream the relay gets.
@@ -27,8 +29,11 @@ pub type TlsStream = tokio_native_tls::TlsStream<TcpStream>;
 pub struct TlsClient {
     /// Sends SNI.
     connector: tokio_native_tls::TlsConnector,
-    /// The same settings without SNI (IP targets, `sni =`).
-    without_sni: tokio_native_tls::TlsConnector,
+    /// The same settings without SNI (IP targets, `sni =`), built on first use: loading the
+    /// trust store takes tens of milliseconds, and most sections need only one of the two.
+    without_sni: Arc<OnceLock<tokio_native_tls::TlsConnector>>,
+    /// What both are built from.
+    settings: Arc<TlsSettings>,
     /// `sni` as configured.
     sni: Option<String>,
     /// `checkHost`, else a non-empty `sni`: the name verified (and sent) instead of the host.
@@ -151,26 +156,11 @@ fn protocol(v: TlsVersion) -> Protocol {
 impl TlsClient {
     /// Builds the client: loads `CAfile`/`CApath` and applies the version bounds.
     pub fn new(s: &TlsSettings) -> Result<TlsClient, SetupError> {
-        let mut b = native_tls::TlsConnector::builder();
-        b.min_protocol_version(Some(protocol(s.min_version)));
-        b.max_protocol_version(s.max_version.map(protocol));
-        if let Some(pair) = &s.identity {
-            b.identity(load_identity(pair)?);
-        }
-        for cert in trust_anchors(s)? {
-            b.add_root_certificate(cert);
-        }
-        if !s.verify_chain {
-            b.danger_accept_invalid_certs(true);
-            b.danger_accept_invalid_hostnames(true);
-        }
-        b.use_sni(false);
-        let without_sni = b.build()?.into();
-        b.use_sni(true);
         let name_override = s.check_host.clone().or_else(|| s.sni.clone().filter(|n| !n.is_empty()));
         Ok(TlsClient {
-            connector: b.build()?.into(),
-            without_sni,
+            connector: build_connector(s, true)?,
+            without_sni: Arc::default(),
+            settings: Arc::new(s.clone()),
             sni: s.sni.clone(),
             name_override,
             verifying: s.verify_chain,
@@ -207,10 +197,39 @@ impl TlsClient {
         let connector = if self.sends_sni(host) {
             &self.connector
         } else {
-            &self.without_sni
+            match self.without_sni.get() {
+                Some(c) => c,
+                None => {
+                    // The same settings already built once, so this cannot fail in practice.
+                    let built = build_connector(&self.settings, false).map_err(|e| HandshakeError::Other {
+                        name: name.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    self.without_sni.get_or_init(|| built)
+                }
+            }
         };
         connector.connect(&name, tcp).await.map_err(|e| classify(name, e))
     }
+}
+
+/// A connector for `s`, sending SNI or not.
+fn build_connector(s: &TlsSettings, sni: bool) -> Result<tokio_native_tls::TlsConnector, SetupError> {
+    let mut b = native_tls::TlsConnector::builder();
+    b.min_protocol_version(Some(protocol(s.min_version)));
+    b.max_protocol_version(s.max_version.map(protocol));
+    if let Some(pair) = &s.identity {
+        b.identity(load_identity(pair)?);
+    }
+    for cert in trust_anchors(s)? {
+        b.add_root_certificate(cert);
+    }
+    if !s.verify_chain {
+        b.danger_accept_invalid_certs(true);
+        b.danger_accept_invalid_hostnames(true);
+    }
+    b.use_sni(sni);
+    Ok(b.build()?.into())
 }
 
 /// Whether a handshake with `host` sends SNI: `sni =` (empty) sends none; a non-empty `sni`
