@@ -5,6 +5,8 @@
 mod support;
 use support::*;
 
+use std::io::Write;
+
 fn redis_section(accept: u16, connect: &str, ca: &Ca) -> String {
     format!(
         "[redis]\nclient = yes\nprotocol = redis\naccept = 127.0.0.1:{accept}\nconnect = {connect}\nCAfile = {}\n",
@@ -55,4 +57,51 @@ fn garbage_from_the_server_closes_that_connection_only() {
         raw_exchange(port, b"+OK\r\n*1\r\n$4\r\nPING\r\n"),
         b"+OK\r\n*1\r\n$4\r\nPING\r\n"
     );
+}
+
+/// `n` pipelined `EVAL`s whose error replies read as redirects to 127.0.0.1:`first + i`,
+/// then a PING; returns the replies, one per line.
+fn fake_redirects(port: u16, first: u16, n: u16) -> Vec<String> {
+    let mut commands = String::new();
+    for i in 0..n {
+        let text = format!("return redis.error_reply('MOVED 1 127.0.0.1:{}')", first + i);
+        commands += &format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{text}\r\n$1\r\n0\r\n", text.len());
+    }
+    commands += "PING\r\n";
+    let mut s = connect(port);
+    s.write_all(commands.as_bytes()).unwrap();
+    let got = read_until(&mut s, b"+PONG\r\n");
+    let text = String::from_utf8(got).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with('-'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn redirects_a_client_makes_up_open_a_bounded_number_of_listeners() {
+    let (port, up) = (free_port(), TlsUpstream::start(&[]));
+    let rt = Retunnel::start(&up.section("redis", port, "protocol = redis\n"), 1);
+    let replies = fake_redirects(port, 20000, 300);
+    assert_eq!(replies.len(), 300);
+    let untouched: Vec<_> = (0..300)
+        .filter(|&i| replies[i] == format!("-MOVED 1 127.0.0.1:{}", 20000 + i))
+        .collect();
+    assert_eq!(
+        untouched,
+        (256..300).collect::<Vec<_>>(),
+        "past the cap, replies pass unchanged"
+    );
+    rt.log.wait_for_n("cluster node listener opened", 256);
+    let log = rt.log.wait_for("logged once");
+    assert_eq!(lines_with(&log, &["cluster node listener opened"]).len(), 256);
+    let warnings = lines_with(
+        &log,
+        &["max_nodes=256", "set clusterPorts to a range of more than 256 ports"],
+    );
+    assert_eq!(warnings.len(), 1, "{log}");
+    // A reply that only looks like a redirect opens nothing.
+    let text = "return redis.error_reply('MOVED 99999 127.0.0.1:1')";
+    let cmd = format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{text}\r\n$1\r\n0\r\n", text.len());
+    assert_eq!(raw_exchange(port, cmd.as_bytes()), b"-MOVED 99999 127.0.0.1:1\r\n");
 }

@@ -21,6 +21,12 @@ use crate::tls::{TlsClient, TlsServer};
 use crate::upstream::{ConnectTo, Upstreams};
 use tokio::sync::Semaphore;
 
+/// Node listeners a section opens at most without `clusterPorts` (whose range size is the cap
+/// otherwise). Replies name nodes by content, and a client can make Redis send any error text
+/// (`EVAL "return redis.error_reply('MOVED 1 h:p')" 0`), so the count must be bounded:
+/// ElastiCache and MemoryDB clusters have at most 500 nodes, so big ones set a range.
+pub const DEFAULT_MAX_NODES: usize = 256;
+
 /// The node listeners of one section.
 #[derive(Debug)]
 pub struct Cluster {
@@ -46,6 +52,8 @@ struct Listeners {
     tls: HashMap<Option<String>, TlsClient>,
     /// Server mode (`client = no`): the acceptor node listeners share, loaded on first use.
     acceptor: Option<TlsServer>,
+    /// The cap on node listeners was reached and said so (once: replies keep coming).
+    capped: bool,
 }
 
 impl Cluster {
@@ -61,6 +69,7 @@ impl Cluster {
                 next_port: first,
                 tls: HashMap::new(),
                 acceptor: None,
+                capped: false,
             }),
             runtime: OnceLock::new(),
         }))
@@ -79,6 +88,20 @@ impl Cluster {
         if let Some(&local) = nodes.by_node.get(&key) {
             return Some(local);
         }
+        let max = self.max_nodes();
+        if nodes.by_node.len() >= max {
+            if !std::mem::replace(&mut nodes.capped, true) {
+                let fix = match self.section.redis.as_ref().and_then(|r| r.cluster_ports) {
+                    Some((a, b)) => format!("widen clusterPorts = {a}-{b}"),
+                    None => format!("set clusterPorts to a range of more than {max} ports"),
+                };
+                warn!(
+                    max_nodes = max,
+                    "this section has opened as many cluster node listeners as it may; replies naming further nodes pass unchanged (logged once); if the cluster has more nodes, {fix}"
+                );
+            }
+            return None;
+        }
         match self.open(host, port, &mut nodes) {
             Ok(local) => {
                 nodes.by_node.insert(key, local);
@@ -88,6 +111,15 @@ impl Cluster {
                 warn!(node = %format!("{host}:{port}"), error = %why, "cannot open a listener for a cluster node; the client gets its real address");
                 None
             }
+        }
+    }
+
+    /// How many node listeners this section may open: one per `clusterPorts` port, else
+    /// [`DEFAULT_MAX_NODES`].
+    fn max_nodes(&self) -> usize {
+        match self.section.redis.as_ref().and_then(|r| r.cluster_ports) {
+            Some((first, last)) => usize::from(last - first) + 1,
+            None => DEFAULT_MAX_NODES,
         }
     }
 

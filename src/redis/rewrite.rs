@@ -150,17 +150,33 @@ fn parse_frame(frame: &[u8]) -> Option<Value> {
     (pos == frame.len()).then_some(v)
 }
 
+/// Highest hash slot of a Redis Cluster.
+const MAX_SLOT: u16 = 16383;
+
 /// `-MOVED <slot> <host>:<port>` or `-ASK …` with the address swapped; `None` for other frames.
+/// Only the exact shape Redis sends counts: a script can return any error text, and every
+/// redirect that counts may open a node listener.
 pub fn redirect(frame: &[u8], a: &Addresses) -> Option<Vec<u8>> {
     let line = std::str::from_utf8(frame.strip_prefix(b"-")?.strip_suffix(b"\r\n")?).ok()?;
     let mut parts = line.split(' ');
     let (kind, slot, addr) = (parts.next()?, parts.next()?, parts.next()?);
-    if !matches!(kind, "MOVED" | "ASK") || parts.next().is_some() {
+    if !matches!(kind, "MOVED" | "ASK") || parts.next().is_some() || number(slot)? > MAX_SLOT {
         return None;
     }
     let (host, port) = addr.rsplit_once(':')?;
-    let local = a.local(host, port.parse().ok()?)?;
+    let port = number(port).filter(|&p| p > 0)?;
+    let host_ok = host.len() <= 255 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b));
+    if !host_ok {
+        return None;
+    }
+    let local = a.local(host, port)?;
     Some(format!("-{kind} {slot} {}:{local}\r\n", a.local_ip).into_bytes())
+}
+
+/// A decimal number as Redis writes it: digits only, no sign, no spaces.
+fn number(text: &str) -> Option<u16> {
+    let digits = !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| text.parse().ok()).flatten()
 }
 
 /// The reply to a topology command with every node address swapped; `None` if it has another
@@ -357,6 +373,44 @@ mod tests {
             assert_eq!(redirect(b"-ERR MOVED 1 10.0.0.1:6379\r\n", a), None);
             assert_eq!(redirect(b"-MOVED 1 unknown:1\r\n", a), None);
         });
+    }
+
+    #[test]
+    fn only_the_exact_redirect_shape_opens_anything() {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let map = |host: &str, port: u16| {
+            asked.lock().unwrap().push(format!("{host}:{port}"));
+            Some(17001)
+        };
+        let a = Addresses {
+            local_ip: "127.0.0.1".into(),
+            base_host: "base.example",
+            map: &map,
+        };
+        for bad in [
+            "-MOVED 16384 10.0.0.1:6379\r\n",
+            "-MOVED -1 10.0.0.1:6379\r\n",
+            "-MOVED +1 10.0.0.1:6379\r\n",
+            "-MOVED x 10.0.0.1:6379\r\n",
+            "-MOVED 1 10.0.0.1:0\r\n",
+            "-MOVED 1 10.0.0.1:65536\r\n",
+            "-MOVED 1 10.0.0.1:+22\r\n",
+            "-MOVED 1 10.0.0.1:\r\n",
+            "-ASK 1 a/b:22\r\n",
+            "-ASK 1 10.0.0.1:22 x\r\n",
+            "-ASK  1 10.0.0.1:22\r\n",
+            "-moved 1 10.0.0.1:22\r\n",
+        ] {
+            assert_eq!(redirect(bad.as_bytes(), &a), None, "{bad}");
+        }
+        assert!(asked.lock().unwrap().is_empty(), "{:?}", asked.lock().unwrap());
+        for good in [
+            "-MOVED 16383 10.0.0.1:6379\r\n",
+            "-ASK 0 n-1.example_x:1\r\n",
+            "-MOVED 5 ::1:6379\r\n",
+        ] {
+            assert!(redirect(good.as_bytes(), &a).is_some(), "{good}");
+        }
     }
 
     #[test]
