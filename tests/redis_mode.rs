@@ -105,3 +105,29 @@ fn redirects_a_client_makes_up_open_a_bounded_number_of_listeners() {
     let cmd = format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{text}\r\n$1\r\n0\r\n", text.len());
     assert_eq!(raw_exchange(port, cmd.as_bytes()), b"-MOVED 99999 127.0.0.1:1\r\n");
 }
+
+/// Sequences where a wrong guess at which commands get a reply paired a user's value with
+/// `CLUSTER NODES` and rewrote the address in it (each checked against redis-server 7.0).
+#[test]
+fn client_reply_and_reset_never_get_user_data_rewritten() {
+    let (port, up) = (free_port(), TlsUpstream::start(&[]));
+    let _rt = Retunnel::start(&up.section("redis", port, "protocol = redis\n"), 1);
+    let value = "id 127.0.0.1:1@16379 master - 0 0 1 connected 0-16383";
+    assert_eq!(redis_cli(port, &["set", "k", value]), "OK");
+    for prefix in [
+        "CLIENT REPLY bogus\r\n",
+        "CLIENT REPLY\r\n",
+        "CLIENT REPLY OFF\r\nCLIENT REPLY SKIP\r\nCLIENT REPLY ON\r\n",
+        "CLIENT REPLY OFF\r\nRESET\r\n",
+        "CLIENT REPLY OFF\r\nRESET\r\nCLIENT REPLY OFF\r\nCLIENT REPLY ON\r\n",
+    ] {
+        let mut s = connect(port);
+        s.write_all(format!("{prefix}GET k\r\nCLUSTER NODES\r\nPING\r\n").as_bytes())
+            .unwrap();
+        let got = String::from_utf8(read_until(&mut s, b"+PONG\r\n")).unwrap();
+        assert!(
+            got.contains(&format!("${}\r\n{value}\r\n", value.len())),
+            "{prefix:?}: {got:?}"
+        );
+    }
+}

@@ -78,6 +78,10 @@ impl Queue {
 struct Session {
     /// Inside `MULTI`: the topology kind of each queued command.
     multi: Option<Vec<Option<Topo>>>,
+    /// The transaction queued a command that changes which replies come (`CLIENT REPLY`,
+    /// pub/sub, `MONITOR`, `HELLO`): Redis 7.0 then cuts or extends EXEC's own reply, so
+    /// nothing after it can be paired.
+    multi_unpaired: bool,
     /// `CLIENT REPLY OFF`: no replies until `CLIENT REPLY ON`.
     reply_off: bool,
     /// `CLIENT REPLY SKIP`: the next command gets no reply.
@@ -100,63 +104,109 @@ fn is(word: Option<&[u8]>, name: &str) -> bool {
     word.is_some_and(|w| w.eq_ignore_ascii_case(name.as_bytes()))
 }
 
+/// A `CLIENT REPLY` that Redis obeys: exactly three arguments, the last `ON`, `OFF` or `SKIP`.
+/// Any other `CLIENT REPLY` gets an error reply like any failed command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyMode {
+    On,
+    Off,
+    Skip,
+}
+
+fn reply_mode(s: &Scanner) -> Option<ReplyMode> {
+    if s.args() != 3 || !is(s.word(0), "client") || !is(s.word(1), "reply") {
+        return None;
+    }
+    let arg = s.word(2);
+    [
+        ("on", ReplyMode::On),
+        ("off", ReplyMode::Off),
+        ("skip", ReplyMode::Skip),
+    ]
+    .into_iter()
+    .find_map(|(word, mode)| is(arg, word).then_some(mode))
+}
+
 impl Session {
     /// The expectation for the command the scanner just completed; `None`: it gets no reply.
+    /// As Redis 7.0 does (each case checked against it): a `CLIENT REPLY SKIP` silences the
+    /// next command whatever it is, an empty one included; `SKIP` while `OFF` is ignored;
+    /// `ON` and `RESET` turn replies on before they answer; `RESET` runs even inside `MULTI`;
+    /// inside `MULTI` every other command, `CLIENT REPLY` too, is only queued (`+QUEUED`).
     fn command(&mut self, s: &Scanner) -> Option<Expect> {
+        let skipped = std::mem::take(&mut self.skip_next);
         if s.words() == 0 {
             return None; // an empty inline line or `*0`: Redis skips it without a reply
         }
-        let name = s.word(0);
-        if is(name, "client") && is(s.word(1), "reply") {
-            if is(s.word(2), "on") {
-                self.reply_off = false;
-                return Some(Expect::Plain);
+        if is(s.word(0), "reset") {
+            *self = Session::default();
+            return (!skipped).then_some(Expect::Plain);
+        }
+        if self.multi.is_none()
+            && let Some(mode) = reply_mode(s)
+        {
+            match mode {
+                ReplyMode::On => {
+                    self.reply_off = false;
+                    return Some(Expect::Plain);
+                }
+                ReplyMode::Off => self.reply_off = true,
+                ReplyMode::Skip => self.skip_next = !self.reply_off,
             }
-            self.reply_off |= is(s.word(2), "off");
-            self.skip_next |= is(s.word(2), "skip");
             return None;
         }
-        if self.reply_off {
-            return None;
-        }
-        if std::mem::take(&mut self.skip_next) {
-            return None;
+        let expect = self.expect(s);
+        // Untracking even when Redis stays silent: stopping early only costs rewrites, while
+        // a wrong pairing would rewrite user data (`CLIENT REPLY ON` inside MULTI while OFF).
+        (expect == Expect::Untrack || !self.reply_off && !skipped).then_some(expect)
+    }
+
+    /// What the reply to a command is (if it gets one), following `MULTI`/`EXEC` and the
+    /// commands that change how replies come.
+    fn expect(&mut self, s: &Scanner) -> Expect {
+        let name = s.word(0);
+        if self.multi.is_some() {
+            return self.queued(s);
         }
         if PUBSUB.iter().any(|c| is(name, c)) {
             // RESP3 confirms with push frames; RESP2 with arrays, as many as channels, and then
             // sends messages unasked (and refuses topology commands until it unsubscribes).
-            return Some(if self.resp3 { Expect::Pushes } else { Expect::Untrack });
+            return if self.resp3 { Expect::Pushes } else { Expect::Untrack };
         }
         if is(name, "monitor") {
-            return Some(Expect::Untrack);
+            return Expect::Untrack;
         }
         if is(name, "hello") && s.words() > 1 {
             self.resp3 = is(s.word(1), "3");
-            return Some(Expect::Hello);
-        }
-        if is(name, "reset") {
-            *self = Session::default();
-            return Some(Expect::Plain);
-        }
-        let topo = topology_command(s);
-        if let Some(queued) = &mut self.multi {
-            if is(name, "exec") || is(name, "discard") {
-                let queued = std::mem::take(queued);
-                self.multi = None;
-                let exec = is(name, "exec") && queued.iter().any(Option::is_some);
-                return Some(if exec {
-                    Expect::Exec(queued.into())
-                } else {
-                    Expect::Plain
-                });
-            }
-            queued.push(topo);
-            return Some(Expect::Plain); // +QUEUED
+            return Expect::Hello;
         }
         if is(name, "multi") {
             self.multi = Some(Vec::new());
         }
-        Some(topo.map_or(Expect::Plain, Expect::Topo))
+        topology_command(s).map_or(Expect::Plain, Expect::Topo)
+    }
+
+    /// A command inside `MULTI`: queued (`+QUEUED`), or `EXEC`/`DISCARD` ending it.
+    fn queued(&mut self, s: &Scanner) -> Expect {
+        let name = s.word(0);
+        if is(name, "exec") || is(name, "discard") {
+            let queued = self.multi.take().unwrap_or_default();
+            let unpaired = std::mem::take(&mut self.multi_unpaired);
+            return match () {
+                _ if !is(name, "exec") => Expect::Plain,
+                _ if unpaired => Expect::Untrack,
+                _ if queued.iter().any(Option::is_some) => Expect::Exec(queued.into()),
+                _ => Expect::Plain,
+            };
+        }
+        let others = ["monitor", "hello"].iter().chain(&PUBSUB);
+        if reply_mode(s).is_some() || others.clone().any(|c| is(name, c)) {
+            self.multi_unpaired = true;
+        }
+        if let Some(queued) = &mut self.multi {
+            queued.push(topology_command(s));
+        }
+        Expect::Plain
     }
 }
 
@@ -554,6 +604,49 @@ mod tests {
             Expect::Untrack,
         ];
         assert_eq!(e, want, "RESP3 pub/sub answers with pushes");
+    }
+
+    /// Each sequence's replies as redis-server 7.0 sends them (one `Plain` per reply).
+    #[test]
+    fn client_reply_and_reset_pair_as_redis_answers() {
+        let plain = |n: usize| vec![Expect::Plain; n];
+        let cases: [(&[u8], Vec<Expect>); 12] = [
+            (b"CLIENT REPLY bogus\r\nGET k\r\n", plain(2)), // -ERR syntax error, $-1
+            (b"CLIENT REPLY\r\nGET k\r\n", plain(2)),       // -ERR wrong number of arguments
+            (b"CLIENT REPLY ON x\r\nCLIENT REPLY OFF x\r\nGET k\r\n", plain(3)),
+            (
+                b"CLIENT REPLY OFF\r\nCLIENT REPLY SKIP\r\nGET k\r\nCLIENT REPLY ON\r\nGET k\r\n",
+                plain(2),
+            ),
+            (b"CLIENT REPLY OFF\r\nRESET\r\nGET k\r\n", plain(2)), // +RESET, $-1
+            (b"CLIENT REPLY SKIP\r\nRESET\r\nGET k\r\n", plain(1)), // RESET skipped
+            (b"MULTI\r\nRESET\r\nGET k\r\n", plain(3)),            // +OK +RESET $-1
+            (b"CLIENT REPLY SKIP\r\nCLIENT REPLY ON\r\nGET k\r\n", plain(2)), // +OK $-1
+            (
+                b"CLIENT REPLY SKIP\r\nCLIENT REPLY OFF\r\nGET k\r\nCLIENT REPLY ON\r\n",
+                plain(1),
+            ),
+            (b"CLIENT REPLY SKIP\r\n\r\nGET k\r\n", plain(1)), // the empty line takes the skip
+            (b"CLIENT REPLY SKIP\r\nFOO\r\nGET k\r\n", plain(1)),
+            (
+                b"CLIENT REPLY SKIP\r\nCLIENT REPLY SKIP\r\nGET k\r\nGET k\r\n",
+                plain(1),
+            ),
+        ];
+        for (commands, want) in cases {
+            assert_eq!(expectations(commands), want, "{}", String::from_utf8_lossy(commands));
+        }
+        // Inside MULTI, CLIENT REPLY is queued, and EXEC's reply is then cut short by it.
+        let e = expectations(b"MULTI\r\nCLIENT REPLY OFF\r\nCLUSTER NODES\r\nEXEC\r\n");
+        assert_eq!(e, [Expect::Plain, Expect::Plain, Expect::Plain, Expect::Untrack]);
+        let e = expectations(b"MULTI\r\nCLIENT REPLY bogus\r\nCLUSTER NODES\r\nEXEC\r\n");
+        assert_eq!(e[3], Expect::Exec(vec![None, Some(Topo::Nodes)].into()));
+        let e = expectations(b"CLIENT REPLY OFF\r\nMULTI\r\nCLIENT REPLY ON\r\nEXEC\r\nGET k\r\n");
+        assert_eq!(
+            e,
+            [Expect::Untrack],
+            "EXEC turns replies on from inside: it untracks, silenced or not"
+        );
     }
 
     #[test]
