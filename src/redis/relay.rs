@@ -29,6 +29,11 @@ const BUF_SIZE: usize = 16 * 1024;
 const DOWN_BUF_SIZE: usize = 64 * 1024;
 /// Largest reply held for rewriting; a bigger one passes unchanged with a warning.
 pub const MAX_HELD: usize = 64 * 1024 * 1024;
+/// Most memory the expectations not yet answered may take (a client that pipelines without
+/// reading its replies queues them without end); past it the connection stops pairing.
+const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
+/// Most commands one `MULTI` is followed through; past it the connection stops pairing.
+const MAX_MULTI: usize = 64 * 1024;
 
 /// What the reply to a command is, as far as rewriting goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,27 +55,75 @@ enum Expect {
 
 /// Expectations, oldest first, with runs of `Plain` counted rather than stored one by one.
 #[derive(Debug, Default)]
-struct Queue(VecDeque<(Expect, u64)>);
+struct Queue {
+    runs: VecDeque<(Expect, u64)>,
+    /// The memory the runs take, about: what [`MAX_QUEUED_BYTES`] is checked against.
+    bytes: usize,
+}
 
 impl Queue {
     fn push(&mut self, e: Expect) {
-        if let Some((Expect::Plain, n)) = self.0.back_mut()
+        if let Some((Expect::Plain, n)) = self.runs.back_mut()
             && e == Expect::Plain
         {
             *n += 1;
             return;
         }
-        self.0.push_back((e, 1));
+        self.bytes += weight(&e);
+        self.runs.push_back((e, 1));
     }
 
     fn pop(&mut self) -> Option<Expect> {
-        let (e, n) = self.0.front_mut()?;
+        let (e, n) = self.runs.front_mut()?;
         *n -= 1;
         if *n > 0 {
             return Some(e.clone());
         }
-        self.0.pop_front().map(|(e, _)| e)
+        let (e, _) = self.runs.pop_front()?;
+        self.bytes -= weight(&e);
+        Some(e)
     }
+}
+
+fn weight(e: &Expect) -> usize {
+    let exec = if let Expect::Exec(queued) = e { queued.len() } else { 0 };
+    std::mem::size_of::<(Expect, u64)>() + exec
+}
+
+/// What both directions of a connection share.
+#[derive(Debug, Default)]
+struct Pairing {
+    /// Expectations the reply side has not taken yet.
+    queue: Queue,
+    /// Replies are no longer paired with commands (either side decided): nothing is queued
+    /// any more, or the queue would grow with every command for the rest of the connection.
+    stopped: bool,
+}
+
+impl Pairing {
+    fn stop(&mut self) {
+        self.stopped = true;
+        self.queue = Queue::default();
+    }
+}
+
+/// Queues a batch of expectations; false once pairing has stopped (then or before).
+fn queue_batch(pairing: &Mutex<Pairing>, batch: &mut Vec<Expect>) -> bool {
+    let mut p = pairing.lock().unwrap_or_else(|p| p.into_inner());
+    if p.stopped {
+        batch.clear();
+        return false;
+    }
+    batch.drain(..).for_each(|e| p.queue.push(e));
+    if p.queue.bytes > MAX_QUEUED_BYTES {
+        warn!(
+            max_bytes = MAX_QUEUED_BYTES,
+            "the client sent more commands than retunnel follows before their replies came; from now on only MOVED/ASK redirects are rewritten on this connection"
+        );
+        p.stop();
+        return false;
+    }
+    true
 }
 
 /// The client's session state that decides which commands get a reply, and what kind.
@@ -203,9 +256,19 @@ impl Session {
         if reply_mode(s).is_some() || others.clone().any(|c| is(name, c)) {
             self.multi_unpaired = true;
         }
-        if let Some(queued) = &mut self.multi {
-            queued.push(topology_command(s));
+        let Some(queued) = &mut self.multi else {
+            return Expect::Plain;
+        };
+        if queued.len() >= MAX_MULTI {
+            if !std::mem::replace(&mut self.multi_unpaired, true) {
+                warn!(
+                    max_commands = MAX_MULTI,
+                    "a transaction queued more commands than retunnel follows; from now on only MOVED/ASK redirects are rewritten on this connection"
+                );
+            }
+            return Expect::Untrack;
         }
+        queued.push(topology_command(s));
         Expect::Plain
     }
 }
@@ -242,7 +305,7 @@ where
 {
     let (client_r, client_w) = tokio::io::split(client);
     let (up_r, up_w) = tokio::io::split(upstream);
-    let queue = Mutex::new(Queue::default());
+    let pairing = Mutex::new(Pairing::default());
     let map = |host: &str, port: u16| cluster.local_port(host, port);
     let addrs = Addresses {
         local_ip: local_ip.to_string(),
@@ -251,8 +314,8 @@ where
     };
     let both = async {
         tokio::try_join!(
-            commands(client_r, up_w, &queue, &counters),
-            replies(up_r, client_w, &queue, &addrs, &counters)
+            commands(client_r, up_w, &pairing, &counters),
+            replies(up_r, client_w, &pairing, &addrs, &counters)
         )
         .map(|_| ())
     };
@@ -260,7 +323,7 @@ where
 }
 
 /// Client → server: forwards every byte, queueing what each command's reply will be.
-async fn commands<R, W>(mut from: R, mut to: W, queue: &Mutex<Queue>, counters: &Counters) -> io::Result<()>
+async fn commands<R, W>(mut from: R, mut to: W, pairing: &Mutex<Pairing>, counters: &Counters) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -278,8 +341,7 @@ where
         counters.up.fetch_add(n as u64, Ordering::Relaxed);
         if following {
             following = scan_commands(&buf[..n], &mut scanner, &mut session, &mut batch);
-            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-            batch.drain(..).for_each(|e| q.push(e));
+            following &= queue_batch(pairing, &mut batch);
         }
         // Queued before it is sent: the reply cannot arrive before its expectation.
         to.write_all(&buf[..n]).await?;
@@ -324,7 +386,7 @@ struct Replies<'a> {
     scanner: Scanner,
     /// Expectations taken from the shared queue, consumed in order.
     local: Queue,
-    queue: &'a Mutex<Queue>,
+    pairing: &'a Mutex<Pairing>,
     /// Replies are still paired with commands.
     tracking: bool,
     hold: Hold,
@@ -332,15 +394,38 @@ struct Replies<'a> {
     addrs: &'a Addresses<'a>,
 }
 
-impl Replies<'_> {
+impl<'a> Replies<'a> {
+    fn new(pairing: &'a Mutex<Pairing>, addrs: &'a Addresses<'a>) -> Replies<'a> {
+        Replies {
+            scanner: Scanner::new(Side::Server),
+            local: Queue::default(),
+            pairing,
+            tracking: true,
+            hold: Hold::No,
+            held: Vec::new(),
+            addrs,
+        }
+    }
+
     fn next_expect(&mut self) -> Option<Expect> {
         if let Some(e) = self.local.pop() {
             return Some(e);
         }
-        let mut shared = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::swap(&mut self.local, &mut shared);
+        let mut shared = self.pairing.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.stopped {
+            self.tracking = false; // the command side stopped, and said why
+            return None;
+        }
+        std::mem::swap(&mut self.local, &mut shared.queue);
         drop(shared);
         self.local.pop()
+    }
+
+    /// Replies can no longer be paired: stop, and have the command side stop queueing.
+    fn untrack(&mut self) {
+        self.tracking = false;
+        self.local = Queue::default();
+        self.pairing.lock().unwrap_or_else(|p| p.into_inner()).stop();
     }
 
     /// Decides, at the first byte of a top-level frame, whether to hold it.
@@ -358,23 +443,23 @@ impl Replies<'_> {
                 warn!(
                     "a reply came with no command waiting for it; from now on only MOVED/ASK redirects are rewritten on this connection"
                 );
-                self.tracking = false;
+                self.untrack();
             }
             Some(Expect::Hello) if first == b'-' => {
                 warn!(
                     "the server refused HELLO; from now on only MOVED/ASK redirects are rewritten on this connection"
                 );
-                self.tracking = false;
+                self.untrack();
             }
             Some(Expect::Pushes) => {
                 warn!(
                     "an error came after a RESP3 pub/sub command and may answer either it or the next command; from now on only MOVED/ASK redirects are rewritten on this connection"
                 );
-                self.tracking = false;
+                self.untrack();
             }
             Some(Expect::Untrack) => {
                 debug!("subscribe or monitor mode: only MOVED/ASK redirects are rewritten from here on");
-                self.tracking = false;
+                self.untrack();
             }
             _ => {}
         }
@@ -404,7 +489,7 @@ impl Replies<'_> {
 async fn replies<R, W>(
     mut from: R,
     mut to: W,
-    queue: &Mutex<Queue>,
+    pairing: &Mutex<Pairing>,
     addrs: &Addresses<'_>,
     counters: &Counters,
 ) -> io::Result<()>
@@ -413,15 +498,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; DOWN_BUF_SIZE];
-    let mut st = Replies {
-        scanner: Scanner::new(Side::Server),
-        local: Queue::default(),
-        queue,
-        tracking: true,
-        hold: Hold::No,
-        held: Vec::new(),
-        addrs,
-    };
+    let mut st = Replies::new(pairing, addrs);
     loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
@@ -482,8 +559,8 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let queue = Mutex::new(Queue::default());
-            expects.into_iter().for_each(|e| queue.lock().unwrap().push(e));
+            let pairing = Mutex::new(Pairing::default());
+            expects.into_iter().for_each(|e| pairing.lock().unwrap().queue.push(e));
             let (mut srv, relay_in) = duplex(step.max(1));
             let (relay_out, mut cli) = duplex(1 << 20);
             let addrs = Addresses {
@@ -503,7 +580,11 @@ mod tests {
                 cli.read_to_end(&mut out).await.unwrap();
                 out
             };
-            let (_, r, out) = tokio::join!(writer, replies(relay_in, relay_out, &queue, &addrs, &counters), reader);
+            let (_, r, out) = tokio::join!(
+                writer,
+                replies(relay_in, relay_out, &pairing, &addrs, &counters),
+                reader
+            );
             r.unwrap();
             out
         })
@@ -649,6 +730,66 @@ mod tests {
         );
     }
 
+    fn no_nodes() -> Addresses<'static> {
+        Addresses {
+            local_ip: "127.0.0.1".into(),
+            base_host: "base",
+            map: &|_, _| None,
+        }
+    }
+
+    #[test]
+    fn once_pairing_stops_nothing_more_is_queued() {
+        let pairing = Mutex::new(Pairing::default());
+        let addrs = no_nodes();
+        let mut replies = Replies::new(&pairing, &addrs);
+        let mut batch = expectations(b"MONITOR\r\nCLUSTER NODES\r\n");
+        assert!(queue_batch(&pairing, &mut batch));
+        replies.frame_starts(b'+'); // MONITOR's +OK: what follows is the server's log
+        assert!(!replies.tracking);
+        let mut batch = vec![Expect::Topo(Topo::Nodes); 1000];
+        assert!(!queue_batch(&pairing, &mut batch), "the command side is told to stop");
+        let p = pairing.lock().unwrap();
+        assert!(p.stopped && p.queue.runs.is_empty() && batch.is_empty());
+    }
+
+    #[test]
+    fn a_client_that_never_reads_replies_queues_a_bounded_amount() {
+        let pairing = Mutex::new(Pairing::default());
+        let mut sent = 0;
+        loop {
+            let mut batch = vec![
+                Expect::Topo(Topo::Slots),
+                Expect::Plain,
+                Expect::Exec(vec![None; 100].into()),
+            ];
+            sent += 1;
+            if !queue_batch(&pairing, &mut batch) {
+                break;
+            }
+            assert!(pairing.lock().unwrap().queue.bytes <= MAX_QUEUED_BYTES);
+            assert!(sent < 1_000_000, "never stopped");
+        }
+        assert!(pairing.lock().unwrap().queue.runs.is_empty());
+        // The reply side stops too, quietly: the command side said why.
+        let addrs = no_nodes();
+        let mut replies = Replies::new(&pairing, &addrs);
+        replies.frame_starts(b'*');
+        assert!(!replies.tracking && matches!(replies.hold, Hold::No));
+        // A transaction is followed up to MAX_MULTI commands; past that, pairing stops.
+        let mut commands = b"MULTI\r\n".to_vec();
+        commands.extend(b"CLUSTER NODES\r\n".repeat(MAX_MULTI + 2));
+        commands.extend(b"EXEC\r\n");
+        let e = expectations(&commands);
+        assert_eq!(e.len(), MAX_MULTI + 4);
+        assert!(e[..=MAX_MULTI].iter().all(|e| *e == Expect::Plain));
+        assert!(
+            e[MAX_MULTI + 1..].iter().all(|e| *e == Expect::Untrack),
+            "{:?}",
+            &e[MAX_MULTI..]
+        );
+    }
+
     #[test]
     fn queue_counts_runs() {
         let mut q = Queue::default();
@@ -656,7 +797,7 @@ mod tests {
             q.push(Expect::Plain);
         }
         q.push(Expect::Topo(Topo::Nodes));
-        assert_eq!(q.0.len(), 2);
+        assert_eq!(q.runs.len(), 2);
         assert_eq!(q.pop(), Some(Expect::Plain));
         assert_eq!(q.pop(), Some(Expect::Plain));
         assert_eq!(q.pop(), Some(Expect::Plain));
