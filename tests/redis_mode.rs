@@ -131,3 +131,29 @@ fn client_reply_and_reset_never_get_user_data_rewritten() {
         );
     }
 }
+
+/// A `/proc/PID/status` field in kB.
+fn status_kb(pid: i32, field: &str) -> u64 {
+    let status = proc_status(pid);
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// An EXEC whose transaction asked for the topology is held for rewriting, however big the
+/// other replies in it are; holding must stay cheap.
+#[test]
+fn a_huge_exec_reply_is_not_held_whole() {
+    let (port, up) = (free_port(), TlsUpstream::start(&[]));
+    let rt = Retunnel::start(&up.section("redis", port, "protocol = redis\n"), 1);
+    assert_eq!(redis_cli(port, &["ping"]), "PONG");
+    let before = status_kb(rt.pid(), "VmRSS:");
+    let script = "local t={} for i=1,2000000 do t[i]=1 end return t";
+    let eval = format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{script}\r\n$1\r\n0\r\n", script.len());
+    let mut s = connect(port);
+    s.write_all(format!("MULTI\r\nCLUSTER SLOTS\r\n{eval}EXEC\r\nPING\r\n").as_bytes())
+        .unwrap();
+    let got = read_until(&mut s, b"+PONG\r\n");
+    assert!(got.len() > 8_000_000, "{}", got.len());
+    let grown_mb = status_kb(rt.pid(), "VmHWM:").saturating_sub(before) / 1024;
+    assert!(grown_mb < 32, "an 8 MB EXEC reply grew retunnel by {grown_mb} MB");
+}

@@ -27,8 +27,12 @@ use crate::relay::{Counters, End};
 const BUF_SIZE: usize = 16 * 1024;
 /// Server → client read buffer, as the plain relay's: several TLS records per read.
 const DOWN_BUF_SIZE: usize = 64 * 1024;
-/// Largest reply held for rewriting; a bigger one passes unchanged with a warning.
-pub const MAX_HELD: usize = 64 * 1024 * 1024;
+/// Largest topology or `EXEC` reply held for rewriting; a bigger one passes unchanged with a
+/// warning. `CLUSTER SLOTS|SHARDS|NODES` of a 500-node cluster take well under 1 MiB.
+pub const MAX_HELD: usize = 4 * 1024 * 1024;
+/// Longest error held to see whether it is a redirect (`-MOVED 16383 <host>:<port>`, a host
+/// name being at most 255 bytes); a longer one passes unchanged.
+pub const MAX_ERROR_HELD: usize = 4 * 1024;
 /// Most memory the expectations not yet answered may take (a client that pipelines without
 /// reading its replies queues them without end); past it the connection stops pairing.
 const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
@@ -381,6 +385,16 @@ enum Hold {
     Reply(Expect),
 }
 
+impl Hold {
+    /// The most bytes held for this; past it the frame passes unchanged.
+    fn limit(&self) -> usize {
+        match self {
+            Hold::Redirect => MAX_ERROR_HELD,
+            _ => MAX_HELD,
+        }
+    }
+}
+
 /// Server → client state.
 struct Replies<'a> {
     scanner: Scanner,
@@ -524,8 +538,10 @@ where
             if !matches!(st.hold, Hold::No) {
                 st.held.extend_from_slice(&data[i..i + used]);
                 from_i = i + used;
-                if st.held.len() > MAX_HELD {
-                    warn!(max_bytes = MAX_HELD, "reply too large to rewrite; passing it unchanged");
+                if st.held.len() > st.hold.limit() {
+                    if matches!(st.hold, Hold::Reply(_)) {
+                        warn!(max_bytes = MAX_HELD, "reply too large to rewrite; passing it unchanged");
+                    }
                     to.write_all(&std::mem::take(&mut st.held)).await?;
                     st.hold = Hold::No;
                 }

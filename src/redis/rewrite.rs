@@ -4,7 +4,7 @@
 //! is written back. Anything of an unexpected shape is left exactly as it was: this module
 //! never invents or drops a reply, it only changes addresses.
 
-use super::resp::MAX_DEPTH;
+use super::resp::{MAX_DEPTH, Scanner, Side};
 
 /// Which topology command a reply answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,21 +189,34 @@ pub fn topology(frame: &[u8], topo: Topo, a: &Addresses) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The reply to `EXEC`, whose elements answer the queued commands in order.
+/// The reply to `EXEC`, whose elements answer the queued commands in order. Only the
+/// elements that answer topology commands are parsed; the others (a script's table of
+/// millions of values) are found by the scanner and copied as bytes.
 pub fn exec(frame: &[u8], queued: &[Option<Topo>], a: &Addresses) -> Option<Vec<u8>> {
-    let mut v = parse_frame(frame)?;
-    let items = v.items_mut()?;
-    if items.len() != queued.len() {
-        return None;
-    }
-    for (item, topo) in items.iter_mut().zip(queued) {
-        if let Some(t) = topo {
-            let _ = rewrite_value(item, *t, a);
-        }
+    let header = frame.windows(2).position(|w| w == b"\r\n")? + 2;
+    if frame[..header] != *format!("*{}\r\n", queued.len()).as_bytes() {
+        return None; // an error, a null, or not one element per queued command
     }
     let mut out = Vec::with_capacity(frame.len() + 64);
-    write(&v, &mut out);
-    Some(out)
+    out.extend_from_slice(&frame[..header]);
+    let mut pos = header;
+    for topo in queued {
+        let element = &frame[pos..pos + frame_len(&frame[pos..])?];
+        match topo.and_then(|t| topology(element, t, a)) {
+            Some(new) => out.extend_from_slice(&new),
+            None => out.extend_from_slice(element),
+        }
+        pos += element.len();
+    }
+    (pos == frame.len()).then_some(out)
+}
+
+/// The length of the whole frame `data` starts with.
+fn frame_len(data: &[u8]) -> Option<usize> {
+    match Scanner::new(Side::Server).feed(data) {
+        Ok((used, true)) => Some(used),
+        _ => None,
+    }
 }
 
 fn rewrite_value(v: &mut Value, topo: Topo, a: &Addresses) -> Option<()> {
@@ -473,6 +486,24 @@ mod tests {
             write(&v, &mut out);
             proptest::prop_assert_eq!(out, frame);
         }
+    }
+
+    #[test]
+    fn exec_rewrites_topology_elements_and_copies_the_rest() {
+        with_addresses(|a| {
+            let slots = b"*1\r\n*3\r\n:0\r\n:5460\r\n*2\r\n$8\r\n10.0.0.1\r\n:6379\r\n";
+            let want = b"*1\r\n*3\r\n:0\r\n:5460\r\n*2\r\n$9\r\n127.0.0.1\r\n:17001\r\n";
+            // Not written back from a tree: as it came, e.g. `$08` for a length stays as it is.
+            let other = b"*3\r\n$08\r\n10.0.0.1\r\n%1\r\n+a\r\n:1\r\n|1\r\n+k\r\n+v\r\n:2\r\n";
+            let frame = [&b"*3\r\n"[..], other, slots, b"-ERR x\r\n"].concat();
+            let queued = [None, Some(Topo::Slots), Some(Topo::Nodes)];
+            let out = exec(&frame, &queued, a).unwrap();
+            assert_eq!(out, [&b"*3\r\n"[..], other, want, b"-ERR x\r\n"].concat());
+            assert_eq!(exec(&frame, &queued[..2], a), None, "one element per queued command");
+            assert_eq!(exec(&frame[..frame.len() - 1], &queued, a), None, "truncated");
+            assert_eq!(exec(b"-EXECABORT x\r\n", &queued, a), None);
+            assert_eq!(exec(b"*-1\r\n", &queued, a), None);
+        });
     }
 
     #[test]
