@@ -1,7 +1,9 @@
 //! The cluster nodes of one `protocol = redis` section: for every node a reply names
 //! (`host:port`), one local listener, opened on first sight and kept as long as the section
 //! runs, that tunnels to that node with the section's TLS settings. Node listeners are
-//! Redis-aware too, since any node may answer with a redirect or a topology reply.
+//! Redis-aware too, since any node may answer with a redirect or a topology reply. A client
+//! can make a reply name any node, so a section opens at most one listener per `clusterPorts`
+//! port, else [`DEFAULT_MAX_NODES`].
 //!
 //! TLS towards a node verifies the node's host name; a node known only by IP is verified
 //! against the section's `checkHost` (or `sni`), else its `connect` host name: managed

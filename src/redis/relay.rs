@@ -5,8 +5,9 @@
 //! what its reply will be ([`Expect`]); server → client, another finds each reply's bounds
 //! and takes the next expectation. `MULTI`/`EXEC`, `CLIENT REPLY OFF|SKIP|ON`, `RESET` and
 //! RESP3 push frames keep the pairing exact. Once replies can no longer be paired (after
-//! `SUBSCRIBE`, `MONITOR`, or commands that are not RESP), only `-MOVED`/`-ASK` are rewritten:
-//! they are recognised by their content alone, so that never needs the pairing.
+//! `SUBSCRIBE`, `MONITOR`, commands that are not RESP, or when the commands awaiting replies
+//! would take over 4 MiB to follow), both directions stop pairing and only `-MOVED`/`-ASK` are
+//! rewritten: they are recognised by their content alone, so that never needs the pairing.
 
 use std::collections::VecDeque;
 use std::io;
