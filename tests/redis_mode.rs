@@ -59,12 +59,12 @@ fn garbage_from_the_server_closes_that_connection_only() {
     );
 }
 
-/// `n` pipelined `EVAL`s whose error replies read as redirects to 127.0.0.1:`first + i`,
-/// then a PING; returns the replies, one per line.
-fn fake_redirects(port: u16, first: u16, n: u16) -> Vec<String> {
+/// `n` pipelined `EVAL`s whose error replies read as redirects to `host`:`first + i`, then a
+/// PING; returns the replies, one per line.
+fn fake_redirects(port: u16, host: &str, first: u16, n: u16) -> Vec<String> {
     let mut commands = String::new();
     for i in 0..n {
-        let text = format!("return redis.error_reply('MOVED 1 127.0.0.1:{}')", first + i);
+        let text = format!("return redis.error_reply('MOVED 1 {host}:{}')", first + i);
         commands += &format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{text}\r\n$1\r\n0\r\n", text.len());
     }
     commands += "PING\r\n";
@@ -82,7 +82,7 @@ fn fake_redirects(port: u16, first: u16, n: u16) -> Vec<String> {
 fn redirects_a_client_makes_up_open_a_bounded_number_of_listeners() {
     let (port, up) = (free_port(), TlsUpstream::start(&[]));
     let rt = Retunnel::start(&up.section("redis", port, "protocol = redis\n"), 1);
-    let replies = fake_redirects(port, 20000, 300);
+    let replies = fake_redirects(port, "127.0.0.1", 20000, 300);
     assert_eq!(replies.len(), 300);
     let untouched: Vec<_> = (0..300)
         .filter(|&i| replies[i] == format!("-MOVED 1 127.0.0.1:{}", 20000 + i))
@@ -156,4 +156,32 @@ fn a_huge_exec_reply_is_not_held_whole() {
     assert!(got.len() > 8_000_000, "{}", got.len());
     let grown_mb = status_kb(rt.pid(), "VmHWM:").saturating_sub(before) / 1024;
     assert!(grown_mb < 32, "an 8 MB EXEC reply grew retunnel by {grown_mb} MB");
+}
+
+/// Nothing a client can repeat logs a warning per reply: a made-up address is no node, and
+/// once `clusterPorts` has no free port left that is said once.
+#[test]
+fn made_up_and_unplaceable_nodes_warn_once_not_per_reply() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = taken.local_addr().unwrap().port();
+    let (port, up) = (free_port(), TlsUpstream::start(&[]));
+    let rt = Retunnel::start(
+        &up.section("redis", port, &format!("protocol = redis\nclusterPorts = {p}-{p}\n")),
+        1,
+    );
+    assert_eq!(fake_redirects(port, "a:b", 22, 5).len(), 5);
+    assert_eq!(fake_redirects(port, "127.0.0.1", 1000, 5).len(), 5);
+    let log = rt.log.wait_for("logged once");
+    assert!(!log.contains("a:b"), "{log}");
+    assert_eq!(
+        lines_with(&log, &["no free port left in clusterPorts"]).len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        lines_with(&log, &[&format!("widen clusterPorts = {p}-{p}"), "logged once"]).len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(lines_with(&log, &["WARN"]).len(), 2, "{log}");
 }

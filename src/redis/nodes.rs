@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::config::{Host, ServiceConfig};
+use crate::config::{Host, ServiceConfig, Target};
 use crate::service::{self, Shared};
 use crate::tls::{TlsClient, TlsServer};
 use crate::upstream::{ConnectTo, Upstreams};
@@ -89,9 +89,20 @@ impl Cluster {
         if let Some(known) = self.known(&mut self.lock(), &key) {
             return known;
         }
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        let Ok(target) = crate::config::parse_target(&format!("{bracketed}:{port}")) else {
+            // No node has such an address: a client made it up (a script's error text), and a
+            // warning per reply would let it fill the log.
+            debug!(node = %format!("{host}:{port}"), "a reply names a node by an address that is none; passing it unchanged");
+            return None;
+        };
         // TLS is set up without the lock (reading CA files takes milliseconds, and every reply
         // naming a node waits for it); the listener is opened under it, after looking again.
-        let opened = self.node_service(host, port).and_then(|service| {
+        let opened = self.node_service(target).and_then(|service| {
             let mut nodes = self.lock();
             if let Some(known) = self.known(&mut nodes, &key) {
                 return Ok(known);
@@ -117,7 +128,11 @@ impl Cluster {
             return Some(Some(local));
         }
         let max = self.max_nodes();
-        if nodes.by_node.len() < max {
+        // Ports of the range other programs hold count against it too: once the search for a
+        // free one reached its end, every new node would fail (and warn) again.
+        let range = self.section.redis.as_ref().and_then(|r| r.cluster_ports);
+        let exhausted = range.is_some_and(|(first, last)| !(first..=last).contains(&nodes.next_port));
+        if nodes.by_node.len() < max && !exhausted {
             return None;
         }
         if !std::mem::replace(&mut nodes.capped, true) {
@@ -144,13 +159,7 @@ impl Cluster {
 
     /// Everything a node listener needs but its socket: its config and TLS, loaded (once per
     /// section and verified name) without holding the lock.
-    fn node_service(self: &Arc<Self>, host: &str, port: u16) -> Result<Shared, String> {
-        let bracketed = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_string()
-        };
-        let target = crate::config::parse_target(&format!("{bracketed}:{port}"))?;
+    fn node_service(self: &Arc<Self>, target: Target) -> Result<Shared, String> {
         let settings = self.node_tls(&target.host);
         let cached = self.lock().tls.get(&settings.check_host).cloned();
         let tls = match cached {
@@ -254,6 +263,13 @@ mod tests {
     use super::*;
     use crate::config::{Config, RedisSettings};
 
+    /// A `protocol = redis` section on 127.0.0.1 (not started).
+    fn redis_section() -> ServiceConfig {
+        let text = "[c]\naccept = 127.0.0.1:7000\nconnect = db.example.com:6379\nprotocol = redis\n";
+        let (mut config, _) = Config::parse(text, std::path::Path::new("t.conf")).unwrap();
+        config.services.remove(0)
+    }
+
     /// Opens a FIFO for writing as soon as a reader has it open (until then: ENXIO).
     fn wait_for_reader(path: &std::ffi::CStr) -> std::fs::File {
         use std::os::fd::FromRawFd;
@@ -280,9 +296,7 @@ mod tests {
         let fifo = dir.path().join("ca.pem");
         let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
-        let text = "[c]\naccept = 127.0.0.1:7000\nconnect = db.example.com:6379\nprotocol = redis\n";
-        let (mut config, _) = Config::parse(text, std::path::Path::new("t.conf")).unwrap();
-        let mut section = config.services.remove(0);
+        let mut section = redis_section();
         section.tls.ca_file = Some(fifo.clone());
         let cluster = Cluster::for_section(&section, &ConnectTo::default()).unwrap();
         cluster.attach(&TaskTracker::new(), &CancellationToken::new());
@@ -320,9 +334,7 @@ mod tests {
     fn a_full_port_range_says_how_to_fix_it() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
-        let text = "[c]\naccept = 127.0.0.1:7000\nconnect = db.example.com:6379\nprotocol = redis\n";
-        let (mut config, _) = Config::parse(text, std::path::Path::new("t.conf")).unwrap();
-        let mut section = config.services.remove(0);
+        let mut section = redis_section();
         section.redis = Some(RedisSettings {
             cluster_ports: Some((port, port)),
         });
