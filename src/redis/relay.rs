@@ -196,7 +196,7 @@ impl Session {
         if s.words() == 0 {
             return None; // an empty inline line or `*0`: Redis skips it without a reply
         }
-        if is(s.word(0), "reset") {
+        if is(s.word(0), "reset") && s.args() == 1 {
             *self = Session::default();
             return (!skipped).then_some(Expect::Plain);
         }
@@ -708,7 +708,7 @@ mod tests {
     #[test]
     fn client_reply_and_reset_pair_as_redis_answers() {
         let plain = |n: usize| vec![Expect::Plain; n];
-        let cases: [(&[u8], Vec<Expect>); 12] = [
+        let cases: [(&[u8], Vec<Expect>); 14] = [
             (b"CLIENT REPLY bogus\r\nGET k\r\n", plain(2)), // -ERR syntax error, $-1
             (b"CLIENT REPLY\r\nGET k\r\n", plain(2)),       // -ERR wrong number of arguments
             (b"CLIENT REPLY ON x\r\nCLIENT REPLY OFF x\r\nGET k\r\n", plain(3)),
@@ -719,6 +719,8 @@ mod tests {
             (b"CLIENT REPLY OFF\r\nRESET\r\nGET k\r\n", plain(2)), // +RESET, $-1
             (b"CLIENT REPLY SKIP\r\nRESET\r\nGET k\r\n", plain(1)), // RESET skipped
             (b"MULTI\r\nRESET\r\nGET k\r\n", plain(3)),            // +OK +RESET $-1
+            (b"CLIENT REPLY OFF\r\nRESET x\r\nGET k\r\nCLIENT REPLY ON\r\n", plain(1)), // no reset
+            (b"RESET x\r\nGET k\r\n", plain(2)),                   // -ERR wrong number of arguments, $-1
             (b"CLIENT REPLY SKIP\r\nCLIENT REPLY ON\r\nGET k\r\n", plain(2)), // +OK $-1
             (
                 b"CLIENT REPLY SKIP\r\nCLIENT REPLY OFF\r\nGET k\r\nCLIENT REPLY ON\r\n",
