@@ -238,20 +238,26 @@ impl Session {
             self.resp3 = is(s.word(1), "3");
             return Expect::Hello;
         }
-        if is(name, "multi") {
+        if is(name, "multi") && s.args() == 1 {
             self.multi = Some(Vec::new());
         }
         topology_command(s).map_or(Expect::Plain, Expect::Topo)
     }
 
     /// A command inside `MULTI`: queued (`+QUEUED`), or `EXEC`/`DISCARD` ending it.
+    /// As Redis 7.0 does: `EXEC` with arguments ends the transaction with an error;
+    /// `DISCARD` with arguments is an error that leaves it open.
     fn queued(&mut self, s: &Scanner) -> Expect {
         let name = s.word(0);
+        let one_word = s.args() == 1;
+        if is(name, "discard") && !one_word {
+            return Expect::Plain;
+        }
         if is(name, "exec") || is(name, "discard") {
             let queued = self.multi.take().unwrap_or_default();
             let unpaired = std::mem::take(&mut self.multi_unpaired);
             return match () {
-                _ if !is(name, "exec") => Expect::Plain,
+                _ if !is(name, "exec") || !one_word => Expect::Plain,
                 _ if unpaired => Expect::Untrack,
                 _ if queued.iter().any(Option::is_some) => Expect::Exec(queued.into()),
                 _ => Expect::Plain,
@@ -739,6 +745,24 @@ mod tests {
         // Inside MULTI, CLIENT REPLY is queued, and EXEC's reply is then cut short by it.
         let e = expectations(b"MULTI\r\nCLIENT REPLY OFF\r\nCLUSTER NODES\r\nEXEC\r\n");
         assert_eq!(e, [Expect::Plain, Expect::Plain, Expect::Plain, Expect::Untrack]);
+        let e = expectations(b"MULTI x\r\nCLUSTER NODES\r\nEXEC\r\n");
+        assert_eq!(
+            e,
+            [Expect::Plain, Expect::Topo(Topo::Nodes), Expect::Plain],
+            "MULTI x is an error"
+        );
+        let e = expectations(b"MULTI\r\nCLUSTER NODES\r\nEXEC x\r\nCLUSTER NODES\r\n");
+        assert_eq!(
+            e[2..],
+            [Expect::Plain, Expect::Topo(Topo::Nodes)],
+            "EXEC x aborts the transaction"
+        );
+        let e = expectations(b"MULTI\r\nDISCARD x\r\nCLUSTER NODES\r\nEXEC\r\n");
+        assert_eq!(
+            e[3],
+            Expect::Exec(vec![Some(Topo::Nodes)].into()),
+            "DISCARD x leaves it open"
+        );
         let e = expectations(b"MULTI\r\nCLIENT REPLY bogus\r\nCLUSTER NODES\r\nEXEC\r\n");
         assert_eq!(e[3], Expect::Exec(vec![None, Some(Topo::Nodes)].into()));
         let e = expectations(b"CLIENT REPLY OFF\r\nMULTI\r\nCLIENT REPLY ON\r\nEXEC\r\nGET k\r\n");
