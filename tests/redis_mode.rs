@@ -5,6 +5,8 @@
 mod support;
 use support::*;
 
+use std::io::Write;
+
 fn redis_section(accept: u16, connect: &str, ca: &Ca) -> String {
     format!(
         "[redis]\nclient = yes\nprotocol = redis\naccept = 127.0.0.1:{accept}\nconnect = {connect}\nCAfile = {}\n",
@@ -55,4 +57,131 @@ fn garbage_from_the_server_closes_that_connection_only() {
         raw_exchange(port, b"+OK\r\n*1\r\n$4\r\nPING\r\n"),
         b"+OK\r\n*1\r\n$4\r\nPING\r\n"
     );
+}
+
+/// `n` pipelined `EVAL`s whose error replies read as redirects to `host`:`first + i`, then a
+/// PING; returns the replies, one per line.
+fn fake_redirects(port: u16, host: &str, first: u16, n: u16) -> Vec<String> {
+    let mut commands = String::new();
+    for i in 0..n {
+        let text = format!("return redis.error_reply('MOVED 1 {host}:{}')", first + i);
+        commands += &format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{text}\r\n$1\r\n0\r\n", text.len());
+    }
+    commands += "PING\r\n";
+    let mut s = connect(port);
+    s.write_all(commands.as_bytes()).unwrap();
+    let got = read_until(&mut s, b"+PONG\r\n");
+    let text = String::from_utf8(got).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with('-'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn redirects_a_client_makes_up_open_a_bounded_number_of_listeners() {
+    let (port, up) = (free_port(), TlsUpstream::start(&[]));
+    let rt = Retunnel::start(&up.section("redis", port, "protocol = redis\n"), 1);
+    let replies = fake_redirects(port, "127.0.0.1", 20000, 300);
+    assert_eq!(replies.len(), 300);
+    let untouched: Vec<_> = (0..300)
+        .filter(|&i| replies[i] == format!("-MOVED 1 127.0.0.1:{}", 20000 + i))
+        .collect();
+    assert_eq!(
+        untouched,
+        (256..300).collect::<Vec<_>>(),
+        "past the cap, replies pass unchanged"
+    );
+    rt.log.wait_for_n("cluster node listener opened", 256);
+    let log = rt.log.wait_for("logged once");
+    assert_eq!(lines_with(&log, &["cluster node listener opened"]).len(), 256);
+    let warnings = lines_with(
+        &log,
+        &["max_nodes=256", "set clusterPorts to a range of more than 256 ports"],
+    );
+    assert_eq!(warnings.len(), 1, "{log}");
+    // A reply that only looks like a redirect opens nothing.
+    let text = "return redis.error_reply('MOVED 99999 127.0.0.1:1')";
+    let cmd = format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{text}\r\n$1\r\n0\r\n", text.len());
+    assert_eq!(raw_exchange(port, cmd.as_bytes()), b"-MOVED 99999 127.0.0.1:1\r\n");
+}
+
+/// Sequences where a wrong guess at which commands get a reply paired a user's value with
+/// `CLUSTER NODES` and rewrote the address in it (each checked against redis-server 7.0).
+#[test]
+fn client_reply_and_reset_never_get_user_data_rewritten() {
+    let (port, up) = (free_port(), TlsUpstream::start(&[]));
+    let _rt = Retunnel::start(&up.section("redis", port, "protocol = redis\n"), 1);
+    let value = "id 127.0.0.1:1@16379 master - 0 0 1 connected 0-16383";
+    assert_eq!(redis_cli(port, &["set", "k", value]), "OK");
+    for prefix in [
+        "CLIENT REPLY bogus\r\n",
+        "CLIENT REPLY\r\n",
+        "CLIENT REPLY OFF\r\nCLIENT REPLY SKIP\r\nCLIENT REPLY ON\r\n",
+        "CLIENT REPLY OFF\r\nRESET\r\n",
+        "CLIENT REPLY OFF\r\nRESET\r\nCLIENT REPLY OFF\r\nCLIENT REPLY ON\r\n",
+    ] {
+        let mut s = connect(port);
+        s.write_all(format!("{prefix}GET k\r\nCLUSTER NODES\r\nPING\r\n").as_bytes())
+            .unwrap();
+        let got = String::from_utf8(read_until(&mut s, b"+PONG\r\n")).unwrap();
+        assert!(
+            got.contains(&format!("${}\r\n{value}\r\n", value.len())),
+            "{prefix:?}: {got:?}"
+        );
+    }
+}
+
+/// A `/proc/PID/status` field in kB.
+fn status_kb(pid: i32, field: &str) -> u64 {
+    let status = proc_status(pid);
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// An EXEC whose transaction asked for the topology is held for rewriting, however big the
+/// other replies in it are; holding must stay cheap.
+#[test]
+fn a_huge_exec_reply_is_not_held_whole() {
+    let (port, up) = (free_port(), TlsUpstream::start(&[]));
+    let rt = Retunnel::start(&up.section("redis", port, "protocol = redis\n"), 1);
+    assert_eq!(redis_cli(port, &["ping"]), "PONG");
+    let before = status_kb(rt.pid(), "VmRSS:");
+    let script = "local t={} for i=1,2000000 do t[i]=1 end return t";
+    let eval = format!("*3\r\n$4\r\nEVAL\r\n${}\r\n{script}\r\n$1\r\n0\r\n", script.len());
+    let mut s = connect(port);
+    s.write_all(format!("MULTI\r\nCLUSTER SLOTS\r\n{eval}EXEC\r\nPING\r\n").as_bytes())
+        .unwrap();
+    let got = read_until(&mut s, b"+PONG\r\n");
+    assert!(got.len() > 8_000_000, "{}", got.len());
+    let grown_mb = status_kb(rt.pid(), "VmHWM:").saturating_sub(before) / 1024;
+    assert!(grown_mb < 32, "an 8 MB EXEC reply grew retunnel by {grown_mb} MB");
+}
+
+/// Nothing a client can repeat logs a warning per reply: a made-up address is no node, and
+/// once `clusterPorts` has no free port left that is said once.
+#[test]
+fn made_up_and_unplaceable_nodes_warn_once_not_per_reply() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = taken.local_addr().unwrap().port();
+    let (port, up) = (free_port(), TlsUpstream::start(&[]));
+    let rt = Retunnel::start(
+        &up.section("redis", port, &format!("protocol = redis\nclusterPorts = {p}-{p}\n")),
+        1,
+    );
+    assert_eq!(fake_redirects(port, "a:b", 22, 5).len(), 5);
+    assert_eq!(fake_redirects(port, "127.0.0.1", 1000, 5).len(), 5);
+    let log = rt.log.wait_for("logged once");
+    assert!(!log.contains("a:b"), "{log}");
+    assert_eq!(
+        lines_with(&log, &["no free port left in clusterPorts"]).len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        lines_with(&log, &[&format!("widen clusterPorts = {p}-{p}"), "logged once"]).len(),
+        1,
+        "{log}"
+    );
+    assert_eq!(lines_with(&log, &["WARN"]).len(), 2, "{log}");
 }

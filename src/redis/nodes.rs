@@ -1,7 +1,9 @@
 //! The cluster nodes of one `protocol = redis` section: for every node a reply names
 //! (`host:port`), one local listener, opened on first sight and kept as long as the section
 //! runs, that tunnels to that node with the section's TLS settings. Node listeners are
-//! Redis-aware too, since any node may answer with a redirect or a topology reply.
+//! Redis-aware too, since any node may answer with a redirect or a topology reply. A client
+//! can make a reply name any node, so a section opens at most one listener per `clusterPorts`
+//! port, else [`DEFAULT_MAX_NODES`].
 //!
 //! TLS towards a node verifies the node's host name; a node known only by IP is verified
 //! against the section's `checkHost` (or `sni`), else its `connect` host name: managed
@@ -13,13 +15,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::config::{Host, ServiceConfig};
+use crate::config::{Host, ServiceConfig, Target};
 use crate::service::{self, Shared};
 use crate::tls::{TlsClient, TlsServer};
 use crate::upstream::{ConnectTo, Upstreams};
 use tokio::sync::Semaphore;
+
+/// Node listeners a section opens at most without `clusterPorts` (whose range size is the cap
+/// otherwise). Replies name nodes by content, and a client can make Redis send any error text
+/// (`EVAL "return redis.error_reply('MOVED 1 h:p')" 0`), so the count must be bounded:
+/// ElastiCache and MemoryDB clusters have at most 500 nodes, so big ones set a range.
+pub const DEFAULT_MAX_NODES: usize = 256;
 
 /// The node listeners of one section.
 #[derive(Debug)]
@@ -46,6 +54,8 @@ struct Listeners {
     tls: HashMap<Option<String>, TlsClient>,
     /// Server mode (`client = no`): the acceptor node listeners share, loaded on first use.
     acceptor: Option<TlsServer>,
+    /// The cap on node listeners was reached and said so (once: replies keep coming).
+    capped: bool,
 }
 
 impl Cluster {
@@ -61,6 +71,7 @@ impl Cluster {
                 next_port: first,
                 tls: HashMap::new(),
                 acceptor: None,
+                capped: false,
             }),
             runtime: OnceLock::new(),
         }))
@@ -75,72 +86,131 @@ impl Cluster {
     /// warning) if no listener could be opened; the reply then keeps the node's own address.
     pub fn local_port(self: &Arc<Self>, host: &str, port: u16) -> Option<u16> {
         let key = (host.to_ascii_lowercase(), port);
-        let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(&local) = nodes.by_node.get(&key) {
-            return Some(local);
+        if let Some(known) = self.known(&mut self.lock(), &key) {
+            return known;
         }
-        match self.open(host, port, &mut nodes) {
-            Ok(local) => {
-                nodes.by_node.insert(key, local);
-                Some(local)
-            }
-            Err(why) => {
-                warn!(node = %format!("{host}:{port}"), error = %why, "cannot open a listener for a cluster node; the client gets its real address");
-                None
-            }
-        }
-    }
-
-    fn open(self: &Arc<Self>, host: &str, port: u16, nodes: &mut Listeners) -> Result<u16, String> {
-        let (tracker, shutdown) = self.runtime.get().ok_or("the section is not running")?;
         let bracketed = if host.contains(':') {
             format!("[{host}]")
         } else {
             host.to_string()
         };
-        let target = crate::config::parse_target(&format!("{bracketed}:{port}"))?;
+        let Ok(target) = crate::config::parse_target(&format!("{bracketed}:{port}")) else {
+            // No node has such an address: a client made it up (a script's error text), and a
+            // warning per reply would let it fill the log.
+            debug!(node = %format!("{host}:{port}"), "a reply names a node by an address that is none; passing it unchanged");
+            return None;
+        };
+        // TLS is set up without the lock (reading CA files takes milliseconds, and every reply
+        // naming a node waits for it); the listener is opened under it, after looking again.
+        let opened = self.node_service(target).and_then(|service| {
+            let mut nodes = self.lock();
+            if let Some(known) = self.known(&mut nodes, &key) {
+                return Ok(known);
+            }
+            let local = self.open(service, &mut nodes)?;
+            nodes.by_node.insert(key, local);
+            Ok(Some(local))
+        });
+        opened.unwrap_or_else(|why| {
+            warn!(node = %format!("{host}:{port}"), error = %why, "cannot open a listener for a cluster node; the client gets its real address");
+            None
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Listeners> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Some(port)` for a node with a listener, `Some(None)` when no more may be opened, `None`
+    /// when one may be opened for it.
+    fn known(&self, nodes: &mut Listeners, key: &(String, u16)) -> Option<Option<u16>> {
+        if let Some(&local) = nodes.by_node.get(key) {
+            return Some(Some(local));
+        }
+        let max = self.max_nodes();
+        // Ports of the range other programs hold count against it too: once the search for a
+        // free one reached its end, every new node would fail (and warn) again.
+        let range = self.section.redis.as_ref().and_then(|r| r.cluster_ports);
+        let exhausted = range.is_some_and(|(first, last)| !(first..=last).contains(&nodes.next_port));
+        if nodes.by_node.len() < max && !exhausted {
+            return None;
+        }
+        if !std::mem::replace(&mut nodes.capped, true) {
+            let fix = match self.section.redis.as_ref().and_then(|r| r.cluster_ports) {
+                Some((a, b)) => format!("widen clusterPorts = {a}-{b}"),
+                None => format!("set clusterPorts to a range of more than {max} ports"),
+            };
+            warn!(
+                max_nodes = max,
+                "this section has opened as many cluster node listeners as it may; replies naming further nodes pass unchanged (logged once); if the cluster has more nodes, {fix}"
+            );
+        }
+        Some(None)
+    }
+
+    /// How many node listeners this section may open: one per `clusterPorts` port, else
+    /// [`DEFAULT_MAX_NODES`].
+    fn max_nodes(&self) -> usize {
+        match self.section.redis.as_ref().and_then(|r| r.cluster_ports) {
+            Some((first, last)) => usize::from(last - first) + 1,
+            None => DEFAULT_MAX_NODES,
+        }
+    }
+
+    /// Everything a node listener needs but its socket: its config and TLS, loaded (once per
+    /// section and verified name) without holding the lock.
+    fn node_service(self: &Arc<Self>, target: Target) -> Result<Shared, String> {
         let settings = self.node_tls(&target.host);
-        let tls = match nodes.tls.get(&settings.check_host) {
-            Some(tls) => tls.clone(),
+        let cached = self.lock().tls.get(&settings.check_host).cloned();
+        let tls = match cached {
+            Some(tls) => tls,
             None => {
                 let tls = TlsClient::new(&settings).map_err(|e| e.to_string())?;
-                nodes.tls.insert(settings.check_host.clone(), tls.clone());
-                tls
+                let mut nodes = self.lock();
+                nodes.tls.entry(settings.check_host).or_insert(tls).clone()
             }
         };
-        let listener = self.bind(&mut nodes.next_port)?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
         let mut config = self.section.clone();
         config.name = format!("{}/{target}", self.section.name);
         config.connect = vec![target];
-        // A root span: the listener outlives the connection whose reply opened it.
-        let span = info_span!(parent: None, "service", service = %config.name);
-        info!(parent: &span, node = %format!("{host}:{port}"), listen = %local, "cluster node listener opened");
-        let acceptor = self.acceptor(&mut nodes.acceptor)?;
-        let shared = Arc::new(Shared {
+        Ok(Shared {
             upstreams: Upstreams::new(config.connect.clone(), config.failover),
             limit: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
-            acceptor,
+            acceptor: self.acceptor()?,
             config,
             tls,
             connect_to: self.connect_to.clone(),
             redis: Some(self.clone()),
-        });
+        })
+    }
+
+    /// Opens the listener for a node and starts its accept loop (under the lock: binding is
+    /// quick, and the `clusterPorts` search ends at the range's end).
+    fn open(&self, service: Shared, nodes: &mut Listeners) -> Result<u16, String> {
+        let (tracker, shutdown) = self.runtime.get().ok_or("the section is not running")?;
+        let listener = self.bind(&mut nodes.next_port)?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        // A root span: the listener outlives the connection whose reply opened it.
+        let span = info_span!(parent: None, "service", service = %service.config.name);
+        let node = &service.config.connect[0];
+        info!(parent: &span, node = %node, listen = %local, "cluster node listener opened");
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-        let fut = service::accept_loop(listener, shared, tracker.clone(), shutdown.clone());
+        let fut = service::accept_loop(listener, Arc::new(service), tracker.clone(), shutdown.clone());
         tracker.spawn(fut.instrument(span));
         Ok(local.port())
     }
 
-    /// In server mode, the TLS acceptor for clients of node listeners (the section's `cert`).
-    fn acceptor(&self, cached: &mut Option<TlsServer>) -> Result<Option<TlsServer>, String> {
+    /// In server mode, the TLS acceptor for clients of node listeners (the section's `cert`),
+    /// loaded on first use without holding the lock.
+    fn acceptor(&self) -> Result<Option<TlsServer>, String> {
         let Some(pair) = &self.section.accept_tls else {
             return Ok(None);
         };
-        if cached.is_none() {
-            *cached = Some(TlsServer::new(pair, &self.section.tls).map_err(|e| e.to_string())?);
+        if let Some(acceptor) = self.lock().acceptor.clone() {
+            return Ok(Some(acceptor));
         }
-        Ok(cached.clone())
+        let acceptor = TlsServer::new(pair, &self.section.tls).map_err(|e| e.to_string())?;
+        Ok(Some(self.lock().acceptor.get_or_insert(acceptor).clone()))
     }
 
     /// Binds on the section's `accept` address: a free port, or the next free one of `clusterPorts`.
@@ -193,13 +263,78 @@ mod tests {
     use super::*;
     use crate::config::{Config, RedisSettings};
 
+    /// A `protocol = redis` section on 127.0.0.1 (not started).
+    fn redis_section() -> ServiceConfig {
+        let text = "[c]\naccept = 127.0.0.1:7000\nconnect = db.example.com:6379\nprotocol = redis\n";
+        let (mut config, _) = Config::parse(text, std::path::Path::new("t.conf")).unwrap();
+        config.services.remove(0)
+    }
+
+    /// Opens a FIFO for writing as soon as a reader has it open (until then: ENXIO).
+    fn wait_for_reader(path: &std::ffi::CStr) -> std::fs::File {
+        use std::os::fd::FromRawFd;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_NONBLOCK) };
+            if fd >= 0 {
+                return unsafe { std::fs::File::from_raw_fd(fd) };
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nobody opened the FIFO for reading"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Loading a node's TLS settings can block (a CAfile on a slow disk; here a FIFO nobody
+    /// writes yet): replies naming nodes that already have a listener must not wait for it.
+    #[test]
+    fn known_nodes_are_found_while_another_node_loads_its_ca() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("ca.pem");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let mut section = redis_section();
+        section.tls.ca_file = Some(fifo.clone());
+        let cluster = Cluster::for_section(&section, &ConnectTo::default()).unwrap();
+        cluster.attach(&TaskTracker::new(), &CancellationToken::new());
+        cluster
+            .nodes
+            .lock()
+            .unwrap()
+            .by_node
+            .insert(("known.example".into(), 6379), 17001);
+        let loading = std::thread::spawn({
+            let cluster = cluster.clone();
+            move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let _in_runtime = rt.enter();
+                cluster.local_port("10.0.0.1", 6379)
+            }
+        });
+        let writer = wait_for_reader(&c_path);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lookup = std::thread::spawn({
+            let cluster = cluster.clone();
+            move || tx.send(cluster.local_port("KNOWN.example", 6379)).unwrap()
+        });
+        let found = rx.recv_timeout(std::time::Duration::from_secs(5));
+        drop(writer); // the loader reads an empty CA file and goes on
+        loading.join().unwrap();
+        lookup.join().unwrap();
+        assert_eq!(found, Ok(Some(17001)), "a known node waited for another node's CA file");
+    }
+
     #[test]
     fn a_full_port_range_says_how_to_fix_it() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
-        let text = "[c]\naccept = 127.0.0.1:7000\nconnect = db.example.com:6379\nprotocol = redis\n";
-        let (mut config, _) = Config::parse(text, std::path::Path::new("t.conf")).unwrap();
-        let mut section = config.services.remove(0);
+        let mut section = redis_section();
         section.redis = Some(RedisSettings {
             cluster_ports: Some((port, port)),
         });

@@ -5,8 +5,9 @@
 //! what its reply will be ([`Expect`]); server → client, another finds each reply's bounds
 //! and takes the next expectation. `MULTI`/`EXEC`, `CLIENT REPLY OFF|SKIP|ON`, `RESET` and
 //! RESP3 push frames keep the pairing exact. Once replies can no longer be paired (after
-//! `SUBSCRIBE`, `MONITOR`, or commands that are not RESP), only `-MOVED`/`-ASK` are rewritten:
-//! they are recognised by their content alone, so that never needs the pairing.
+//! `SUBSCRIBE`, `MONITOR`, commands that are not RESP, or when the commands awaiting replies
+//! would take over 4 MiB to follow), both directions stop pairing and only `-MOVED`/`-ASK` are
+//! rewritten: they are recognised by their content alone, so that never needs the pairing.
 
 use std::collections::VecDeque;
 use std::io;
@@ -27,8 +28,17 @@ use crate::relay::{Counters, End};
 const BUF_SIZE: usize = 16 * 1024;
 /// Server → client read buffer, as the plain relay's: several TLS records per read.
 const DOWN_BUF_SIZE: usize = 64 * 1024;
-/// Largest reply held for rewriting; a bigger one passes unchanged with a warning.
-pub const MAX_HELD: usize = 64 * 1024 * 1024;
+/// Largest topology or `EXEC` reply held for rewriting; a bigger one passes unchanged with a
+/// warning. `CLUSTER SLOTS|SHARDS|NODES` of a 500-node cluster take well under 1 MiB.
+pub const MAX_HELD: usize = 4 * 1024 * 1024;
+/// Longest error held to see whether it is a redirect (`-MOVED 16383 <host>:<port>`, a host
+/// name being at most 255 bytes); a longer one passes unchanged.
+pub const MAX_ERROR_HELD: usize = 4 * 1024;
+/// Most memory the expectations not yet answered may take (a client that pipelines without
+/// reading its replies queues them without end); past it the connection stops pairing.
+const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
+/// Most commands one `MULTI` is followed through; past it the connection stops pairing.
+const MAX_MULTI: usize = 64 * 1024;
 
 /// What the reply to a command is, as far as rewriting goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,27 +60,75 @@ enum Expect {
 
 /// Expectations, oldest first, with runs of `Plain` counted rather than stored one by one.
 #[derive(Debug, Default)]
-struct Queue(VecDeque<(Expect, u64)>);
+struct Queue {
+    runs: VecDeque<(Expect, u64)>,
+    /// The memory the runs take, about: what [`MAX_QUEUED_BYTES`] is checked against.
+    bytes: usize,
+}
 
 impl Queue {
     fn push(&mut self, e: Expect) {
-        if let Some((Expect::Plain, n)) = self.0.back_mut()
+        if let Some((Expect::Plain, n)) = self.runs.back_mut()
             && e == Expect::Plain
         {
             *n += 1;
             return;
         }
-        self.0.push_back((e, 1));
+        self.bytes += weight(&e);
+        self.runs.push_back((e, 1));
     }
 
     fn pop(&mut self) -> Option<Expect> {
-        let (e, n) = self.0.front_mut()?;
+        let (e, n) = self.runs.front_mut()?;
         *n -= 1;
         if *n > 0 {
             return Some(e.clone());
         }
-        self.0.pop_front().map(|(e, _)| e)
+        let (e, _) = self.runs.pop_front()?;
+        self.bytes -= weight(&e);
+        Some(e)
     }
+}
+
+fn weight(e: &Expect) -> usize {
+    let exec = if let Expect::Exec(queued) = e { queued.len() } else { 0 };
+    std::mem::size_of::<(Expect, u64)>() + exec
+}
+
+/// What both directions of a connection share.
+#[derive(Debug, Default)]
+struct Pairing {
+    /// Expectations the reply side has not taken yet.
+    queue: Queue,
+    /// Replies are no longer paired with commands (either side decided): nothing is queued
+    /// any more, or the queue would grow with every command for the rest of the connection.
+    stopped: bool,
+}
+
+impl Pairing {
+    fn stop(&mut self) {
+        self.stopped = true;
+        self.queue = Queue::default();
+    }
+}
+
+/// Queues a batch of expectations; false once pairing has stopped (then or before).
+fn queue_batch(pairing: &Mutex<Pairing>, batch: &mut Vec<Expect>) -> bool {
+    let mut p = pairing.lock().unwrap_or_else(|p| p.into_inner());
+    if p.stopped {
+        batch.clear();
+        return false;
+    }
+    batch.drain(..).for_each(|e| p.queue.push(e));
+    if p.queue.bytes > MAX_QUEUED_BYTES {
+        warn!(
+            max_bytes = MAX_QUEUED_BYTES,
+            "the client sent more commands than retunnel follows before their replies came; from now on only MOVED/ASK redirects are rewritten on this connection"
+        );
+        p.stop();
+        return false;
+    }
+    true
 }
 
 /// The client's session state that decides which commands get a reply, and what kind.
@@ -78,6 +136,10 @@ impl Queue {
 struct Session {
     /// Inside `MULTI`: the topology kind of each queued command.
     multi: Option<Vec<Option<Topo>>>,
+    /// The transaction queued a command that changes which replies come (`CLIENT REPLY`,
+    /// pub/sub, `MONITOR`, `HELLO`): Redis 7.0 then cuts or extends EXEC's own reply, so
+    /// nothing after it can be paired.
+    multi_unpaired: bool,
     /// `CLIENT REPLY OFF`: no replies until `CLIENT REPLY ON`.
     reply_off: bool,
     /// `CLIENT REPLY SKIP`: the next command gets no reply.
@@ -100,63 +162,125 @@ fn is(word: Option<&[u8]>, name: &str) -> bool {
     word.is_some_and(|w| w.eq_ignore_ascii_case(name.as_bytes()))
 }
 
+/// A `CLIENT REPLY` that Redis obeys: exactly three arguments, the last `ON`, `OFF` or `SKIP`.
+/// Any other `CLIENT REPLY` gets an error reply like any failed command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyMode {
+    On,
+    Off,
+    Skip,
+}
+
+fn reply_mode(s: &Scanner) -> Option<ReplyMode> {
+    if s.args() != 3 || !is(s.word(0), "client") || !is(s.word(1), "reply") {
+        return None;
+    }
+    let arg = s.word(2);
+    [
+        ("on", ReplyMode::On),
+        ("off", ReplyMode::Off),
+        ("skip", ReplyMode::Skip),
+    ]
+    .into_iter()
+    .find_map(|(word, mode)| is(arg, word).then_some(mode))
+}
+
 impl Session {
     /// The expectation for the command the scanner just completed; `None`: it gets no reply.
+    /// As Redis 7.0 does (each case checked against it): a `CLIENT REPLY SKIP` silences the
+    /// next command whatever it is, an empty one included; `SKIP` while `OFF` is ignored;
+    /// `ON` and `RESET` turn replies on before they answer; `RESET` runs even inside `MULTI`;
+    /// inside `MULTI` every other command, `CLIENT REPLY` too, is only queued (`+QUEUED`).
     fn command(&mut self, s: &Scanner) -> Option<Expect> {
+        let skipped = std::mem::take(&mut self.skip_next);
         if s.words() == 0 {
             return None; // an empty inline line or `*0`: Redis skips it without a reply
         }
-        let name = s.word(0);
-        if is(name, "client") && is(s.word(1), "reply") {
-            if is(s.word(2), "on") {
-                self.reply_off = false;
-                return Some(Expect::Plain);
+        if is(s.word(0), "reset") && s.args() == 1 {
+            *self = Session::default();
+            return (!skipped).then_some(Expect::Plain);
+        }
+        if self.multi.is_none()
+            && let Some(mode) = reply_mode(s)
+        {
+            match mode {
+                ReplyMode::On => {
+                    self.reply_off = false;
+                    return Some(Expect::Plain);
+                }
+                ReplyMode::Off => self.reply_off = true,
+                ReplyMode::Skip => self.skip_next = !self.reply_off,
             }
-            self.reply_off |= is(s.word(2), "off");
-            self.skip_next |= is(s.word(2), "skip");
             return None;
         }
-        if self.reply_off {
-            return None;
-        }
-        if std::mem::take(&mut self.skip_next) {
-            return None;
+        let expect = self.expect(s);
+        // Untracking even when Redis stays silent: stopping early only costs rewrites, while
+        // a wrong pairing would rewrite user data (`CLIENT REPLY ON` inside MULTI while OFF).
+        (expect == Expect::Untrack || !self.reply_off && !skipped).then_some(expect)
+    }
+
+    /// What the reply to a command is (if it gets one), following `MULTI`/`EXEC` and the
+    /// commands that change how replies come.
+    fn expect(&mut self, s: &Scanner) -> Expect {
+        let name = s.word(0);
+        if self.multi.is_some() {
+            return self.queued(s);
         }
         if PUBSUB.iter().any(|c| is(name, c)) {
             // RESP3 confirms with push frames; RESP2 with arrays, as many as channels, and then
             // sends messages unasked (and refuses topology commands until it unsubscribes).
-            return Some(if self.resp3 { Expect::Pushes } else { Expect::Untrack });
+            return if self.resp3 { Expect::Pushes } else { Expect::Untrack };
         }
         if is(name, "monitor") {
-            return Some(Expect::Untrack);
+            return Expect::Untrack;
         }
         if is(name, "hello") && s.words() > 1 {
             self.resp3 = is(s.word(1), "3");
-            return Some(Expect::Hello);
+            return Expect::Hello;
         }
-        if is(name, "reset") {
-            *self = Session::default();
-            return Some(Expect::Plain);
-        }
-        let topo = topology_command(s);
-        if let Some(queued) = &mut self.multi {
-            if is(name, "exec") || is(name, "discard") {
-                let queued = std::mem::take(queued);
-                self.multi = None;
-                let exec = is(name, "exec") && queued.iter().any(Option::is_some);
-                return Some(if exec {
-                    Expect::Exec(queued.into())
-                } else {
-                    Expect::Plain
-                });
-            }
-            queued.push(topo);
-            return Some(Expect::Plain); // +QUEUED
-        }
-        if is(name, "multi") {
+        if is(name, "multi") && s.args() == 1 {
             self.multi = Some(Vec::new());
         }
-        Some(topo.map_or(Expect::Plain, Expect::Topo))
+        topology_command(s).map_or(Expect::Plain, Expect::Topo)
+    }
+
+    /// A command inside `MULTI`: queued (`+QUEUED`), or `EXEC`/`DISCARD` ending it.
+    /// As Redis 7.0 does: `EXEC` with arguments ends the transaction with an error;
+    /// `DISCARD` with arguments is an error that leaves it open.
+    fn queued(&mut self, s: &Scanner) -> Expect {
+        let name = s.word(0);
+        let one_word = s.args() == 1;
+        if is(name, "discard") && !one_word {
+            return Expect::Plain;
+        }
+        if is(name, "exec") || is(name, "discard") {
+            let queued = self.multi.take().unwrap_or_default();
+            let unpaired = std::mem::take(&mut self.multi_unpaired);
+            return match () {
+                _ if !is(name, "exec") || !one_word => Expect::Plain,
+                _ if unpaired => Expect::Untrack,
+                _ if queued.iter().any(Option::is_some) => Expect::Exec(queued.into()),
+                _ => Expect::Plain,
+            };
+        }
+        let others = ["monitor", "hello"].iter().chain(&PUBSUB);
+        if reply_mode(s).is_some() || others.clone().any(|c| is(name, c)) {
+            self.multi_unpaired = true;
+        }
+        let Some(queued) = &mut self.multi else {
+            return Expect::Plain;
+        };
+        if queued.len() >= MAX_MULTI {
+            if !std::mem::replace(&mut self.multi_unpaired, true) {
+                warn!(
+                    max_commands = MAX_MULTI,
+                    "a transaction queued more commands than retunnel follows; from now on only MOVED/ASK redirects are rewritten on this connection"
+                );
+            }
+            return Expect::Untrack;
+        }
+        queued.push(topology_command(s));
+        Expect::Plain
     }
 }
 
@@ -192,7 +316,7 @@ where
 {
     let (client_r, client_w) = tokio::io::split(client);
     let (up_r, up_w) = tokio::io::split(upstream);
-    let queue = Mutex::new(Queue::default());
+    let pairing = Mutex::new(Pairing::default());
     let map = |host: &str, port: u16| cluster.local_port(host, port);
     let addrs = Addresses {
         local_ip: local_ip.to_string(),
@@ -201,8 +325,8 @@ where
     };
     let both = async {
         tokio::try_join!(
-            commands(client_r, up_w, &queue, &counters),
-            replies(up_r, client_w, &queue, &addrs, &counters)
+            commands(client_r, up_w, &pairing, &counters),
+            replies(up_r, client_w, &pairing, &addrs, &counters)
         )
         .map(|_| ())
     };
@@ -210,7 +334,7 @@ where
 }
 
 /// Client → server: forwards every byte, queueing what each command's reply will be.
-async fn commands<R, W>(mut from: R, mut to: W, queue: &Mutex<Queue>, counters: &Counters) -> io::Result<()>
+async fn commands<R, W>(mut from: R, mut to: W, pairing: &Mutex<Pairing>, counters: &Counters) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -228,8 +352,7 @@ where
         counters.up.fetch_add(n as u64, Ordering::Relaxed);
         if following {
             following = scan_commands(&buf[..n], &mut scanner, &mut session, &mut batch);
-            let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
-            batch.drain(..).for_each(|e| q.push(e));
+            following &= queue_batch(pairing, &mut batch);
         }
         // Queued before it is sent: the reply cannot arrive before its expectation.
         to.write_all(&buf[..n]).await?;
@@ -269,12 +392,22 @@ enum Hold {
     Reply(Expect),
 }
 
+impl Hold {
+    /// The most bytes held for this; past it the frame passes unchanged.
+    fn limit(&self) -> usize {
+        match self {
+            Hold::Redirect => MAX_ERROR_HELD,
+            _ => MAX_HELD,
+        }
+    }
+}
+
 /// Server → client state.
 struct Replies<'a> {
     scanner: Scanner,
     /// Expectations taken from the shared queue, consumed in order.
     local: Queue,
-    queue: &'a Mutex<Queue>,
+    pairing: &'a Mutex<Pairing>,
     /// Replies are still paired with commands.
     tracking: bool,
     hold: Hold,
@@ -282,15 +415,38 @@ struct Replies<'a> {
     addrs: &'a Addresses<'a>,
 }
 
-impl Replies<'_> {
+impl<'a> Replies<'a> {
+    fn new(pairing: &'a Mutex<Pairing>, addrs: &'a Addresses<'a>) -> Replies<'a> {
+        Replies {
+            scanner: Scanner::new(Side::Server),
+            local: Queue::default(),
+            pairing,
+            tracking: true,
+            hold: Hold::No,
+            held: Vec::new(),
+            addrs,
+        }
+    }
+
     fn next_expect(&mut self) -> Option<Expect> {
         if let Some(e) = self.local.pop() {
             return Some(e);
         }
-        let mut shared = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::swap(&mut self.local, &mut shared);
+        let mut shared = self.pairing.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.stopped {
+            self.tracking = false; // the command side stopped, and said why
+            return None;
+        }
+        std::mem::swap(&mut self.local, &mut shared.queue);
         drop(shared);
         self.local.pop()
+    }
+
+    /// Replies can no longer be paired: stop, and have the command side stop queueing.
+    fn untrack(&mut self) {
+        self.tracking = false;
+        self.local = Queue::default();
+        self.pairing.lock().unwrap_or_else(|p| p.into_inner()).stop();
     }
 
     /// Decides, at the first byte of a top-level frame, whether to hold it.
@@ -308,23 +464,23 @@ impl Replies<'_> {
                 warn!(
                     "a reply came with no command waiting for it; from now on only MOVED/ASK redirects are rewritten on this connection"
                 );
-                self.tracking = false;
+                self.untrack();
             }
             Some(Expect::Hello) if first == b'-' => {
                 warn!(
                     "the server refused HELLO; from now on only MOVED/ASK redirects are rewritten on this connection"
                 );
-                self.tracking = false;
+                self.untrack();
             }
             Some(Expect::Pushes) => {
                 warn!(
                     "an error came after a RESP3 pub/sub command and may answer either it or the next command; from now on only MOVED/ASK redirects are rewritten on this connection"
                 );
-                self.tracking = false;
+                self.untrack();
             }
             Some(Expect::Untrack) => {
                 debug!("subscribe or monitor mode: only MOVED/ASK redirects are rewritten from here on");
-                self.tracking = false;
+                self.untrack();
             }
             _ => {}
         }
@@ -354,7 +510,7 @@ impl Replies<'_> {
 async fn replies<R, W>(
     mut from: R,
     mut to: W,
-    queue: &Mutex<Queue>,
+    pairing: &Mutex<Pairing>,
     addrs: &Addresses<'_>,
     counters: &Counters,
 ) -> io::Result<()>
@@ -363,15 +519,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; DOWN_BUF_SIZE];
-    let mut st = Replies {
-        scanner: Scanner::new(Side::Server),
-        local: Queue::default(),
-        queue,
-        tracking: true,
-        hold: Hold::No,
-        held: Vec::new(),
-        addrs,
-    };
+    let mut st = Replies::new(pairing, addrs);
     loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
@@ -397,8 +545,10 @@ where
             if !matches!(st.hold, Hold::No) {
                 st.held.extend_from_slice(&data[i..i + used]);
                 from_i = i + used;
-                if st.held.len() > MAX_HELD {
-                    warn!(max_bytes = MAX_HELD, "reply too large to rewrite; passing it unchanged");
+                if st.held.len() > st.hold.limit() {
+                    if matches!(st.hold, Hold::Reply(_)) {
+                        warn!(max_bytes = MAX_HELD, "reply too large to rewrite; passing it unchanged");
+                    }
                     to.write_all(&std::mem::take(&mut st.held)).await?;
                     st.hold = Hold::No;
                 }
@@ -432,8 +582,8 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let queue = Mutex::new(Queue::default());
-            expects.into_iter().for_each(|e| queue.lock().unwrap().push(e));
+            let pairing = Mutex::new(Pairing::default());
+            expects.into_iter().for_each(|e| pairing.lock().unwrap().queue.push(e));
             let (mut srv, relay_in) = duplex(step.max(1));
             let (relay_out, mut cli) = duplex(1 << 20);
             let addrs = Addresses {
@@ -453,7 +603,11 @@ mod tests {
                 cli.read_to_end(&mut out).await.unwrap();
                 out
             };
-            let (_, r, out) = tokio::join!(writer, replies(relay_in, relay_out, &queue, &addrs, &counters), reader);
+            let (_, r, out) = tokio::join!(
+                writer,
+                replies(relay_in, relay_out, &pairing, &addrs, &counters),
+                reader
+            );
             r.unwrap();
             out
         })
@@ -556,6 +710,129 @@ mod tests {
         assert_eq!(e, want, "RESP3 pub/sub answers with pushes");
     }
 
+    /// Each sequence's replies as redis-server 7.0 sends them (one `Plain` per reply).
+    #[test]
+    fn client_reply_and_reset_pair_as_redis_answers() {
+        let plain = |n: usize| vec![Expect::Plain; n];
+        let cases: [(&[u8], Vec<Expect>); 14] = [
+            (b"CLIENT REPLY bogus\r\nGET k\r\n", plain(2)), // -ERR syntax error, $-1
+            (b"CLIENT REPLY\r\nGET k\r\n", plain(2)),       // -ERR wrong number of arguments
+            (b"CLIENT REPLY ON x\r\nCLIENT REPLY OFF x\r\nGET k\r\n", plain(3)),
+            (
+                b"CLIENT REPLY OFF\r\nCLIENT REPLY SKIP\r\nGET k\r\nCLIENT REPLY ON\r\nGET k\r\n",
+                plain(2),
+            ),
+            (b"CLIENT REPLY OFF\r\nRESET\r\nGET k\r\n", plain(2)), // +RESET, $-1
+            (b"CLIENT REPLY SKIP\r\nRESET\r\nGET k\r\n", plain(1)), // RESET skipped
+            (b"MULTI\r\nRESET\r\nGET k\r\n", plain(3)),            // +OK +RESET $-1
+            (b"CLIENT REPLY OFF\r\nRESET x\r\nGET k\r\nCLIENT REPLY ON\r\n", plain(1)), // no reset
+            (b"RESET x\r\nGET k\r\n", plain(2)),                   // -ERR wrong number of arguments, $-1
+            (b"CLIENT REPLY SKIP\r\nCLIENT REPLY ON\r\nGET k\r\n", plain(2)), // +OK $-1
+            (
+                b"CLIENT REPLY SKIP\r\nCLIENT REPLY OFF\r\nGET k\r\nCLIENT REPLY ON\r\n",
+                plain(1),
+            ),
+            (b"CLIENT REPLY SKIP\r\n\r\nGET k\r\n", plain(1)), // the empty line takes the skip
+            (b"CLIENT REPLY SKIP\r\nFOO\r\nGET k\r\n", plain(1)),
+            (
+                b"CLIENT REPLY SKIP\r\nCLIENT REPLY SKIP\r\nGET k\r\nGET k\r\n",
+                plain(1),
+            ),
+        ];
+        for (commands, want) in cases {
+            assert_eq!(expectations(commands), want, "{}", String::from_utf8_lossy(commands));
+        }
+        // Inside MULTI, CLIENT REPLY is queued, and EXEC's reply is then cut short by it.
+        let e = expectations(b"MULTI\r\nCLIENT REPLY OFF\r\nCLUSTER NODES\r\nEXEC\r\n");
+        assert_eq!(e, [Expect::Plain, Expect::Plain, Expect::Plain, Expect::Untrack]);
+        let e = expectations(b"MULTI x\r\nCLUSTER NODES\r\nEXEC\r\n");
+        assert_eq!(
+            e,
+            [Expect::Plain, Expect::Topo(Topo::Nodes), Expect::Plain],
+            "MULTI x is an error"
+        );
+        let e = expectations(b"MULTI\r\nCLUSTER NODES\r\nEXEC x\r\nCLUSTER NODES\r\n");
+        assert_eq!(
+            e[2..],
+            [Expect::Plain, Expect::Topo(Topo::Nodes)],
+            "EXEC x aborts the transaction"
+        );
+        let e = expectations(b"MULTI\r\nDISCARD x\r\nCLUSTER NODES\r\nEXEC\r\n");
+        assert_eq!(
+            e[3],
+            Expect::Exec(vec![Some(Topo::Nodes)].into()),
+            "DISCARD x leaves it open"
+        );
+        let e = expectations(b"MULTI\r\nCLIENT REPLY bogus\r\nCLUSTER NODES\r\nEXEC\r\n");
+        assert_eq!(e[3], Expect::Exec(vec![None, Some(Topo::Nodes)].into()));
+        let e = expectations(b"CLIENT REPLY OFF\r\nMULTI\r\nCLIENT REPLY ON\r\nEXEC\r\nGET k\r\n");
+        assert_eq!(
+            e,
+            [Expect::Untrack],
+            "EXEC turns replies on from inside: it untracks, silenced or not"
+        );
+    }
+
+    fn no_nodes() -> Addresses<'static> {
+        Addresses {
+            local_ip: "127.0.0.1".into(),
+            base_host: "base",
+            map: &|_, _| None,
+        }
+    }
+
+    #[test]
+    fn once_pairing_stops_nothing_more_is_queued() {
+        let pairing = Mutex::new(Pairing::default());
+        let addrs = no_nodes();
+        let mut replies = Replies::new(&pairing, &addrs);
+        let mut batch = expectations(b"MONITOR\r\nCLUSTER NODES\r\n");
+        assert!(queue_batch(&pairing, &mut batch));
+        replies.frame_starts(b'+'); // MONITOR's +OK: what follows is the server's log
+        assert!(!replies.tracking);
+        let mut batch = vec![Expect::Topo(Topo::Nodes); 1000];
+        assert!(!queue_batch(&pairing, &mut batch), "the command side is told to stop");
+        let p = pairing.lock().unwrap();
+        assert!(p.stopped && p.queue.runs.is_empty() && batch.is_empty());
+    }
+
+    #[test]
+    fn a_client_that_never_reads_replies_queues_a_bounded_amount() {
+        let pairing = Mutex::new(Pairing::default());
+        let mut sent = 0;
+        loop {
+            let mut batch = vec![
+                Expect::Topo(Topo::Slots),
+                Expect::Plain,
+                Expect::Exec(vec![None; 100].into()),
+            ];
+            sent += 1;
+            if !queue_batch(&pairing, &mut batch) {
+                break;
+            }
+            assert!(pairing.lock().unwrap().queue.bytes <= MAX_QUEUED_BYTES);
+            assert!(sent < 1_000_000, "never stopped");
+        }
+        assert!(pairing.lock().unwrap().queue.runs.is_empty());
+        // The reply side stops too, quietly: the command side said why.
+        let addrs = no_nodes();
+        let mut replies = Replies::new(&pairing, &addrs);
+        replies.frame_starts(b'*');
+        assert!(!replies.tracking && matches!(replies.hold, Hold::No));
+        // A transaction is followed up to MAX_MULTI commands; past that, pairing stops.
+        let mut commands = b"MULTI\r\n".to_vec();
+        commands.extend(b"CLUSTER NODES\r\n".repeat(MAX_MULTI + 2));
+        commands.extend(b"EXEC\r\n");
+        let e = expectations(&commands);
+        assert_eq!(e.len(), MAX_MULTI + 4);
+        assert!(e[..=MAX_MULTI].iter().all(|e| *e == Expect::Plain));
+        assert!(
+            e[MAX_MULTI + 1..].iter().all(|e| *e == Expect::Untrack),
+            "{:?}",
+            &e[MAX_MULTI..]
+        );
+    }
+
     #[test]
     fn queue_counts_runs() {
         let mut q = Queue::default();
@@ -563,7 +840,7 @@ mod tests {
             q.push(Expect::Plain);
         }
         q.push(Expect::Topo(Topo::Nodes));
-        assert_eq!(q.0.len(), 2);
+        assert_eq!(q.runs.len(), 2);
         assert_eq!(q.pop(), Some(Expect::Plain));
         assert_eq!(q.pop(), Some(Expect::Plain));
         assert_eq!(q.pop(), Some(Expect::Plain));

@@ -88,6 +88,8 @@ pub struct Scanner {
     words: [Word; WORDS],
     /// How many words are set.
     n_words: usize,
+    /// How many arguments the command has in all, name included (client side).
+    n_args: u64,
     /// Index of the top-level array element being read (client side).
     element: u64,
 }
@@ -104,6 +106,7 @@ impl Scanner {
             top: 0,
             words: [Word::default(); WORDS],
             n_words: 0,
+            n_args: 0,
             element: 0,
         }
     }
@@ -122,6 +125,12 @@ impl Scanner {
     /// which Redis skips without a reply).
     pub fn words(&self) -> usize {
         self.n_words
+    }
+
+    /// How many arguments the command just completed has in all, its name included: the
+    /// words kept are only the first [`WORDS`], and `CLIENT REPLY ON x` is no `CLIENT REPLY ON`.
+    pub fn args(&self) -> u64 {
+        self.n_args
     }
 
     /// Word `i` of the command just completed (client side), if it was short enough to keep.
@@ -198,6 +207,7 @@ impl Scanner {
         let at_top = self.stack.is_empty();
         if at_top {
             self.n_words = 0;
+            self.n_args = 0;
             self.element = 0;
         }
         let Some((&kind, rest)) = line.split_first() else {
@@ -236,6 +246,9 @@ impl Scanner {
                 let Some(n) = length(rest)? else {
                     return Ok(self.element_done());
                 };
+                if at_top && self.side == Side::Client {
+                    self.n_args = n;
+                }
                 let pairs = matches!(kind, b'%' | b'|');
                 let n = if pairs {
                     n.checked_mul(2).ok_or(ProtocolError::BadLength)?
@@ -298,22 +311,19 @@ impl Scanner {
         if self.side != Side::Client || self.stack.len() != 1 || (self.element as usize) >= WORDS {
             return;
         }
+        // Only the first WORD_MAX bytes are kept; the rest is counted, not walked: a 512 MB
+        // value as first argument costs one copy of at most WORD_MAX bytes per read.
         let w = &mut self.words[self.element as usize];
-        for &b in part {
-            if w.len < WORD_MAX {
-                w.bytes[w.len] = b;
-            }
-            w.len = w.len.saturating_add(1);
-        }
+        let kept = w.len.min(WORD_MAX);
+        let take = part.len().min(WORD_MAX - kept);
+        w.bytes[kept..kept + take].copy_from_slice(&part[..take]);
+        w.len = w.len.saturating_add(part.len());
     }
 
     fn inline_words(&mut self, line: &[u8]) {
-        for (i, word) in line
-            .split(|b| b.is_ascii_whitespace())
-            .filter(|w| !w.is_empty())
-            .take(WORDS)
-            .enumerate()
-        {
+        let words = line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty());
+        self.n_args = words.clone().count() as u64;
+        for (i, word) in words.take(WORDS).enumerate() {
             let w = &mut self.words[i];
             w.len = word.len();
             let n = word.len().min(WORD_MAX);
@@ -460,11 +470,50 @@ pub(crate) mod tests {
         assert_eq!(s.word(0), Some(&b"CLUSTER"[..]));
         assert_eq!(s.word(1), Some(&b"SLOTS"[..]));
         assert_eq!(s.word(2), None, "too long to keep");
+        assert_eq!(s.args(), 3);
         assert_eq!(s.feed(b"client  reply off\r\n").unwrap(), (19, true));
         assert_eq!(s.frame_type(), 0);
         assert_eq!(s.word(2), Some(&b"off"[..]));
+        assert_eq!(s.args(), 3);
+        assert_eq!(s.feed(b"client reply off x y\r\n").unwrap(), (22, true));
+        assert_eq!((s.words(), s.args()), (3, 5));
+        let cmd = b"*4\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$2\r\nON\r\n$1\r\nx\r\n";
+        assert_eq!(s.feed(cmd).unwrap(), (cmd.len(), true));
+        assert_eq!((s.words(), s.args()), (3, 4));
         assert_eq!(s.feed(b"\r\n").unwrap(), (2, true));
         assert_eq!(s.word(0), None);
+        assert_eq!(s.args(), 0);
+    }
+
+    #[test]
+    fn a_huge_first_argument_is_counted_not_walked() {
+        // 4 GiB of `SET k <value>` in 1 MiB reads: walking it byte by byte takes tens of
+        // seconds in a debug build; counting it, microseconds.
+        let chunk = vec![b'v'; 1 << 20];
+        let mut s = Scanner::new(Side::Client);
+        let header = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", 4u64 << 30);
+        assert_eq!(s.feed(header.as_bytes()).unwrap(), (header.len(), false));
+        let started = std::time::Instant::now();
+        for _ in 0..4096 {
+            assert_eq!(s.feed(&chunk).unwrap(), (chunk.len(), false));
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(s.feed(b"\r\n").unwrap(), (2, true));
+        assert_eq!(s.word(1), Some(&b"k"[..]));
+        assert_eq!(s.word(2), None, "too long to keep");
+        let mut s = Scanner::new(Side::Client);
+        for part in [&b"*2\r\n$4\r\nec"[..], b"ho\r\n$20\r\n0123456789", b"abcdefghij\r\n"] {
+            s.feed(part).unwrap();
+        }
+        assert_eq!(s.word(0), Some(&b"echo"[..]), "a word split across reads");
+        assert_eq!(
+            s.words[1].bytes, *b"0123456789abcdef",
+            "the first WORD_MAX bytes are kept"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! is written back. Anything of an unexpected shape is left exactly as it was: this module
 //! never invents or drops a reply, it only changes addresses.
 
-use super::resp::MAX_DEPTH;
+use super::resp::{MAX_DEPTH, Scanner, Side};
 
 /// Which topology command a reply answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,17 +150,33 @@ fn parse_frame(frame: &[u8]) -> Option<Value> {
     (pos == frame.len()).then_some(v)
 }
 
+/// Highest hash slot of a Redis Cluster.
+const MAX_SLOT: u16 = 16383;
+
 /// `-MOVED <slot> <host>:<port>` or `-ASK …` with the address swapped; `None` for other frames.
+/// Only the exact shape Redis sends counts: a script can return any error text, and every
+/// redirect that counts may open a node listener.
 pub fn redirect(frame: &[u8], a: &Addresses) -> Option<Vec<u8>> {
     let line = std::str::from_utf8(frame.strip_prefix(b"-")?.strip_suffix(b"\r\n")?).ok()?;
     let mut parts = line.split(' ');
     let (kind, slot, addr) = (parts.next()?, parts.next()?, parts.next()?);
-    if !matches!(kind, "MOVED" | "ASK") || parts.next().is_some() {
+    if !matches!(kind, "MOVED" | "ASK") || parts.next().is_some() || number(slot)? > MAX_SLOT {
         return None;
     }
     let (host, port) = addr.rsplit_once(':')?;
-    let local = a.local(host, port.parse().ok()?)?;
+    let port = number(port).filter(|&p| p > 0)?;
+    let host_ok = host.len() <= 255 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b));
+    if !host_ok {
+        return None;
+    }
+    let local = a.local(host, port)?;
     Some(format!("-{kind} {slot} {}:{local}\r\n", a.local_ip).into_bytes())
+}
+
+/// A decimal number as Redis writes it: digits only, no sign, no spaces.
+fn number(text: &str) -> Option<u16> {
+    let digits = !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| text.parse().ok()).flatten()
 }
 
 /// The reply to a topology command with every node address swapped; `None` if it has another
@@ -173,21 +189,34 @@ pub fn topology(frame: &[u8], topo: Topo, a: &Addresses) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The reply to `EXEC`, whose elements answer the queued commands in order.
+/// The reply to `EXEC`, whose elements answer the queued commands in order. Only the
+/// elements that answer topology commands are parsed; the others (a script's table of
+/// millions of values) are found by the scanner and copied as bytes.
 pub fn exec(frame: &[u8], queued: &[Option<Topo>], a: &Addresses) -> Option<Vec<u8>> {
-    let mut v = parse_frame(frame)?;
-    let items = v.items_mut()?;
-    if items.len() != queued.len() {
-        return None;
-    }
-    for (item, topo) in items.iter_mut().zip(queued) {
-        if let Some(t) = topo {
-            let _ = rewrite_value(item, *t, a);
-        }
+    let header = frame.windows(2).position(|w| w == b"\r\n")? + 2;
+    if frame[..header] != *format!("*{}\r\n", queued.len()).as_bytes() {
+        return None; // an error, a null, or not one element per queued command
     }
     let mut out = Vec::with_capacity(frame.len() + 64);
-    write(&v, &mut out);
-    Some(out)
+    out.extend_from_slice(&frame[..header]);
+    let mut pos = header;
+    for topo in queued {
+        let element = &frame[pos..pos + frame_len(&frame[pos..])?];
+        match topo.and_then(|t| topology(element, t, a)) {
+            Some(new) => out.extend_from_slice(&new),
+            None => out.extend_from_slice(element),
+        }
+        pos += element.len();
+    }
+    (pos == frame.len()).then_some(out)
+}
+
+/// The length of the whole frame `data` starts with.
+fn frame_len(data: &[u8]) -> Option<usize> {
+    match Scanner::new(Side::Server).feed(data) {
+        Ok((used, true)) => Some(used),
+        _ => None,
+    }
 }
 
 fn rewrite_value(v: &mut Value, topo: Topo, a: &Addresses) -> Option<()> {
@@ -360,6 +389,44 @@ mod tests {
     }
 
     #[test]
+    fn only_the_exact_redirect_shape_opens_anything() {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let map = |host: &str, port: u16| {
+            asked.lock().unwrap().push(format!("{host}:{port}"));
+            Some(17001)
+        };
+        let a = Addresses {
+            local_ip: "127.0.0.1".into(),
+            base_host: "base.example",
+            map: &map,
+        };
+        for bad in [
+            "-MOVED 16384 10.0.0.1:6379\r\n",
+            "-MOVED -1 10.0.0.1:6379\r\n",
+            "-MOVED +1 10.0.0.1:6379\r\n",
+            "-MOVED x 10.0.0.1:6379\r\n",
+            "-MOVED 1 10.0.0.1:0\r\n",
+            "-MOVED 1 10.0.0.1:65536\r\n",
+            "-MOVED 1 10.0.0.1:+22\r\n",
+            "-MOVED 1 10.0.0.1:\r\n",
+            "-ASK 1 a/b:22\r\n",
+            "-ASK 1 10.0.0.1:22 x\r\n",
+            "-ASK  1 10.0.0.1:22\r\n",
+            "-moved 1 10.0.0.1:22\r\n",
+        ] {
+            assert_eq!(redirect(bad.as_bytes(), &a), None, "{bad}");
+        }
+        assert!(asked.lock().unwrap().is_empty(), "{:?}", asked.lock().unwrap());
+        for good in [
+            "-MOVED 16383 10.0.0.1:6379\r\n",
+            "-ASK 0 n-1.example_x:1\r\n",
+            "-MOVED 5 ::1:6379\r\n",
+        ] {
+            assert!(redirect(good.as_bytes(), &a).is_some(), "{good}");
+        }
+    }
+
+    #[test]
     fn cluster_slots_resp2_and_resp3() {
         with_addresses(|a| {
             let resp2 = b"*1\r\n*3\r\n:0\r\n:5460\r\n*4\r\n$8\r\n10.0.0.1\r\n:6379\r\n$2\r\nid\r\n*2\r\n$8\r\nhostname\r\n$4\r\nnode\r\n";
@@ -419,6 +486,24 @@ mod tests {
             write(&v, &mut out);
             proptest::prop_assert_eq!(out, frame);
         }
+    }
+
+    #[test]
+    fn exec_rewrites_topology_elements_and_copies_the_rest() {
+        with_addresses(|a| {
+            let slots = b"*1\r\n*3\r\n:0\r\n:5460\r\n*2\r\n$8\r\n10.0.0.1\r\n:6379\r\n";
+            let want = b"*1\r\n*3\r\n:0\r\n:5460\r\n*2\r\n$9\r\n127.0.0.1\r\n:17001\r\n";
+            // Not written back from a tree: as it came, e.g. `$08` for a length stays as it is.
+            let other = b"*3\r\n$08\r\n10.0.0.1\r\n%1\r\n+a\r\n:1\r\n|1\r\n+k\r\n+v\r\n:2\r\n";
+            let frame = [&b"*3\r\n"[..], other, slots, b"-ERR x\r\n"].concat();
+            let queued = [None, Some(Topo::Slots), Some(Topo::Nodes)];
+            let out = exec(&frame, &queued, a).unwrap();
+            assert_eq!(out, [&b"*3\r\n"[..], other, want, b"-ERR x\r\n"].concat());
+            assert_eq!(exec(&frame, &queued[..2], a), None, "one element per queued command");
+            assert_eq!(exec(&frame[..frame.len() - 1], &queued, a), None, "truncated");
+            assert_eq!(exec(b"-EXECABORT x\r\n", &queued, a), None);
+            assert_eq!(exec(b"*-1\r\n", &queued, a), None);
+        });
     }
 
     #[test]
