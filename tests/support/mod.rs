@@ -27,8 +27,29 @@ use openssl::x509::{X509, X509NameBuilder};
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// A port that was free a moment ago on 127.0.0.1 (for programs that need a number up front).
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on Linux), taken in turn
+/// from a per-process start, each checked free by binding it. A port the kernel handed out
+/// by `bind(:0)` could be handed out again — to another test's socket or to an outgoing
+/// connection's local end — in the moment before the program it was meant for binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000; // 10000..32000
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 997) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{LOW}-{}", LOW + SPAN);
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
