@@ -290,7 +290,7 @@ fn failover_keeps_writes(c: &RedisCluster, port: u16, map: &std::collections::Ha
 
 /// A free stretch of 40 ports for `clusterPorts` (node listeners skip any taken meanwhile).
 fn port_range() -> (u16, u16) {
-    let first = free_port().min(65000);
+    let first = free_ports(40);
     (first, first + 39)
 }
 

@@ -33,9 +33,15 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// by `bind(:0)` could be handed out again — to another test's socket or to an outgoing
 /// connection's local end — in the moment before the program it was meant for binds it.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `n` consecutive ports, free a moment ago and taken out of [`free_port`]'s
+/// turn, so that no other test of this process is handed one of them (for `clusterPorts`).
+pub fn free_ports(n: u32) -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     const LOW: u32 = 10_000;
-    const SPAN: u32 = 22_000; // 10000..32000
+    const SPAN: u32 = 22_000; // 10000..32000, below the kernel's ephemeral range
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let _ = NEXT.compare_exchange(
         u32::MAX,
@@ -44,12 +50,16 @@ pub fn free_port() -> u16 {
         Ordering::Relaxed,
     );
     for _ in 0..SPAN {
-        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        let first = NEXT.fetch_add(n, Ordering::Relaxed) % SPAN;
+        if first + n > SPAN {
+            continue; // a block never wraps around the end of the range
+        }
+        let all_free = (first..first + n).all(|p| TcpListener::bind(("127.0.0.1", (LOW + p) as u16)).is_ok());
+        if all_free {
+            return (LOW + first) as u16;
         }
     }
-    panic!("no free port in 127.0.0.1:{LOW}-{}", LOW + SPAN);
+    panic!("no {n} free ports in 127.0.0.1:{LOW}-{}", LOW + SPAN);
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
