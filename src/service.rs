@@ -45,15 +45,28 @@ impl Shared {
             Some(pair) => Some(TlsServer::new(pair, &config.tls)?),
             None => None,
         };
-        Ok(Shared {
-            redis: crate::redis::Cluster::for_section(&config, &connect_to),
-            tls,
-            acceptor,
+        let redis = crate::redis::Cluster::for_section(&config, &connect_to);
+        Ok(Shared::from_parts(config, connect_to, tls, acceptor, redis))
+    }
+
+    /// Assembles a service from TLS material already loaded (node listeners share their
+    /// section's); the failover state and the connection limit start fresh.
+    pub fn from_parts(
+        config: ServiceConfig,
+        connect_to: ConnectTo,
+        tls: TlsClient,
+        acceptor: Option<TlsServer>,
+        redis: Option<Arc<crate::redis::Cluster>>,
+    ) -> Shared {
+        Shared {
             upstreams: Upstreams::new(config.connect.clone(), config.failover),
             limit: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
+            tls,
+            acceptor,
+            redis,
             connect_to,
             config,
-        })
+        }
     }
 
     /// What each side speaks, for the start-up line.

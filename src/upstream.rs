@@ -192,14 +192,6 @@ impl Upstreams {
     }
 }
 
-/// Resolves and connects, trying targets in the order given and each of their addresses in
-/// turn, within one deadline; no failover memory.
-pub async fn connect(targets: &[Target], overrides: &ConnectTo, timeout: Duration) -> Result<Connected, ConnectError> {
-    Upstreams::new(targets.to_vec(), Failover::Prio)
-        .connect(overrides, timeout, &[])
-        .await
-}
-
 enum Attempt {
     Connected(TcpStream, SocketAddr),
     /// Every address failed; the reasons are in the error.
@@ -301,12 +293,15 @@ mod tests {
     async fn tries_next_address_after_refusal() {
         let (targets, live) = dead_then_live().await;
         let live_port = live.local_addr().unwrap().port();
-        let c = connect(&targets, &ConnectTo::default(), Duration::from_secs(5))
+        let prio = |t: &[Target]| Upstreams::new(t.to_vec(), Failover::Prio);
+        let c = prio(&targets)
+            .connect(&ConnectTo::default(), Duration::from_secs(5), &[])
             .await
             .unwrap();
         assert_eq!(c.target, 1);
         assert_eq!(c.addr.port(), live_port);
-        let e = connect(&targets[..1], &ConnectTo::default(), Duration::from_secs(5))
+        let e = prio(&targets[..1])
+            .connect(&ConnectTo::default(), Duration::from_secs(5), &[])
             .await
             .unwrap_err();
         assert!(e.to_string().contains("refused"), "{e}");

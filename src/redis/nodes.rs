@@ -20,8 +20,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::{Host, ServiceConfig, Target};
 use crate::service::{self, Shared};
 use crate::tls::{TlsClient, TlsServer};
-use crate::upstream::{ConnectTo, Upstreams};
-use tokio::sync::Semaphore;
+use crate::upstream::ConnectTo;
 
 /// Node listeners a section opens at most without `clusterPorts` (whose range size is the cap
 /// otherwise). Replies name nodes by content, and a client can make Redis send any error text
@@ -173,15 +172,14 @@ impl Cluster {
         let mut config = self.section.clone();
         config.name = format!("{}/{target}", self.section.name);
         config.connect = vec![target];
-        Ok(Shared {
-            upstreams: Upstreams::new(config.connect.clone(), config.failover),
-            limit: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
-            acceptor: self.acceptor()?,
+        let acceptor = self.acceptor()?;
+        Ok(Shared::from_parts(
             config,
+            self.connect_to.clone(),
             tls,
-            connect_to: self.connect_to.clone(),
-            redis: Some(self.clone()),
-        })
+            acceptor,
+            Some(self.clone()),
+        ))
     }
 
     /// Opens the listener for a node and starts its accept loop (under the lock: binding is
