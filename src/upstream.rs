@@ -178,10 +178,12 @@ impl Upstreams {
                         target: i,
                     });
                 }
-                Attempt::Failed => {
+                // With one target there is no other to try, and the closing line says why.
+                Attempt::Failed if self.targets.len() > 1 => {
                     warn!(upstream = %real, "upstream failed; trying the next target, and this one last for {}s", FAILED_TRIED_LAST.as_secs());
                     self.mark(i, Some(Instant::now()));
                 }
+                Attempt::Failed => self.mark(i, Some(Instant::now())),
                 Attempt::TimedOut => {
                     self.mark(i, Some(Instant::now()));
                     return Err(err);
