@@ -89,35 +89,27 @@ pub async fn open_client(client: TcpStream, shared: &Shared) -> Option<ClientStr
 }
 
 /// Connects to the first upstream that answers and, unless the section connects in plain
-/// TCP, runs the TLS handshake. `Err`: no upstream (already logged), and why, for the client.
+/// TCP, completes the TLS handshake with it; a target that fails either step is a failed
+/// target, and the next one is tried. `Err`: no upstream (already logged), and why, for the
+/// client.
 pub async fn open_upstream(shared: &Shared) -> Result<(UpstreamStream, SocketAddr), String> {
     let svc = &shared.config;
-    let connected = match shared
+    let targets = shared.upstreams.targets();
+    let finish = |i: usize, tcp: TcpStream| async move {
+        if !svc.connect_tls {
+            return Ok(Either::Right(tcp));
+        }
+        shared.tls.handshake(&targets[i].host, tcp).await.map(Either::Left)
+    };
+    match shared
         .upstreams
-        .connect(&shared.connect_to, svc.connect_timeout, &svc.socket_options)
+        .connect(&shared.connect_to, svc.connect_timeout, &svc.socket_options, finish)
         .await
     {
-        Ok(c) => c,
+        Ok(r) => Ok((r.stream, r.addr)),
         Err(e) => {
             warn!(error = %e, "cannot reach upstream; closing client");
-            return Err(format!("cannot reach upstream: {e}"));
-        }
-    };
-    let addr = connected.addr;
-    if !svc.connect_tls {
-        return Ok((Either::Right(connected.stream), addr));
-    }
-    let host = &shared.upstreams.targets()[connected.target].host;
-    match tokio::time::timeout(svc.connect_timeout, shared.tls.handshake(host, connected.stream)).await {
-        Ok(Ok(s)) => Ok((Either::Left(s), addr)),
-        Ok(Err(e)) => {
-            warn!(upstream = %addr, error = %e, "TLS handshake failed; closing client");
-            Err(e.to_string())
-        }
-        Err(_) => {
-            let timeout_s = svc.connect_timeout.as_secs();
-            warn!(upstream = %addr, timeout_s, "TLS handshake timed out (TIMEOUTconnect); closing client");
-            Err(format!("TLS handshake with {addr} timed out (TIMEOUTconnect)"))
+            Err(format!("cannot reach upstream: {e}"))
         }
     }
 }

@@ -1,7 +1,9 @@
-//! Reaching the upstream over TCP: resolve the `connect` hosts at the moment of each
-//! connection (never cached: ElastiCache endpoints move during failover and TLS migration),
-//! then try every address of every target in turn within one deadline, in the order the
-//! `failover` policy gives, with targets that just failed moved to the back.
+//! Reaching the upstream: resolve the `connect` hosts at the moment of each connection (never
+//! cached: ElastiCache endpoints move during failover and TLS migration), then try every
+//! address of every target in turn within one deadline, in the order the `failover` policy
+//! gives, with targets that just failed moved to the back. A target has failed when the TCP
+//! connect or the step after it (the TLS handshake, given by the caller so that this module
+//! knows no TLS engine) fails or stalls past its share of the deadline.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -87,11 +89,11 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// A TCP connection to one of the targets.
+/// A connection to one of the targets, TCP connected and `finish`ed.
 #[derive(Debug)]
-pub struct Connected {
-    /// The stream, with TCP_NODELAY set.
-    pub stream: TcpStream,
+pub struct Reached<S> {
+    /// The stream (TCP with TCP_NODELAY set, under TLS unless the section is plain).
+    pub stream: S,
     /// The address it reached.
     pub addr: SocketAddr,
     /// Which target (as configured, before `--connect-to`).
@@ -154,81 +156,125 @@ impl Upstreams {
         self.failed_at.lock().unwrap_or_else(|e| e.into_inner())[target] = failed;
     }
 
-    /// Connects to the first target that answers, in [`Upstreams::order`], within `timeout`.
-    pub async fn connect(
+    /// Reaches the first target that answers and completes `finish` (the TLS handshake, or
+    /// nothing for plain TCP), trying targets in [`Upstreams::order`] within `timeout`.
+    ///
+    /// A target fails when it refuses, stays silent, or fails or stalls in `finish` (plain
+    /// text, a wrong certificate, no handshake answer): the next target is tried and the failed
+    /// one goes to the back. Each target, and each address of a target, gets an equal share of
+    /// what is left of `timeout`, so a silent first target cannot use up the whole of it; what
+    /// a target leaves unused passes on to the next.
+    pub async fn connect<S, E, F, Fut>(
         &self,
         overrides: &ConnectTo,
         timeout: Duration,
         opts: &[SocketOption],
-    ) -> Result<Connected, ConnectError> {
+        finish: F,
+    ) -> Result<Reached<S>, ConnectError>
+    where
+        E: fmt::Display,
+        F: Fn(usize, TcpStream) -> Fut,
+        Fut: Future<Output = Result<S, E>>,
+    {
         let now = Instant::now();
         let deadline = now + timeout;
+        let order = self.order(now);
         let mut err = ConnectError {
             attempts: Vec::new(),
             timed_out: false,
         };
-        for i in self.order(now) {
+        for (k, &i) in order.iter().enumerate() {
             let real = overrides.apply(&self.targets[i]);
-            match try_target(real, deadline, opts, &mut err).await {
-                Attempt::Connected(stream, addr) => {
+            let share = share_of(deadline, order.len() - k);
+            match try_target(real, share, opts, &mut err, |s| finish(i, s)).await {
+                Ok((stream, addr)) => {
                     self.mark(i, None);
-                    return Ok(Connected {
+                    return Ok(Reached {
                         stream,
                         addr,
                         target: i,
                     });
                 }
-                // With one target there is no other to try, and the closing line says why.
-                Attempt::Failed if self.targets.len() > 1 => {
-                    warn!(upstream = %real, "upstream failed; trying the next target, and this one last for {}s", FAILED_TRIED_LAST.as_secs());
-                    self.mark(i, Some(Instant::now()));
-                }
-                Attempt::Failed => self.mark(i, Some(Instant::now())),
-                Attempt::TimedOut => {
-                    self.mark(i, Some(Instant::now()));
-                    return Err(err);
-                }
+                Err(()) => self.mark(i, Some(Instant::now())),
+            }
+            let more = k + 1 < order.len() && Instant::now() < deadline;
+            // With one target there is no other to try, and the closing line says why.
+            if more {
+                let why = err.attempts.last().map(|(_, w)| w.as_str()).unwrap_or_default();
+                warn!(upstream = %real, error = %why, "upstream failed; trying the next target, and this one last for {}s", FAILED_TRIED_LAST.as_secs());
             }
         }
+        err.timed_out = Instant::now() >= deadline;
         Err(err)
     }
 }
 
-enum Attempt {
-    Connected(TcpStream, SocketAddr),
-    /// Every address failed; the reasons are in the error.
-    Failed,
-    /// The deadline ran out.
-    TimedOut,
+/// An equal share of what is left until `deadline` for one of `left` candidates.
+fn share_of(deadline: Instant, left: usize) -> Instant {
+    let now = Instant::now();
+    now + deadline.saturating_duration_since(now) / left.max(1) as u32
 }
 
-/// Tries every address of one target in turn, recording each failure in `err`.
-async fn try_target(real: &Target, deadline: Instant, opts: &[SocketOption], err: &mut ConnectError) -> Attempt {
+/// Tries every address of one target in turn, each within its share of `deadline`, recording
+/// each failure in `err`.
+async fn try_target<S, E, Fut>(
+    real: &Target,
+    deadline: Instant,
+    opts: &[SocketOption],
+    err: &mut ConnectError,
+    finish: impl Fn(TcpStream) -> Fut,
+) -> Result<(S, SocketAddr), ()>
+where
+    E: fmt::Display,
+    Fut: Future<Output = Result<S, E>>,
+{
     let addrs = match tokio::time::timeout_at(deadline, resolve(real)).await {
         Err(_) => {
-            err.timed_out = true;
             err.attempts.push((real.to_string(), "DNS lookup timed out".into()));
-            return Attempt::TimedOut;
+            return Err(());
         }
         Ok(Err(e)) => {
-            err.attempts
-                .push((real.to_string(), format!("cannot resolve host: {e}")));
-            return Attempt::Failed;
+            err.attempts.push((real.to_string(), describe_resolve(&e)));
+            return Err(());
         }
         Ok(Ok(a)) => a,
     };
-    for addr in addrs {
-        match tokio::time::timeout_at(deadline, sockopt::connect(addr, opts)).await {
-            Err(_) => {
-                err.timed_out = true;
-                err.attempts.push((addr.to_string(), "no answer".into()));
-                return Attempt::TimedOut;
-            }
-            Ok(Err(e)) => err.attempts.push((addr.to_string(), describe_io(&e))),
-            Ok(Ok(stream)) => return Attempt::Connected(stream, addr),
+    for (j, &addr) in addrs.iter().enumerate() {
+        let share = share_of(deadline, addrs.len() - j);
+        match try_addr(addr, share, opts, &finish).await {
+            Ok(s) => return Ok((s, addr)),
+            Err(why) => err.attempts.push((addr.to_string(), why)),
         }
     }
-    Attempt::Failed
+    Err(())
+}
+
+/// TCP connect, then `finish`, both before `deadline`. `Err`: what went wrong, in words.
+async fn try_addr<S, E, Fut>(
+    addr: SocketAddr,
+    deadline: Instant,
+    opts: &[SocketOption],
+    finish: impl Fn(TcpStream) -> Fut,
+) -> Result<S, String>
+where
+    E: fmt::Display,
+    Fut: Future<Output = Result<S, E>>,
+{
+    let stream = match tokio::time::timeout_at(deadline, sockopt::connect(addr, opts)).await {
+        Err(_) => return Err("no answer (TIMEOUTconnect)".into()),
+        Ok(Err(e)) => return Err(describe_io(&e)),
+        Ok(Ok(stream)) => stream,
+    };
+    match tokio::time::timeout_at(deadline, finish(stream)).await {
+        Err(_) => Err("TLS handshake timed out (TIMEOUTconnect)".into()),
+        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+        Ok(Ok(s)) => Ok(s),
+    }
+}
+
+/// A failed DNS lookup in words a user acts on.
+fn describe_resolve(e: &io::Error) -> String {
+    format!("cannot resolve host: {e}")
 }
 
 async fn resolve(t: &Target) -> io::Result<Vec<SocketAddr>> {
@@ -277,6 +323,13 @@ mod tests {
         assert!(c.add("a:1:b").is_err());
     }
 
+    /// Connects in plain TCP (nothing to finish).
+    async fn plain(up: &Upstreams, timeout: Duration) -> Result<Reached<TcpStream>, ConnectError> {
+        let none = ConnectTo::default();
+        up.connect(&none, timeout, &[], |_, s| async { Ok::<_, io::Error>(s) })
+            .await
+    }
+
     /// A target nothing listens on, then a live one (keep the listener alive).
     async fn dead_then_live() -> (Vec<Target>, tokio::net::TcpListener) {
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -296,16 +349,10 @@ mod tests {
         let (targets, live) = dead_then_live().await;
         let live_port = live.local_addr().unwrap().port();
         let prio = |t: &[Target]| Upstreams::new(t.to_vec(), Failover::Prio);
-        let c = prio(&targets)
-            .connect(&ConnectTo::default(), Duration::from_secs(5), &[])
-            .await
-            .unwrap();
+        let c = plain(&prio(&targets), Duration::from_secs(5)).await.unwrap();
         assert_eq!(c.target, 1);
         assert_eq!(c.addr.port(), live_port);
-        let e = prio(&targets[..1])
-            .connect(&ConnectTo::default(), Duration::from_secs(5), &[])
-            .await
-            .unwrap_err();
+        let e = plain(&prio(&targets[..1]), Duration::from_secs(5)).await.unwrap_err();
         assert!(e.to_string().contains("refused"), "{e}");
     }
 
@@ -346,11 +393,87 @@ mod tests {
     async fn failed_target_is_tried_last_on_the_next_connection() {
         let (ts, _live) = dead_then_live().await;
         let up = Upstreams::new(ts, Failover::Prio);
-        let none = ConnectTo::default();
-        let c = up.connect(&none, Duration::from_secs(5), &[]).await.unwrap();
+        let c = plain(&up, Duration::from_secs(5)).await.unwrap();
         assert_eq!(c.target, 1);
         assert_eq!(up.order(Instant::now()), [1, 0]);
-        let c = up.connect(&none, Duration::from_secs(5), &[]).await.unwrap();
+        let c = plain(&up, Duration::from_secs(5)).await.unwrap();
         assert_eq!(c.target, 1);
+    }
+
+    /// A listener that greets every connection with `greeting` (and keeps it open).
+    async fn greeter(greeting: &'static [u8]) -> (Target, tokio::task::JoinHandle<()>) {
+        use tokio::io::AsyncWriteExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let t = crate::config::parse_target(&l.local_addr().unwrap().to_string()).unwrap();
+        let task = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = s.write_all(greeting).await;
+                open.push(s);
+            }
+        });
+        (t, task)
+    }
+
+    /// Stands in for a handshake: reads the greeting; `+` passes, anything else fails.
+    async fn greeted(mut s: TcpStream) -> Result<u8, String> {
+        use tokio::io::AsyncReadExt;
+        match s.read_u8().await {
+            Ok(b'+') => Ok(b'+'),
+            Ok(b) => Err(format!("got {:?} instead of a handshake answer", b as char)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Defect 1 of issue 11: a target that accepts TCP and then fails the handshake is a
+    /// failed target like one that refuses: the next is tried, and it goes last.
+    #[tokio::test]
+    async fn a_failed_handshake_falls_through_and_goes_last() {
+        let (bad, _b) = greeter(b"-ERR not TLS\r\n").await;
+        let (good, _g) = greeter(b"+").await;
+        for failover in [Failover::Prio, Failover::RoundRobin] {
+            let up = Upstreams::new(vec![bad.clone(), good.clone()], failover);
+            for _ in 0..4 {
+                let c = up
+                    .connect(&ConnectTo::default(), Duration::from_secs(5), &[], |_, s| greeted(s))
+                    .await
+                    .unwrap();
+                assert_eq!(c.target, 1);
+            }
+            assert_eq!(up.order(Instant::now())[0], 1, "{failover:?}");
+        }
+        let only_bad = Upstreams::new(vec![bad], Failover::Prio);
+        let e = only_bad
+            .connect(&ConnectTo::default(), Duration::from_secs(5), &[], |_, s| greeted(s))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("TLS handshake failed: got '-'"), "{e}");
+    }
+
+    /// Defect 1 of issue 11: a target that accepts TCP and never answers gets its share of
+    /// the timeout, not all of it, so the next target is still tried. Time is paused: the
+    /// runtime jumps to the next timer once the silent target is the only thing left to wait on.
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_target_gets_only_its_share_of_the_timeout() {
+        let (silent, _s) = greeter(b"").await;
+        let (good, _g) = greeter(b"+").await;
+        let up = Upstreams::new(vec![silent, good], Failover::Prio);
+        let started = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let c = up
+            .connect(&ConnectTo::default(), timeout, &[], |_, s| greeted(s))
+            .await
+            .unwrap();
+        assert_eq!(c.target, 1);
+        assert_eq!(started.elapsed(), timeout / 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shares_split_what_is_left() {
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(12);
+        assert_eq!(share_of(deadline, 3), now + Duration::from_secs(4));
+        assert_eq!(share_of(deadline, 1), deadline);
+        assert_eq!(share_of(now, 2), now);
     }
 }

@@ -36,9 +36,31 @@ fn standalone_redis_and_failures_as_redis_errors() {
     assert!(out.contains("refused"), "{out}");
     let out = redis_cli(wrong_name, &["ping"]);
     assert!(
-        out.starts_with("ERR retunnel: certificate of db.example.com rejected"),
+        out.starts_with("ERR retunnel: cannot reach upstream: 127.0.0.1:"),
         "{out}"
     );
+    assert!(out.contains("certificate of db.example.com rejected"), "{out}");
+}
+
+/// Issue 11 defect 1, in Redis mode: a first target with the wrong certificate falls through
+/// to the real server, for every client (`prio` and `rr`).
+#[test]
+fn a_first_target_with_the_wrong_certificate_falls_through() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let wrong = TlsEcho::start(&pki.leaf(&ca, "other", &["other.example"], -1, 2));
+    let (prio, rr) = (free_port(), free_port());
+    let targets = format!("localhost:{}\nconnect = localhost:{}", wrong.addr.port(), redis.port);
+    let conf = redis_section(prio, &targets, &ca)
+        + &redis_section(rr, &targets, &ca).replace("[redis]", "[rr]")
+        + "failover = rr\n";
+    let _rt = Retunnel::start(&conf, 2);
+    for port in [prio, rr] {
+        for _ in 0..5 {
+            assert_eq!(redis_cli(port, &["ping"]), "PONG");
+        }
+    }
 }
 
 #[test]

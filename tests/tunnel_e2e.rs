@@ -146,6 +146,71 @@ fn every_connect_line_is_tried_in_order() {
     );
 }
 
+/// A plain-TCP server that answers every connection with a RESP error (a TLS port by
+/// mistake pointed at a plain one); returns its port and how many connections it took.
+fn plain_text_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = plain.local_addr().unwrap().port();
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = taken.clone();
+    std::thread::spawn(move || {
+        for mut s in plain.incoming().flatten() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = s.write_all(b"-ERR unknown command\r\n");
+        }
+    });
+    (port, taken)
+}
+
+/// Issue 11 defect 1: a first `connect` target that fails at the TLS level (plain text, a
+/// wrong certificate, or TCP accepted and the handshake never answered) is a failed target:
+/// the healthy second one serves every client, and the bad one is moved to the back.
+#[test]
+fn a_first_target_failing_tls_falls_through_to_the_next() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let good = TlsEcho::start(&leaf);
+    let wrong = TlsEcho::start(&pki.leaf(&ca, "other", &["other.example"], -1, 2));
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (plain, plain_taken) = plain_text_server();
+    let second = format!("connect = localhost:{}", good.addr.port());
+    let silent_port = silent.local_addr().unwrap().port();
+    let sections = [
+        ("plain", plain, second.clone()),
+        ("wrong", wrong.addr.port(), second.clone()),
+        // Half of TIMEOUTconnect for the silent one, then the second target in time.
+        ("silent", silent_port, format!("{second}\nTIMEOUTconnect = 4")),
+        ("rr", plain, format!("{second}\nfailover = rr")),
+    ];
+    let ports: Vec<u16> = sections.iter().map(|_| free_port()).collect();
+    let text: String = sections
+        .iter()
+        .zip(&ports)
+        .map(|((name, first, extra), port)| conf(name, *port, *first, &ca, extra))
+        .collect();
+    let rt = Retunnel::start(&text, sections.len());
+    for ((name, ..), port) in sections.iter().zip(&ports) {
+        for i in 0..3 {
+            let msg = format!("{name} client {i}\n");
+            assert_eq!(raw_exchange(*port, msg.as_bytes()), msg.as_bytes(), "section {name}");
+        }
+    }
+    // Section `plain` tried the plain-text server once, then put it last; `rr` also once,
+    // since its turn came while it was still marked as failed.
+    assert_eq!(plain_taken.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let log = rt.log.wait_for_n("connection closed", 12);
+    for (name, why) in [
+        ("plain", "did not answer in TLS"),
+        ("wrong", "certificate of localhost rejected"),
+        ("silent", "TLS handshake timed out (TIMEOUTconnect)"),
+    ] {
+        let lines = lines_with(&log, &["trying the next target", &format!("service={name}")]);
+        assert_eq!(lines.len(), 1, "{log}");
+        assert!(lines[0].contains(why), "{}", lines[0]);
+    }
+    assert!(!log.contains("closing client"), "{log}");
+}
+
 #[test]
 fn upstream_that_never_handshakes_is_cut_at_timeout_connect() {
     let pki = Pki::new();
