@@ -1,5 +1,5 @@
 //! The README's configuration reference must cover every option retunnel knows: each honoured
-//! option has a table row, and each ignored or refused one is named.
+//! option has a table row showing the table's default, and each ignored or refused one is named.
 
 use retunnel::config::options::{OPTIONS, Support};
 
@@ -9,8 +9,9 @@ fn readme_covers_every_option() {
     let mut missing = Vec::new();
     for o in OPTIONS {
         let wanted = match o.support {
-            Support::Honoured => format!("| `{}` |", o.name),
-            Support::Ignored | Support::Refused(_) => format!("`{}`", o.name),
+            // The row and its default, as the option table has them.
+            Support::Honoured(_) => format!("| `{}` | {} |", o.name, o.default),
+            Support::Ignored(_) | Support::Refused(_) => format!("`{}`", o.name),
         };
         if !readme.contains(&wanted) {
             missing.push(wanted);

@@ -216,6 +216,7 @@ impl Config {
         })?;
         let mut p = Parser {
             path,
+            flags: false,
             problems: Vec::new(),
             warnings: Vec::new(),
         };
@@ -231,9 +232,82 @@ impl Config {
 
 /// Collects every problem and warning while it builds the typed values.
 struct Parser<'a> {
+    /// The file being read (for messages).
     path: &'a Path,
+    /// True when the entries come from command-line flags: messages name `--flag`s.
+    flags: bool,
+    /// Every problem found so far, worded for the user.
     problems: Vec<String>,
+    /// Every warning found so far.
     warnings: Vec<Warning>,
+}
+
+/// A section being read: what its lines said so far, before the checks that need them all.
+/// Starts from the defaults; the option table's setters fill it in.
+#[derive(Debug)]
+struct Draft {
+    /// `accept`.
+    accept: Option<SocketAddr>,
+    /// `connect`, every line in order.
+    connect: Vec<Target>,
+    /// The TLS settings towards `connect`.
+    tls: TlsSettings,
+    /// `client`.
+    client: bool,
+    /// `cert`.
+    cert: Option<PathBuf>,
+    /// `key`.
+    key: Option<PathBuf>,
+    /// `connectTLS`, if written.
+    connect_tls: Option<bool>,
+    /// A `verify`/`verifyChain` line asked for verification (in server mode: of clients).
+    verify_asked: bool,
+    /// `failover`.
+    failover: Failover,
+    /// `socket`, every line in order.
+    socket_options: Vec<SocketOption>,
+    /// `maxConnections`.
+    max_connections: Option<usize>,
+    /// `TIMEOUTconnect`.
+    connect_timeout: Duration,
+    /// `TIMEOUTclose`.
+    close_timeout: Duration,
+    /// `TIMEOUTidle`; `None`: never.
+    idle_timeout: Option<Duration>,
+    /// The floor that `options = NO_…` lines raise the version to.
+    options_min: Option<TlsVersion>,
+    /// `protocol = redis`.
+    redis: Option<RedisSettings>,
+    /// `clusterPorts`.
+    cluster_ports: Option<(u16, u16)>,
+    /// Where `sni` was written, for the message when it disagrees with `checkHost`.
+    sni_at: Option<String>,
+}
+
+impl Default for Draft {
+    /// What a section without lines means: client mode, verifying, stunnel's timeouts.
+    fn default() -> Draft {
+        Draft {
+            accept: None,
+            connect: Vec::new(),
+            tls: TlsSettings::default(),
+            client: true,
+            cert: None,
+            key: None,
+            connect_tls: None,
+            verify_asked: false,
+            failover: Failover::default(),
+            socket_options: Vec::new(),
+            max_connections: None,
+            connect_timeout: defaults::CONNECT_TIMEOUT,
+            close_timeout: defaults::CLOSE_TIMEOUT,
+            idle_timeout: Some(defaults::IDLE_TIMEOUT),
+            options_min: None,
+            redis: None,
+            cluster_ports: None,
+            sni_at: None,
+        }
+    }
 }
 
 /// Where an entry came from, for messages.
@@ -249,6 +323,9 @@ impl Parser<'_> {
     }
 
     fn locate(&self, at: &At) -> String {
+        if self.flags {
+            return oneoff::flag_of(&at.entry.key);
+        }
         let section = at.section.map(|s| format!(" [{s}]")).unwrap_or_default();
         let file = at.entry.file.as_deref().unwrap_or(self.path);
         format!("{}:{}:{section} {}", file.display(), at.entry.line, at.entry.key)
@@ -289,8 +366,8 @@ impl Parser<'_> {
         }
     }
 
-    /// Checks an entry's name against the table; returns the canonical name if it is honoured.
-    fn known(&mut self, at: &At) -> Option<&'static str> {
+    /// Checks an entry's name against the table; returns its setter if it is honoured.
+    fn known(&mut self, at: &At) -> Option<options::Sets> {
         let Some(spec) = options::lookup(&at.entry.key) else {
             let hint = match options::suggest(&at.entry.key) {
                 Some(s) => format!("did you mean `{s}`?"),
@@ -299,19 +376,17 @@ impl Parser<'_> {
             self.problem(at, format!("unknown option; {hint}"));
             return None;
         };
-        // stunnel also takes `debug` per service; retunnel has one level for the process, so
-        // it is a warning there (see `service`), not an error that would refuse a valid file.
-        if spec.scope == Scope::Global && at.section.is_some() && spec.name != "debug" {
+        if spec.scope == Scope::Global && at.section.is_some() {
             self.problem(at, "is a global option; move it above the first [section]");
             return None;
         }
         match spec.support {
-            Support::Honoured => Some(spec.name),
-            Support::Ignored if spec.name == "libwrap" => {
-                self.warn(at, "is ignored: retunnel does not consult /etc/hosts.allow or /etc/hosts.deny; limit who can connect with `accept` on 127.0.0.1 or a firewall");
+            Support::Honoured(setter) => Some(setter.0),
+            Support::Ignored(Some(why)) => {
+                self.warn(at, why);
                 None
             }
-            Support::Ignored => {
+            Support::Ignored(None) => {
                 self.warn(at, "is a stunnel option retunnel does not use; it is ignored");
                 None
             }
@@ -330,12 +405,10 @@ impl Parser<'_> {
         let mut defaults = Vec::new();
         for entry in &global_part.entries {
             let at = At { section: None, entry };
-            let Some(name) = self.known(&at) else {
-                continue;
-            };
-            match options::lookup(name).map(|s| s.scope) {
-                Some(Scope::Service) if name != "debug" => defaults.push(entry),
-                _ => self.global_option(&mut global, name, &at),
+            match self.known(&at) {
+                Some(options::Sets::Process(set)) => set(self, &at, &mut global),
+                Some(options::Sets::Section(_)) => defaults.push(entry),
+                None => {}
             }
         }
         if let Some(u) = &global.user
@@ -393,176 +466,85 @@ impl Parser<'_> {
         }
     }
 
-    fn global_option(&mut self, g: &mut Global, name: &str, at: &At) {
-        match name {
-            "fips" => {
-                if self.value(at, values::yes_no) == Some(true) {
-                    self.problem(at, "retunnel has no FIPS mode; set `fips = no` or remove the line");
-                }
-            }
-            "foreground" => match at.entry.value.to_ascii_lowercase().as_str() {
-                "yes" | "quiet" => g.foreground = true,
-                "no" => g.foreground = false,
-                _ => self.problem(at, "must be `yes`, `quiet` or `no`"),
-            },
-            "log" => g.log_mode = self.value(at, values::log_mode).unwrap_or_default(),
-            "syslog" => g.syslog = self.value(at, values::yes_no),
-            "output" => g.output = self.value(at, values::path),
-            "pid" => g.pid = (!at.entry.value.is_empty()).then(|| PathBuf::from(&at.entry.value)),
-            "debug" => g.log_level = self.value(at, values::log_level).unwrap_or_default(),
-            "include" => {} // already read in by `include::expand`
-            "setuid" => g.user = self.value(at, values::user),
-            "setgid" => g.group = self.value(at, values::group),
-            _ => unreachable!("global option {name} has no parser"),
-        }
-    }
-
     fn service(&mut self, section: &Section, defaults: &[&Entry]) -> Option<ServiceConfig> {
         let name = section.name.clone().expect("only the global part has no name");
-        let problems_before = self.problems.len();
         // Section values override the global defaults, except `options`, which add up.
         let own = |key: &str| section.entries.iter().any(|e| e.key.eq_ignore_ascii_case(key));
         let inherited = defaults
             .iter()
             .copied()
             .filter(|d| d.key.eq_ignore_ascii_case("options") || !own(&d.key));
-
-        let mut accept = None;
-        let mut connect = Vec::new();
-        let mut tls = TlsSettings::default();
-        let mut client = true;
-        let mut cert = None;
-        let mut key = None;
-        let mut connect_tls = None;
-        let mut verify_asked = false;
-        let mut failover = Failover::default();
-        let mut socket_options = Vec::new();
-        let mut max_connections = None;
-        let mut connect_timeout = defaults::CONNECT_TIMEOUT;
-        let mut close_timeout = defaults::CLOSE_TIMEOUT;
-        let mut idle_timeout = Some(defaults::IDLE_TIMEOUT);
-        let mut options_min: Option<TlsVersion> = None;
-        let mut redis: Option<RedisSettings> = None;
-        let mut cluster_ports = None;
-
         // A default is reported where it is written (the global part), once for all sections.
         let located = inherited
             .map(|e| (None, e))
             .chain(section.entries.iter().map(|e| (Some(name.as_str()), e)));
+        let problems_before = self.problems.len();
+        let mut draft = Draft::default();
         for (written_in, entry) in located {
             let at = At {
                 section: written_in,
                 entry,
             };
-            let Some(opt) = self.known(&at) else { continue };
-            match opt {
-                "client" => client = self.value(&at, values::yes_no).unwrap_or(client),
-                "cert" => cert = self.value(&at, values::existing_file),
-                "key" => key = self.value(&at, values::existing_file),
-                "connectTLS" => connect_tls = self.value(&at, values::yes_no),
-                "failover" => failover = self.value(&at, values::failover).unwrap_or(failover),
-                "socket" => socket_options.extend(self.value(&at, crate::sockopt::parse)),
-                "maxConnections" => max_connections = self.value(&at, values::count).or(max_connections),
-                // stunnel 5 listens on every `accept` line; binding only the last would be a
-                // silent wrong result.
-                "accept" if accept.is_some() => self.problem(&at, "retunnel listens on one address per section; keep one `accept` line, or copy the section under another name for the second address"),
-                "accept" => accept = self.value(&at, values::accept_addr),
-                "connect" => {
-                    if let Some(t) = self.value(&at, values::target) {
-                        connect.push(t);
-                    }
-                }
-                "CAfile" => tls.ca_file = self.value(&at, values::existing_file),
-                "CApath" => tls.ca_path = self.value(&at, values::existing_dir),
-                "verify" => match self.value(&at, values::verify_level) {
-                    Some(0) => tls.verify_chain = false,
-                    Some(_) => (tls.verify_chain, verify_asked) = (true, true),
-                    None => {}
-                },
-                "verifyChain" => {
-                    if let Some(v) = self.value(&at, values::yes_no) {
-                        tls.verify_chain = v;
-                        verify_asked |= v;
-                    }
-                }
-                "verifyPeer" => {
-                    if self.value(&at, values::yes_no) == Some(true) {
-                        self.problem(&at, "certificate pinning (`verifyPeer = yes`) is not supported yet; use `verifyChain = yes` with `CAfile`");
-                    }
-                }
-                "checkHost" => {
-                    if tls.check_host.is_some()
-                        && section
-                            .entries
-                            .iter()
-                            .filter(|e| e.key.eq_ignore_ascii_case("checkHost"))
-                            .count()
-                            > 1
-                    {
-                        self.problem(
-                            &at,
-                            "retunnel checks one host name per section; keep one `checkHost` line",
-                        );
-                    }
-                    tls.check_host = self.value(&at, values::host_name);
-                }
-                "sni" => tls.sni = Some(at.entry.value.clone()),
-                "delay" => {
-                    self.value(&at, values::yes_no);
-                }
-                "options" => {
-                    if let Some(v) = self.value(&at, values::ssl_option) {
-                        match v {
-                            values::SslOption::Min(m) => options_min = options_min.max(Some(m)),
-                            values::SslOption::Other(flag) => {
-                                self.warn(&at, format!("OpenSSL option {flag} is ignored"));
-                            }
-                        }
-                    }
-                }
-                "sslVersion" => {
-                    if let Some((min, max)) = self.value(&at, values::ssl_version_range) {
-                        tls.min_version = min;
-                        tls.max_version = max;
-                    }
-                }
-                "sslVersionMin" => {
-                    if let Some(v) = self.value(&at, values::tls_version_or_all) {
-                        tls.min_version = v.unwrap_or(TlsVersion::Tls10);
-                    }
-                }
-                "sslVersionMax" => {
-                    if let Some(v) = self.value(&at, values::tls_version_or_all) {
-                        tls.max_version = v;
-                    }
-                }
-                "TIMEOUTconnect" => {
-                    connect_timeout = self.value(&at, values::seconds_nonzero).unwrap_or(connect_timeout)
-                }
-                "TIMEOUTclose" => close_timeout = self.value(&at, values::seconds).unwrap_or(close_timeout),
-                "TIMEOUTidle" => {
-                    if let Some(d) = self.value(&at, values::seconds) {
-                        idle_timeout = (!d.is_zero()).then_some(d);
-                    }
-                }
-                "protocol" => {
-                    if self.value(&at, values::protocol).is_some() {
-                        redis = Some(RedisSettings::default());
-                    }
-                }
-                "clusterPorts" => cluster_ports = self.value(&at, values::port_range),
-                "debug" => self.warn(
+            match self.known(&at) {
+                Some(options::Sets::Section(set)) => set(self, &at, &mut draft),
+                Some(options::Sets::Process(_)) => self.warn(
                     &at,
-                    "`debug` applies to the whole process in retunnel; set it once above the first [section]",
+                    format!(
+                        "`{}` applies to the whole process in retunnel; set it once above the first [section]",
+                        at.entry.key
+                    ),
                 ),
-                other => unreachable!("service option {other} has no parser"),
+                None => {}
             }
         }
+        let header = match self.flags {
+            true => oneoff::COMMAND_LINE.to_string(),
+            false => format!("{}:{}: [{name}]", self.file_of(section).display(), section.line),
+        };
+        let written = |key: &str| {
+            section
+                .entries
+                .iter()
+                .chain(defaults.iter().copied())
+                .any(|e| e.key.eq_ignore_ascii_case(key))
+        };
+        self.finish(name, draft, &header, written, problems_before)
+    }
+
+    /// Checks what a section's lines say together and builds its configuration; `written`
+    /// says whether an option was written at all (a line that failed has its own message).
+    fn finish(
+        &mut self,
+        name: String,
+        draft: Draft,
+        header: &str,
+        written: impl Fn(&str) -> bool,
+        problems_before: usize,
+    ) -> Option<ServiceConfig> {
+        let Draft {
+            accept,
+            connect,
+            mut tls,
+            client,
+            cert,
+            key,
+            connect_tls,
+            verify_asked,
+            failover,
+            socket_options,
+            max_connections,
+            connect_timeout,
+            close_timeout,
+            idle_timeout,
+            options_min,
+            mut redis,
+            cluster_ports,
+            sni_at,
+        } = draft;
         // `options = NO_TLSv1_1` and the like can only raise the floor.
         if let Some(m) = options_min {
             tls.min_version = tls.min_version.max(m);
         }
-        let header = format!("{}:{}: [{name}]", self.file_of(section).display(), section.line);
         if let Some(max) = tls.max_version
             && max < tls.min_version
         {
@@ -581,8 +563,9 @@ impl Parser<'_> {
             && !sni.is_empty()
             && !sni.eq_ignore_ascii_case(host)
         {
+            let at = sni_at.as_deref().unwrap_or(header);
             self.problems.push(format!(
-                "{header}: `sni = {sni}` differs from `checkHost = {host}`; retunnel verifies the name it sends, so remove `sni` or make them equal"
+                "{at}: `sni = {sni}` differs from `checkHost = {host}`; retunnel verifies the name it sends, so remove `sni` or make them equal"
             ));
         }
         if !tls.verify_chain && tls.check_host.is_some() {
@@ -597,14 +580,7 @@ impl Parser<'_> {
             )),
             (None, None) => {}
         }
-        // A `connect` line that failed to parse has its own message already.
-        let written = |key: &str| {
-            section
-                .entries
-                .iter()
-                .chain(defaults.iter().copied())
-                .any(|e| e.key.eq_ignore_ascii_case(key))
-        };
+        // A line that failed to parse has its own message already.
         if connect.is_empty() && !written("connect") {
             self.problems.push(format!(
                 "{header}: no `connect`; add `connect = host:port` (the TLS server)"
@@ -618,7 +594,7 @@ impl Parser<'_> {
             }
             return None;
         };
-        let ends = self.ends(&header, client, cert, key, connect_tls, verify_asked);
+        let ends = self.ends(header, client, cert, key, connect_tls, verify_asked);
         if self.problems.len() > problems_before {
             return None;
         }

@@ -2,9 +2,10 @@
 //! a file. The values go through the same parsers as the file's, and the result is an ordinary
 //! [`Config`], so a one-off tunnel runs on exactly the same engine and logs the same way.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::{Config, ConfigError, Global, ServiceConfig, TlsSettings, defaults, values};
+use super::lines::{Entry, Section};
+use super::{Config, ConfigError, Global, Parser};
 
 /// The section name a one-off tunnel gets in logs and `check` output.
 pub const NAME: &str = "tunnel";
@@ -26,73 +27,86 @@ pub struct OneOff {
     pub insecure: bool,
 }
 
+/// Each flag and the option it stands for.
+const FLAGS: &[(&str, &str)] = &[
+    ("accept", "accept"),
+    ("connect", "connect"),
+    ("cafile", "CAfile"),
+    ("checkhost", "checkHost"),
+    ("sni", "sni"),
+    ("insecure", "verifyChain"),
+];
+
+/// The flag that stands for an option, as messages name it (`--cafile`).
+pub(super) fn flag_of(option: &str) -> String {
+    let flag = FLAGS
+        .iter()
+        .find(|(_, o)| o.eq_ignore_ascii_case(option))
+        .map_or(option, |(f, _)| f);
+    format!("--{flag}")
+}
+
+impl OneOff {
+    /// The flags as the lines of a section, in the order a file would have them.
+    fn entries(&self) -> Vec<Entry> {
+        let ca_file = self.ca_file.as_ref().map(|f| f.to_string_lossy().into_owned());
+        let lines = [
+            ("accept", Some(self.accept.clone())),
+            ("connect", Some(self.connect.clone())),
+            ("CAfile", ca_file),
+            ("checkHost", self.check_host.clone()),
+            ("sni", self.sni.clone()),
+            ("verifyChain", self.insecure.then(|| "no".to_string())),
+        ];
+        lines
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|v| (key, v)))
+            .enumerate()
+            .map(|(i, (key, value))| Entry {
+                key: key.into(),
+                value,
+                line: i + 1,
+                file: None,
+            })
+            .collect()
+    }
+}
+
 impl Config {
-    /// Builds a one-section configuration from the flags; every problem names its flag.
+    /// Builds a one-section configuration from the flags, through the same option table and
+    /// checks as a file's section; every problem names its flag.
     pub fn one_off(o: &OneOff) -> Result<Config, ConfigError> {
-        let mut problems = Vec::new();
-        let p = &mut problems;
-        let accept = flag(p, "accept", values::accept_addr(&o.accept));
-        let connect = flag(p, "connect", values::target(&o.connect));
-        let ca_file = o
-            .ca_file
-            .as_ref()
-            .and_then(|f| flag(p, "cafile", values::existing_file(&f.to_string_lossy())));
-        let check_host = o
-            .check_host
-            .as_ref()
-            .and_then(|h| flag(p, "checkhost", values::host_name(h)));
-        if let (Some(sni), Some(host)) = (&o.sni, &o.check_host)
-            && !sni.is_empty()
-            && !sni.eq_ignore_ascii_case(host)
-        {
-            problems.push(format!(
-                "--sni {sni} differs from --checkhost {host}; retunnel verifies the name it sends, so give one of them"
-            ));
+        let path = Path::new(COMMAND_LINE);
+        let mut p = Parser {
+            path,
+            flags: true,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let section = Section {
+            name: Some(NAME.into()),
+            line: 0,
+            entries: o.entries(),
+            file: None,
+        };
+        match p.service(&section, &[]) {
+            Some(service) if p.problems.is_empty() => Ok(Config {
+                path: path.to_path_buf(),
+                global: Global::default(),
+                services: vec![service],
+            }),
+            _ => Err(ConfigError { problems: p.problems }),
         }
-        let (Some(accept), Some(connect), true) = (accept, connect, problems.is_empty()) else {
-            return Err(ConfigError { problems });
-        };
-        let tls = TlsSettings {
-            verify_chain: !o.insecure,
-            ca_file,
-            check_host,
-            sni: o.sni.clone(),
-            ..TlsSettings::default()
-        };
-        let service = ServiceConfig {
-            name: NAME.into(),
-            accept,
-            connect: vec![connect],
-            tls,
-            connect_timeout: defaults::CONNECT_TIMEOUT,
-            close_timeout: defaults::CLOSE_TIMEOUT,
-            idle_timeout: Some(defaults::IDLE_TIMEOUT),
-            failover: Default::default(),
-            socket_options: Vec::new(),
-            max_connections: None,
-            accept_tls: None,
-            connect_tls: true,
-            redis: None,
-        };
-        Ok(Config {
-            path: PathBuf::from(COMMAND_LINE),
-            global: Global::default(),
-            services: vec![service],
-        })
     }
 }
 
 /// The `path` of a config built from flags (for messages; there is no file to reload).
 pub const COMMAND_LINE: &str = "(command line)";
 
-/// The value, or `None` with the problem recorded under the flag's name.
-fn flag<T>(problems: &mut Vec<String>, name: &str, r: Result<T, String>) -> Option<T> {
-    r.map_err(|e| problems.push(format!("--{name} {e}"))).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TlsSettings;
 
     fn flags(accept: &str, connect: &str) -> OneOff {
         OneOff {
@@ -132,5 +146,23 @@ mod tests {
         let mut o = flags("6379", "127.0.0.1:6380");
         o.insecure = true;
         assert!(!Config::one_off(&o).unwrap().services[0].tls.verify_chain);
+    }
+
+    /// The flags go through the file's option table and checks: the same message for the
+    /// same mistake, named by the flag.
+    #[test]
+    fn flags_get_the_files_messages() {
+        let file = Config::parse("[tunnel]\naccept = 70000\nconnect = h.example:1\n", "f.conf".as_ref())
+            .unwrap_err()
+            .problems;
+        let flag = Config::one_off(&flags("70000", "h.example:1")).unwrap_err().problems;
+        let (file, flag) = (&file[0], &flag[0]);
+        assert!(flag.starts_with("--accept: "), "{flag}");
+        assert!(file.ends_with(flag.trim_start_matches("--accept: ")), "{file} / {flag}");
+        // A contradiction the file refuses is refused on the command line too.
+        let mut o = flags("6379", "127.0.0.1:6380");
+        (o.insecure, o.check_host) = (true, Some("db.example".into()));
+        let e = Config::one_off(&o).unwrap_err();
+        assert!(e.problems[0].contains("`checkHost` needs the chain verified"), "{e}");
     }
 }

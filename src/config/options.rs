@@ -1,8 +1,12 @@
 //! The table of every option retunnel knows: its own and all of stunnel's.
 //!
-//! This one table drives the parser (is the name known, where may it appear, is it honoured,
-//! ignored with a warning, or refused), the "did you mean …?" suggestions, and a test that
-//! keeps the README's reference complete. It holds no parsing logic.
+//! One row per option, as stunnel's `options.c` keeps them: the name, where it may be written,
+//! what retunnel does with it, the default and a one-line doc, and for an honoured option the
+//! setter that parses its value into the configuration being built. The parser only walks this
+//! table, so a new option is one row (plus the field it sets). The same table gives the "did
+//! you mean …?" suggestions and keeps the README's reference complete (`tests/readme.rs`).
+
+use super::{At, Draft, Parser, RedisSettings, TlsVersion, values};
 
 /// Where an option may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,15 +18,38 @@ pub enum Scope {
 }
 
 /// What retunnel does with an option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Support {
-    /// Parsed and honoured.
-    Honoured,
-    /// Known to stunnel, harmless to skip: a warning names it.
-    Ignored,
+    /// Parsed and honoured: the setter turns the value into the configuration.
+    Honoured(Setter),
+    /// Known to stunnel, harmless to skip: a warning (this text, or a general one) names it.
+    Ignored(Option<&'static str>),
     /// Known to stunnel, but skipping it would weaken security or change what the tunnel does:
     /// an error that says why.
     Refused(&'static str),
+}
+
+/// Parses one line of an honoured option into the configuration being built. A setter records
+/// any problem with [`Parser::problem`]/[`Parser::value`] and never panics.
+#[derive(Clone, Copy)]
+pub struct Setter(pub(super) Sets);
+
+impl std::fmt::Debug for Setter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Sets::Process(_) => "Setter(process)",
+            Sets::Section(_) => "Setter(section)",
+        })
+    }
+}
+
+/// What a setter sets.
+#[derive(Clone, Copy)]
+pub(super) enum Sets {
+    /// An option of the whole process: written in a section it only gets a warning.
+    Process(fn(&mut Parser<'_>, &At<'_>, &mut super::Global)),
+    /// An option of one section (written above the first section: of every section).
+    Section(fn(&mut Parser<'_>, &At<'_>, &mut Draft)),
 }
 
 /// One known option.
@@ -34,21 +61,66 @@ pub struct OptionSpec {
     pub scope: Scope,
     /// What retunnel does with it.
     pub support: Support,
+    /// The default, exactly as the README's reference table shows it (empty when not honoured).
+    pub default: &'static str,
+    /// What it does, in one line (empty when not honoured).
+    pub doc: &'static str,
 }
 
-const fn honoured(name: &'static str, scope: Scope) -> OptionSpec {
+impl OptionSpec {
+    /// True when retunnel parses and honours the option.
+    pub fn is_honoured(&self) -> bool {
+        matches!(self.support, Support::Honoured(_))
+    }
+}
+
+/// A process-wide option (only above the first section).
+const fn process(
+    name: &'static str,
+    default: &'static str,
+    doc: &'static str,
+    set: fn(&mut Parser<'_>, &At<'_>, &mut super::Global),
+) -> OptionSpec {
     OptionSpec {
         name,
-        scope,
-        support: Support::Honoured,
+        scope: Global,
+        support: Support::Honoured(Setter(Sets::Process(set))),
+        default,
+        doc,
+    }
+}
+
+/// A per-section option (above the first section: the default of every section).
+const fn section(
+    name: &'static str,
+    default: &'static str,
+    doc: &'static str,
+    set: fn(&mut Parser<'_>, &At<'_>, &mut Draft),
+) -> OptionSpec {
+    OptionSpec {
+        name,
+        scope: Service,
+        support: Support::Honoured(Setter(Sets::Section(set))),
+        default,
+        doc,
     }
 }
 
 const fn ignored(name: &'static str, scope: Scope) -> OptionSpec {
+    ignored_as(name, scope, None)
+}
+
+const fn ignored_because(name: &'static str, scope: Scope, warning: &'static str) -> OptionSpec {
+    ignored_as(name, scope, Some(warning))
+}
+
+const fn ignored_as(name: &'static str, scope: Scope, warning: Option<&'static str>) -> OptionSpec {
     OptionSpec {
         name,
         scope,
-        support: Support::Ignored,
+        support: Support::Ignored(warning),
+        default: "",
+        doc: "",
     }
 }
 
@@ -57,6 +129,8 @@ const fn refused(name: &'static str, scope: Scope, why: &'static str) -> OptionS
         name,
         scope,
         support: Support::Refused(why),
+        default: "",
+        doc: "",
     }
 }
 
@@ -72,47 +146,273 @@ const NO_STARTTLS: &str = "STARTTLS protocols are not supported";
 
 /// Every option stunnel 5 knows, plus retunnel's own.
 pub const OPTIONS: &[OptionSpec] = &[
-    // Honoured, global.
-    honoured("fips", Global),
-    honoured("foreground", Global),
-    honoured("output", Global),
-    honoured("pid", Global),
-    honoured("setuid", Global),
-    honoured("setgid", Global),
-    // stunnel allows `debug` per service too; retunnel has one log level (see config::service).
-    honoured("debug", Service),
-    honoured("log", Global),
-    honoured("syslog", Global),
-    honoured("include", Global),
-    // Honoured, per service.
-    honoured("client", Service),
-    honoured("accept", Service),
-    honoured("connect", Service),
-    honoured("CAfile", Service),
-    honoured("CApath", Service),
-    honoured("verify", Service),
-    honoured("verifyChain", Service),
-    honoured("verifyPeer", Service),
-    honoured("checkHost", Service),
-    honoured("sni", Service),
-    honoured("delay", Service),
-    honoured("options", Service),
-    honoured("sslVersion", Service),
-    honoured("sslVersionMin", Service),
-    honoured("sslVersionMax", Service),
-    honoured("TIMEOUTconnect", Service),
-    honoured("TIMEOUTclose", Service),
-    honoured("TIMEOUTidle", Service),
-    honoured("cert", Service),
-    honoured("key", Service),
-    honoured("failover", Service),
-    honoured("socket", Service),
+    // Honoured, for the whole process.
+    process("fips", "`no`", "No FIPS mode: only `no` is accepted.", |p, at, _| {
+        only_no(p, at, "retunnel has no FIPS mode; set `fips = no` or remove the line")
+    }),
+    process(
+        "foreground",
+        "`yes`",
+        "Stay attached (`yes`, `quiet`) or detach once listening (`no`).",
+        |p, at, g| match at.entry.value.to_ascii_lowercase().as_str() {
+            "yes" | "quiet" => g.foreground = true,
+            "no" => g.foreground = false,
+            _ => p.problem(at, "must be `yes`, `quiet` or `no`"),
+        },
+    ),
+    process(
+        "output",
+        "stderr",
+        "Log to this file instead of standard error.",
+        |p, at, g| g.output = p.value(at, values::path),
+    ),
+    process(
+        "log",
+        "`append`",
+        "Whether `output` keeps its lines at start (`append`) or starts empty (`overwrite`).",
+        |p, at, g| g.log_mode = p.value(at, values::log_mode).unwrap_or_default(),
+    ),
+    process(
+        "pid",
+        "none",
+        "Write the process id to this file once listening.",
+        |_, at, g| g.pid = (!at.entry.value.is_empty()).then(|| at.entry.value.clone().into()),
+    ),
+    process("setuid", "none", "Drop to this user once listening.", |p, at, g| {
+        g.user = p.value(at, values::user)
+    }),
+    process(
+        "setgid",
+        "the `setuid` user's group",
+        "Drop to this group once listening.",
+        |p, at, g| g.group = p.value(at, values::group),
+    ),
+    // stunnel allows `debug` per service too; retunnel has one log level, so a section's
+    // `debug` is a warning (it is a process setter in a section-scoped row).
+    OptionSpec {
+        scope: Service,
+        ..process(
+            "debug",
+            "`5` (notice)",
+            "Log level: 0-7 or a syslog level name.",
+            |p, at, g| g.log_level = p.value(at, values::log_level).unwrap_or_default(),
+        )
+    },
+    process(
+        "syslog",
+        "`yes` when detached without `output`, else `no`",
+        "Send log lines to syslog too.",
+        |p, at, g| g.syslog = p.value(at, values::yes_no),
+    ),
+    // Read in before parsing by `include::expand`.
+    process(
+        "include",
+        "none",
+        "Read every `*.conf` file of this directory here.",
+        |_, _, _| {},
+    ),
+    // Honoured, per section.
+    section(
+        "client",
+        "`yes`",
+        "`yes`: plain TCP in, TLS out; `no`: server mode, TLS in.",
+        |p, at, s| s.client = p.value(at, values::yes_no).unwrap_or(s.client),
+    ),
+    section(
+        "accept",
+        "required",
+        "Where clients connect: `port` (loopback), `host:port`.",
+        |p, at, s| {
+            // stunnel 5 listens on every `accept` line; binding only the last would be a silent
+            // wrong result.
+            if s.accept.is_some() {
+                p.problem(at, "retunnel listens on one address per section; keep one `accept` line, or copy the section under another name for the second address");
+            } else {
+                s.accept = p.value(at, values::accept_addr);
+            }
+        },
+    ),
+    section(
+        "connect",
+        "required",
+        "The TLS server, `host:port`; repeat for fallbacks.",
+        |p, at, s| s.connect.extend(p.value(at, values::target)),
+    ),
+    section(
+        "CAfile",
+        "none",
+        "A PEM bundle of CA certificates trusted in addition to the system store.",
+        |p, at, s| s.tls.ca_file = p.value(at, values::existing_file),
+    ),
+    section(
+        "CApath",
+        "none",
+        "A directory of PEM CA certificates trusted in addition.",
+        |p, at, s| s.tls.ca_path = p.value(at, values::existing_dir),
+    ),
+    section(
+        "verify",
+        "`2`",
+        "stunnel's older switch: 0 = no checks, 1/2 = verify.",
+        |p, at, s| match p.value(at, values::verify_level) {
+            Some(0) => s.tls.verify_chain = false,
+            Some(_) => (s.tls.verify_chain, s.verify_asked) = (true, true),
+            None => {}
+        },
+    ),
+    section(
+        "verifyChain",
+        "`yes`",
+        "Verify the certificate chain and host name.",
+        |p, at, s| {
+            if let Some(v) = p.value(at, values::yes_no) {
+                s.tls.verify_chain = v;
+                s.verify_asked |= v;
+            }
+        },
+    ),
+    section(
+        "verifyPeer",
+        "`no`",
+        "Certificate pinning: only `no` is accepted.",
+        |p, at, _| {
+            only_no(
+                p,
+                at,
+                "certificate pinning (`verifyPeer = yes`) is not supported yet; use `verifyChain = yes` with `CAfile`",
+            )
+        },
+    ),
+    section(
+        "checkHost",
+        "the `connect` host",
+        "The name the certificate must carry.",
+        |p, at, s| {
+            if s.tls.check_host.is_some() && at.section.is_some() {
+                p.problem(
+                    at,
+                    "retunnel checks one host name per section; keep one `checkHost` line",
+                );
+            }
+            s.tls.check_host = p.value(at, values::host_name);
+        },
+    ),
+    section(
+        "sni",
+        "`checkHost`, else the `connect` host; none for an IP address",
+        "The server name sent; empty sends none.",
+        |p, at, s| {
+            s.tls.sni = Some(at.entry.value.clone());
+            s.sni_at = Some(p.locate(at));
+        },
+    ),
+    section(
+        "delay",
+        "`yes`",
+        "Accepted for compatibility: retunnel always resolves per connection.",
+        |p, at, _| {
+            p.value(at, values::yes_no);
+        },
+    ),
+    section(
+        "options",
+        "—",
+        "OpenSSL flags: `NO_TLSv1`… raise the protocol floor, others are ignored.",
+        |p, at, s| match p.value(at, values::ssl_option) {
+            Some(values::SslOption::Min(m)) => s.options_min = s.options_min.max(Some(m)),
+            Some(values::SslOption::Other(flag)) => p.warn(at, format!("OpenSSL option {flag} is ignored")),
+            None => {}
+        },
+    ),
+    section("sslVersion", "—", "Exactly one TLS version, or `all`.", |p, at, s| {
+        if let Some((min, max)) = p.value(at, values::ssl_version_range) {
+            s.tls.min_version = min;
+            s.tls.max_version = max;
+        }
+    }),
+    section("sslVersionMin", "`TLSv1.2`", "The lowest TLS version.", |p, at, s| {
+        if let Some(v) = p.value(at, values::tls_version_or_all) {
+            s.tls.min_version = v.unwrap_or(TlsVersion::Tls10);
+        }
+    }),
+    section("sslVersionMax", "newest", "The highest TLS version.", |p, at, s| {
+        if let Some(v) = p.value(at, values::tls_version_or_all) {
+            s.tls.max_version = v;
+        }
+    }),
+    section(
+        "TIMEOUTconnect",
+        "`10`",
+        "Seconds to connect, and again for each TLS handshake.",
+        |p, at, s| s.connect_timeout = p.value(at, values::seconds_nonzero).unwrap_or(s.connect_timeout),
+    ),
+    section(
+        "TIMEOUTclose",
+        "`60`",
+        "Seconds open connections get to finish at shutdown.",
+        |p, at, s| s.close_timeout = p.value(at, values::seconds).unwrap_or(s.close_timeout),
+    ),
+    section(
+        "TIMEOUTidle",
+        "`43200`",
+        "Close a connection idle this many seconds; 0 = never.",
+        |p, at, s| {
+            if let Some(d) = p.value(at, values::seconds) {
+                s.idle_timeout = (!d.is_zero()).then_some(d);
+            }
+        },
+    ),
+    section(
+        "cert",
+        "none",
+        "PEM certificate chain: the client certificate, or in server mode the server's.",
+        |p, at, s| s.cert = p.value(at, values::existing_file),
+    ),
+    section("key", "the `cert` file", "PEM private key of `cert`.", |p, at, s| {
+        s.key = p.value(at, values::existing_file)
+    }),
+    section(
+        "failover",
+        "`prio`",
+        "How several `connect` targets are chosen: `prio` or `rr`.",
+        |p, at, s| s.failover = p.value(at, values::failover).unwrap_or(s.failover),
+    ),
+    section(
+        "socket",
+        "none, repeatable",
+        "`a|l|r:OPTION=VALUE`: a socket option.",
+        |p, at, s| s.socket_options.extend(p.value(at, crate::sockopt::parse)),
+    ),
     // retunnel's own.
-    honoured("connectTLS", Service),
-    honoured("maxConnections", Service),
+    section(
+        "connectTLS",
+        "`no`",
+        "Server mode: connect to the upstream with TLS too.",
+        |p, at, s| s.connect_tls = p.value(at, values::yes_no),
+    ),
+    section(
+        "maxConnections",
+        "no limit",
+        "At most this many open connections in the section.",
+        |p, at, s| s.max_connections = p.value(at, values::count).or(s.max_connections),
+    ),
     // `protocol = redis` (retunnel's own value; stunnel's STARTTLS values are refused when parsed).
-    honoured("protocol", Service),
-    honoured("clusterPorts", Service),
+    section(
+        "protocol",
+        "none (bytes relayed as they are)",
+        "`redis`: Redis Cluster aware relaying.",
+        |p, at, s| {
+            if p.value(at, values::protocol).is_some() {
+                s.redis = Some(RedisSettings::default());
+            }
+        },
+    ),
+    section(
+        "clusterPorts",
+        "any free port, at most 256 listeners",
+        "`A-B`: the ports cluster node listeners take.",
+        |p, at, s| s.cluster_ports = p.value(at, values::port_range),
+    ),
     // Ignored with a warning: skipping them changes neither security nor what is tunnelled.
     ignored("ciphers", Service),
     ignored("ciphersuites", Service),
@@ -128,7 +428,11 @@ pub const OPTIONS: &[OptionSpec] = &[
     ignored("iconActive", Global),
     ignored("iconError", Global),
     ignored("iconIdle", Global),
-    ignored("libwrap", Service),
+    ignored_because(
+        "libwrap",
+        Service,
+        "is ignored: retunnel does not consult /etc/hosts.allow or /etc/hosts.deny; limit who can connect with `accept` on 127.0.0.1 or a firewall",
+    ),
     ignored("logId", Service),
     ignored("sessionCacheSize", Service),
     ignored("sessionCacheTimeout", Service),
@@ -192,6 +496,13 @@ pub const OPTIONS: &[OptionSpec] = &[
     ),
     refused("transparent", Service, "transparent proxying is not supported"),
 ];
+
+/// A yes/no option of which retunnel can only honour `no`: `yes` is the problem `why`.
+fn only_no(p: &mut Parser<'_>, at: &At<'_>, why: &str) {
+    if p.value(at, values::yes_no) == Some(true) {
+        p.problem(at, why);
+    }
+}
 
 /// Finds an option by name, ignoring case as stunnel does.
 pub fn lookup(name: &str) -> Option<&'static OptionSpec> {

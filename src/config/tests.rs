@@ -714,3 +714,62 @@ fn an_inline_comment_is_explained() {
     let e = one_err("[r]\naccept = 7300 ; local only\nconnect = h.example:1\n");
     assert_has(&e, &["[r] accept", "comments go on their own line"]);
 }
+
+/// The option table drives parsing: every honoured row is parsed by its own setter, whatever
+/// the value (a bad one is a problem naming the option, never a panic or "unknown option").
+#[test]
+fn every_honoured_row_is_parsed_by_its_setter() {
+    let honoured: Vec<_> = options::OPTIONS.iter().filter(|o| o.is_honoured()).collect();
+    assert!(honoured.len() > 30, "the table looks truncated");
+    for o in honoured {
+        for value in ["", "\u{1}junk", "yes", "0"] {
+            let line = format!("{} = {value}", o.name);
+            let text = match o.scope {
+                options::Scope::Global => format!("{line}\n{}", section("")),
+                options::Scope::Service => section(&line),
+            };
+            let problems = parse(&text).err().map(|e| e.problems).unwrap_or_default();
+            for p in &problems {
+                assert!(!p.contains("unknown option"), "{line}: {p}");
+            }
+        }
+    }
+}
+
+/// A row's default is what a section without the line gets: writing the default explicitly
+/// changes nothing.
+#[test]
+fn writing_a_default_changes_nothing() {
+    let cert = tempfile::NamedTempFile::new().unwrap();
+    // Server mode, where `connectTLS` means something.
+    let server = format!("client = no\ncert = {}\n", cert.path().display());
+    let mut checked = 0;
+    for o in options::OPTIONS.iter().filter(|o| o.is_honoured()) {
+        let Some(value) = o.default.strip_prefix('`').and_then(|d| d.strip_suffix('`')) else {
+            continue;
+        };
+        if value.contains('`') {
+            continue; // prose, not one value
+        }
+        let extra = if o.name == "connectTLS" { server.as_str() } else { "" };
+        let line = format!("{} = {value}", o.name);
+        let (with, without) = match o.scope {
+            options::Scope::Global => (format!("{line}\n{}", section(extra)), section(extra)),
+            options::Scope::Service => (section(&format!("{extra}{line}")), section(extra)),
+        };
+        let (a, _) = ok(&with);
+        let (b, _) = ok(&without);
+        assert_eq!(a.global, b.global, "{line}");
+        assert_eq!(a.services, b.services, "{line}");
+        checked += 1;
+    }
+    assert!(checked >= 12, "only {checked} defaults checked");
+}
+
+#[test]
+fn every_honoured_row_has_a_default_and_a_doc() {
+    for o in options::OPTIONS {
+        let has = !o.default.is_empty() && !o.doc.is_empty();
+        assert_eq!(has, o.is_honoured(), "{}", o.name);
+    }
+}
