@@ -322,24 +322,26 @@ impl Parser<'_> {
         section.file.as_deref().unwrap_or(self.path)
     }
 
+    /// What a message about an entry starts with: `file:line: [section] option: `, or for a
+    /// flag `--flag ` (as a command-line tool words it).
     fn locate(&self, at: &At) -> String {
         if self.flags {
-            return oneoff::flag_of(&at.entry.key);
+            return format!("{} ", oneoff::flag_of(&at.entry.key));
         }
         let section = at.section.map(|s| format!(" [{s}]")).unwrap_or_default();
         let file = at.entry.file.as_deref().unwrap_or(self.path);
-        format!("{}:{}:{section} {}", file.display(), at.entry.line, at.entry.key)
+        format!("{}:{}:{section} {}: ", file.display(), at.entry.line, at.entry.key)
     }
 
     fn problem(&mut self, at: &At, msg: impl fmt::Display) {
-        let text = format!("{}: {msg}", self.locate(at));
+        let text = format!("{}{msg}", self.locate(at));
         if !self.problems.contains(&text) {
             self.problems.push(text);
         }
     }
 
     fn warn(&mut self, at: &At, msg: impl fmt::Display) {
-        let text = Warning(format!("{}: {msg}", self.locate(at)));
+        let text = Warning(format!("{}{msg}", self.locate(at)));
         if !self.warnings.contains(&text) {
             self.warnings.push(text);
         }
@@ -563,9 +565,9 @@ impl Parser<'_> {
             && !sni.is_empty()
             && !sni.eq_ignore_ascii_case(host)
         {
-            let at = sni_at.as_deref().unwrap_or(header);
+            let at = sni_at.unwrap_or_else(|| format!("{header}: "));
             self.problems.push(format!(
-                "{at}: `sni = {sni}` differs from `checkHost = {host}`; retunnel verifies the name it sends, so remove `sni` or make them equal"
+                "{at}`sni = {sni}` differs from `checkHost = {host}`; retunnel verifies the name it sends, so remove `sni` or make them equal"
             ));
         }
         if !tls.verify_chain && tls.check_host.is_some() {
