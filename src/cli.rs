@@ -36,6 +36,10 @@ pub struct Cli {
     /// or syslog. The default is to stay in the foreground, as systemd and containers expect.
     #[arg(short = 'd', long = "daemon")]
     pub daemon: bool,
+    /// Serve /metrics (Prometheus), /health and /status over HTTP on ADDR:PORT (a bare port
+    /// means 127.0.0.1), as the global option `metrics`, which this overrides.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// The subcommands.
@@ -43,6 +47,9 @@ pub struct Cli {
 pub enum Command {
     /// Check every section: bind, DNS, TCP, TLS, certificate, Redis PING. Exits 1 if any fails.
     Check(Box<CheckArgs>),
+    /// Ask a running retunnel (its `metrics` endpoint) how every section is doing, one row per
+    /// section. Exits 1 if a section is unhealthy, 2 if nothing answers.
+    Status(StatusArgs),
     /// Print a shell completion script (for example: retunnel completions bash > /etc/bash_completion.d/retunnel).
     Completions {
         /// The shell.
@@ -69,6 +76,39 @@ pub struct CheckArgs {
     /// The configuration to check.
     #[command(flatten)]
     pub source: Source,
+}
+
+/// `retunnel status`'s flags.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The configuration the running retunnel was started with; its `metrics` address is asked.
+    #[arg(short = 'c', long = "config", value_name = "FILE", conflicts_with = "metrics")]
+    pub config: Option<PathBuf>,
+    /// The metrics address to ask (a bare port means 127.0.0.1).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
+    /// Print the sections as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl StatusArgs {
+    /// The address to ask: `--metrics`, or the `metrics` option of the file.
+    pub fn address(&self) -> Result<std::net::SocketAddr, String> {
+        if let Some(m) = &self.metrics {
+            return crate::config::parse_accept(m).map_err(|e| format!("--metrics {m}: {e}"));
+        }
+        let Some(path) = &self.config else {
+            return Err("give `-c FILE` (the running retunnel's configuration) or `--metrics ADDR:PORT`".into());
+        };
+        let (config, _) = Config::load(path).map_err(|e| e.to_string())?;
+        config.global.metrics.ok_or_else(|| {
+            format!(
+                "{} sets no `metrics = ADDR:PORT`, so the running retunnel has no endpoint to ask; add one (for example `metrics = 127.0.0.1:9187`) and restart it",
+                path.display()
+            )
+        })
+    }
 }
 
 /// A config file or the flags of a one-off tunnel.

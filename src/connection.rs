@@ -17,10 +17,11 @@ use tokio::time::Instant;
 use tokio_util::either::Either;
 use tracing::{debug, info, warn};
 
+use crate::metrics::{Close, Reason, Stage};
 use crate::relay::{self, Counters, End};
 use crate::service::Shared;
 use crate::sockopt::{self, Side};
-use crate::tls::{ServerTlsStream, TlsStream};
+use crate::tls::{HandshakeError, ServerTlsStream, TlsStream};
 use crate::upstream;
 
 /// The client's side: plain TCP, or TLS in server mode.
@@ -35,19 +36,22 @@ pub async fn handle(client: TcpStream, shared: Arc<Shared>) {
     // The address the client reached us by; in Redis mode, node listeners are named by it.
     let local_ip = client.local_addr().map(|a| a.ip().to_canonical());
     let Some(mut client) = open_client(client, &shared).await else {
+        shared.metrics.closed(Close::ClientHandshake);
         return;
     };
     let (upstream, upstream_addr) = match open_upstream(&shared).await {
         Ok(u) => u,
         Err(why) => {
+            shared.metrics.closed(Close::UpstreamFailed);
             if shared.redis.is_some() {
+                shared.metrics.error_reply();
                 crate::redis::send_error(&mut client, &why).await;
             }
             return;
         }
     };
     debug!(upstream = %upstream_addr, "upstream ready");
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters::within(shared.metrics.bytes.clone()));
     let idle = shared.config.idle_timeout;
     let end = match (&shared.redis, local_ip) {
         (Some(cluster), Ok(ip)) => {
@@ -57,6 +61,11 @@ pub async fn handle(client: TcpStream, shared: Arc<Shared>) {
         }
         _ => relay::relay(client, upstream, idle, counters.clone()).await,
     };
+    shared.metrics.closed(match end {
+        End::Closed => Close::Closed,
+        End::Idle(_) => Close::Idle,
+        End::Error(_) => Close::Error,
+    });
     let no_client_cert = shared.config.connect_tls && shared.config.tls.identity.is_none();
     log_end(&end, upstream_addr, &counters, started, no_client_cert);
 }
@@ -95,19 +104,34 @@ pub async fn open_client(client: TcpStream, shared: &Shared) -> Option<ClientStr
 pub async fn open_upstream(shared: &Shared) -> Result<(UpstreamStream, SocketAddr), String> {
     let svc = &shared.config;
     let targets = shared.upstreams.targets();
+    let metrics = &shared.metrics;
+    let start = Instant::now();
+    // Called once TCP is up: the time so far is the connect time (DNS and any failed target
+    // included).
     let finish = |i: usize, tcp: TcpStream| async move {
+        metrics.connected(start.elapsed());
         if !svc.connect_tls {
             return Ok(Either::Right(tcp));
         }
-        shared.tls.handshake(&targets[i].host, tcp).await.map(Either::Left)
+        let handshake = Instant::now();
+        let tls: Result<_, HandshakeError> = shared.tls.handshake(&targets[i].host, tcp).await;
+        if tls.is_ok() {
+            metrics.handshaken(handshake.elapsed());
+        }
+        tls.map(Either::Left)
     };
     match shared
         .upstreams
         .connect(&shared.connect_to, svc.connect_timeout, &svc.socket_options, finish)
         .await
     {
-        Ok(r) => Ok((r.stream, r.addr)),
+        Ok(r) => {
+            metrics.reached();
+            Ok((r.stream, r.addr))
+        }
         Err(e) => {
+            let (stage, reason) = e.last.unwrap_or((Stage::Connect, Reason::Unreachable));
+            metrics.failed(stage, reason);
             warn!(error = %e, "cannot reach upstream; closing client");
             Err(format!("cannot reach upstream: {e}"))
         }

@@ -14,7 +14,10 @@
 //! - [`redis`]: `protocol = redis`: cluster redirects and topology rewritten to node listeners.
 //! - [`process`]: pid file and signals; [`privileges`]: `setuid`/`setgid`;
 //!   [`daemon`]: detaching; [`logging`]: tracing to stderr, a file or syslog.
-//! - [`run`]: the daemon's life, from a validated config to exit; [`reload`]: SIGHUP.
+//! - [`run`]: the daemon's life, from a validated config to exit; [`reload`]: SIGHUP;
+//!   [`notify`]: systemd's `Type=notify` messages.
+//! - [`metrics`]: per-section counters, `/metrics`, `/health` and `/status` over HTTP.
+//! - [`status`]: `retunnel status`, a running retunnel's sections as a table.
 //! - [`check`]: `retunnel check`, every step of every section tested and explained.
 //! - [`cli`]: the command line (also the source of the completions and the man page).
 
@@ -24,6 +27,8 @@ pub mod config;
 pub mod connection;
 pub mod daemon;
 pub mod logging;
+pub mod metrics;
+pub mod notify;
 pub mod privileges;
 pub mod process;
 pub mod redis;
@@ -32,6 +37,7 @@ pub mod reload;
 pub mod run;
 pub mod service;
 pub mod sockopt;
+pub mod status;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use retunnel::check::{self, Style};
-use retunnel::cli::{self, CheckArgs, Command, Source, SourceError};
+use retunnel::cli::{self, CheckArgs, Command, Source, SourceError, StatusArgs};
 use retunnel::config::{Config, Warning};
 use retunnel::daemon::Detached;
 use retunnel::logging;
@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let cli = cli::parse();
     match cli.command {
         Some(Command::Check(args)) => run_check(&args),
+        Some(Command::Status(args)) => run_status(&args),
         Some(Command::Completions { shell }) => {
             cli::completions(shell, &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        None => run_daemon(&cli.source, cli.daemon),
+        None => run_daemon(&cli.source, cli.daemon, cli.metrics.as_deref()),
     }
 }
 
@@ -65,11 +66,20 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
-fn run_daemon(source: &Source, daemon: bool) -> ExitCode {
-    let (config, warnings, connect_to) = match load(source, "retunnel", "; nothing was started") {
+fn run_daemon(source: &Source, daemon: bool, metrics: Option<&str>) -> ExitCode {
+    let (mut config, warnings, connect_to) = match load(source, "retunnel", "; nothing was started") {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(m) = metrics {
+        match retunnel::config::parse_accept(m) {
+            Ok(addr) => config.global.metrics = Some(addr),
+            Err(e) => {
+                eprintln!("retunnel: --metrics {m}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let detach = daemon || !config.global.foreground;
     // Fork before the runtime starts any thread; the parent waits until the child listens.
     let ready = if detach {
@@ -122,6 +132,35 @@ fn run_daemon(source: &Source, daemon: bool) -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run_status(args: &StatusArgs) -> ExitCode {
+    let addr = match args.address() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("retunnel status: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let answer = match runtime.block_on(retunnel::status::ask(addr)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("retunnel status: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.json {
+        true => println!("{}", serde_json::to_string_pretty(&answer.status).unwrap_or_default()),
+        false => print!("{}", retunnel::status::render_table(&answer.status)),
+    }
+    match answer.healthy {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
     }
 }
 

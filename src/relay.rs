@@ -28,9 +28,35 @@ pub struct Counters {
     pub up: AtomicU64,
     /// Upstream → client.
     pub down: AtomicU64,
+    /// Totals that every byte counted here is added to as well (the service's, for metrics).
+    totals: Option<Arc<Counters>>,
 }
 
 impl Counters {
+    /// Counters for one relay that also add to `totals`.
+    pub fn within(totals: Arc<Counters>) -> Counters {
+        Counters {
+            totals: Some(totals),
+            ..Counters::default()
+        }
+    }
+
+    /// Counts `n` bytes from the client.
+    pub fn add_up(&self, n: u64) {
+        self.up.fetch_add(n, Ordering::Relaxed);
+        if let Some(t) = &self.totals {
+            t.up.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `n` bytes from the upstream.
+    pub fn add_down(&self, n: u64) {
+        self.down.fetch_add(n, Ordering::Relaxed);
+        if let Some(t) = &self.totals {
+            t.down.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     fn total(&self) -> u64 {
         self.up.load(Ordering::Relaxed) + self.down.load(Ordering::Relaxed)
     }
@@ -145,12 +171,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
         }
         let n = (buf.filled().len() - before) as u64;
         if n > 0 {
-            let c = if self.up {
-                &self.counters.up
-            } else {
-                &self.counters.down
-            };
-            c.fetch_add(n, Ordering::Relaxed);
+            match self.up {
+                true => self.counters.add_up(n),
+                false => self.counters.add_down(n),
+            }
         }
         r
     }

@@ -5,13 +5,14 @@
 use tracing::{error, info, warn};
 
 use crate::config::{Config, Global};
-use crate::tunnel::Tunnel;
+use crate::tunnel::{ReloadSummary, Tunnel};
 
 /// Reloads `current.path` into `tunnel`; on success `current` holds the sections now running.
-pub async fn reload(tunnel: &mut Tunnel, current: &mut Config) {
+/// `None`: nothing was applied (no file, or it did not validate).
+pub async fn reload(tunnel: &mut Tunnel, current: &mut Config) -> Option<ReloadSummary> {
     if current.from_flags() {
         warn!("SIGHUP: the tunnel was given on the command line; there is no file to reload");
-        return;
+        return None;
     }
     info!(config = %current.path.display(), "SIGHUP: reloading the configuration");
     let (new, warnings) = match Config::load(&current.path) {
@@ -24,7 +25,7 @@ pub async fn reload(tunnel: &mut Tunnel, current: &mut Config) {
                 problems = e.problems.len(),
                 "reload failed: the configuration is not valid; still running the previous one"
             );
-            return;
+            return None;
         }
     };
     for w in &warnings {
@@ -47,6 +48,7 @@ pub async fn reload(tunnel: &mut Tunnel, current: &mut Config) {
         failed = sum.failed,
         "reloaded"
     );
+    Some(sum)
 }
 
 /// The global options whose new value differs from the running one.
@@ -60,6 +62,7 @@ pub fn fixed_changes(old: &Global, new: &Global) -> Vec<&'static str> {
         ("log", old.log_mode != new.log_mode),
         ("syslog", old.syslog != new.syslog),
         ("debug", old.log_level != new.log_level),
+        ("metrics", old.metrics != new.metrics),
     ];
     checks
         .into_iter()

@@ -3,15 +3,22 @@
 //! accepting and drain. A second stop signal exits at once.
 
 use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::daemon::Ready;
 use crate::logging;
+use crate::metrics::{self, Metrics};
+use crate::notify;
 use crate::privileges::{self, DropError};
 use crate::process::{Event, PidFile, Signals};
 use crate::reload;
+use crate::sockopt;
 use crate::tunnel::{StartError, Tunnel};
 use crate::upstream::ConnectTo;
 
@@ -37,6 +44,16 @@ pub enum RunError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
+    /// The `metrics` address could not be bound.
+    #[error("metrics: cannot listen on {addr}: {source}; {hint}")]
+    Metrics {
+        /// The `metrics` address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+        /// What to do.
+        hint: &'static str,
+    },
 }
 
 /// Runs every service of `config` until SIGINT or SIGTERM. `log` reopens the log file on
@@ -52,7 +69,12 @@ pub async fn run(
         Ok(n) => tracing::debug!(limit = n, "open-file limit"),
         Err(e) => warn!(error = %e, "cannot raise the open-file limit; many clients may hit EMFILE"),
     }
-    let bound = Tunnel::bind(config.services.clone(), &connect_to).await?;
+    let metrics = Arc::new(Metrics::default());
+    let bound = Tunnel::bind(config.services.clone(), &connect_to, metrics.clone()).await?;
+    let endpoint = match config.global.metrics {
+        Some(addr) => Some(listen_metrics(addr)?),
+        None => None,
+    };
     let _pid = match &config.global.pid {
         Some(path) => Some(PidFile::create(path).map_err(|source| RunError::PidFile {
             path: path.clone(),
@@ -67,22 +89,33 @@ pub async fn run(
         info!(user = %u.name, uid = u.uid, "dropped privileges");
     }
     let mut tunnel = bound.start();
+    let stop = CancellationToken::new();
+    if let Some(listener) = endpoint {
+        tokio::spawn(metrics::server::serve(listener, metrics.clone(), stop.clone()));
+    }
     if let Some(ready) = ready
         && let Err(e) = ready.done()
     {
         warn!(error = %e, "cannot detach standard input/output");
     }
+    notify::ready(&metrics);
+    notify::watchdog(metrics.clone(), stop.clone());
     let first = loop {
         match signals.next().await {
             Event::Stop(s) => break s,
             Event::Reload => {
+                notify::reloading();
                 // As stunnel: a reload also reopens the log file.
                 reopen(&log, "SIGHUP");
-                reload::reload(&mut tunnel, &mut config).await;
+                let sum = reload::reload(&mut tunnel, &mut config).await;
+                metrics.reloaded(sum.is_some(), sum.is_some_and(|s| s.failed == 0));
+                notify::ready(&metrics);
             }
             Event::ReopenLog => reopen(&log, "SIGUSR1"),
         }
     };
+    notify::stopping();
+    stop.cancel();
     info!(signal = ?first, "stopping: no new connections");
     tokio::spawn(async move {
         let second = signals.next_stop().await;
@@ -95,6 +128,21 @@ pub async fn run(
     let left = tunnel.shutdown().await;
     info!(cut = left, "stopped");
     Ok(())
+}
+
+/// Binds the `metrics` address (before privileges are dropped, like the sections).
+fn listen_metrics(addr: SocketAddr) -> Result<TcpListener, RunError> {
+    let listener = sockopt::bind_listener(addr, &[]).map_err(|source| RunError::Metrics {
+        addr,
+        hint: crate::tunnel::bind_hint(&source),
+        source,
+    })?;
+    let shown = listener.local_addr().unwrap_or(addr);
+    info!(metrics = %shown, "metrics listening: /metrics, /health, /status");
+    if let Some(w) = metrics::server::risk(addr) {
+        warn!("{w}");
+    }
+    Ok(listener)
 }
 
 fn reopen(log: &logging::Handle, signal: &str) {

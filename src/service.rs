@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info_span, warn};
 
 use crate::config::ServiceConfig;
+use crate::metrics::ServiceMetrics;
 use crate::tls::{self, TlsClient, TlsServer};
 use crate::upstream::{ConnectTo, Upstreams};
 
@@ -35,18 +36,24 @@ pub struct Shared {
     pub limit: Option<Arc<Semaphore>>,
     /// `protocol = redis`: the section's cluster node listeners.
     pub redis: Option<Arc<crate::redis::Cluster>>,
+    /// The section's counters (node listeners count under their section).
+    pub metrics: Arc<ServiceMetrics>,
 }
 
 impl Shared {
     /// Loads the TLS material (both sides) and sets up the per-service state.
-    pub fn new(config: ServiceConfig, connect_to: ConnectTo) -> Result<Shared, tls::SetupError> {
+    pub fn new(
+        config: ServiceConfig,
+        connect_to: ConnectTo,
+        metrics: Arc<ServiceMetrics>,
+    ) -> Result<Shared, tls::SetupError> {
         let tls = TlsClient::new(&config.tls)?;
         let acceptor = match &config.accept_tls {
             Some(pair) => Some(TlsServer::new(pair, &config.tls)?),
             None => None,
         };
-        let redis = crate::redis::Cluster::for_section(&config, &connect_to);
-        Ok(Shared::from_parts(config, connect_to, tls, acceptor, redis))
+        let redis = crate::redis::Cluster::for_section(&config, &connect_to, &metrics);
+        Ok(Shared::from_parts(config, connect_to, tls, acceptor, redis, metrics))
     }
 
     /// Assembles a service from TLS material already loaded (node listeners share their
@@ -57,6 +64,7 @@ impl Shared {
         tls: TlsClient,
         acceptor: Option<TlsServer>,
         redis: Option<Arc<crate::redis::Cluster>>,
+        metrics: Arc<ServiceMetrics>,
     ) -> Shared {
         Shared {
             upstreams: Upstreams::new(config.connect.clone(), config.failover),
@@ -66,6 +74,7 @@ impl Shared {
             redis,
             connect_to,
             config,
+            metrics,
         }
     }
 
@@ -111,6 +120,7 @@ pub async fn accept_loop(
             Ok((sock, peer)) => match shared.admit() {
                 Ok(permit) => spawn_connection(sock, peer, permit, &shared, &tracker),
                 Err(()) => {
+                    shared.metrics.refused();
                     warn!(%peer, limit = shared.config.max_connections, "connection limit reached (maxConnections); closing the new client");
                     drop(sock);
                 }
@@ -135,10 +145,12 @@ fn spawn_connection(
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let span = info_span!("conn", id, %peer);
     let conn = crate::connection::handle(sock, shared.clone());
+    let open = shared.metrics.accepted();
     tracker.spawn(
         async move {
             conn.await;
             drop(permit); // the slot frees when the connection is done
+            drop(open);
         }
         .instrument(span),
     );

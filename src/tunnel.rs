@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::config::ServiceConfig;
+use crate::metrics::Metrics;
 use crate::service::{self, Shared};
 use crate::sockopt;
 use crate::sockopt::{Side, SocketOption};
@@ -52,6 +53,7 @@ pub enum StartError {
 pub struct Bound {
     services: Vec<(TcpListener, Arc<Shared>)>,
     connect_to: ConnectTo,
+    metrics: Arc<Metrics>,
 }
 
 /// One service while it accepts: its accept-loop task, the token that stops that loop, and what
@@ -75,6 +77,8 @@ pub struct Tunnel {
     /// Every connection of every service, current or removed, for draining at shutdown.
     tracker: TaskTracker,
     connect_to: ConnectTo,
+    /// Every section's counters.
+    metrics: Arc<Metrics>,
 }
 
 /// What a reload did, for its log line.
@@ -94,11 +98,16 @@ pub struct ReloadSummary {
 
 impl Tunnel {
     /// Sets up TLS for every service, then binds every `accept` address. If any of it fails,
-    /// whatever was bound is closed again and nothing listens.
-    pub async fn bind(services: Vec<ServiceConfig>, connect_to: &ConnectTo) -> Result<Bound, StartError> {
+    /// whatever was bound is closed again and nothing listens. The sections count in `metrics`.
+    pub async fn bind(
+        services: Vec<ServiceConfig>,
+        connect_to: &ConnectTo,
+        metrics: Arc<Metrics>,
+    ) -> Result<Bound, StartError> {
+        metrics.configured(&services);
         let mut shared = Vec::with_capacity(services.len());
         for config in services {
-            shared.push(Arc::new(prepare(config, connect_to)?));
+            shared.push(Arc::new(prepare(config, connect_to, &metrics)?));
         }
         let mut bound = Vec::with_capacity(shared.len());
         for s in shared {
@@ -107,6 +116,7 @@ impl Tunnel {
         Ok(Bound {
             services: bound,
             connect_to: connect_to.clone(),
+            metrics,
         })
     }
 
@@ -119,6 +129,7 @@ impl Tunnel {
         if let Some(cluster) = &shared.redis {
             cluster.attach(&self.tracker, &lifetime);
         }
+        shared.metrics.listening(&shared.config);
         let stop = lifetime.child_token();
         let span = tracing::info_span!("service", service = %shared.config.name);
         let fut = service::accept_loop(listener, shared.clone(), self.tracker.clone(), stop.clone());
@@ -145,6 +156,7 @@ impl Tunnel {
     async fn pause(&mut self, name: &str) -> Option<(Option<TcpListener>, CancellationToken)> {
         let running = self.services.remove(name)?;
         running.stop.cancel();
+        running.shared.metrics.stopped();
         Some((running.task.await.ok(), running.lifetime))
     }
 
@@ -154,6 +166,7 @@ impl Tunnel {
     /// old settings, or does not start if it is new; the others are not disturbed.
     pub async fn reload(&mut self, services: Vec<ServiceConfig>) -> ReloadSummary {
         let mut sum = ReloadSummary::default();
+        self.metrics.configured(&services);
         let removed: Vec<String> = self
             .services
             .keys()
@@ -186,7 +199,7 @@ impl Tunnel {
     }
 
     async fn add(&mut self, config: ServiceConfig) -> Result<(), ReloadError> {
-        let shared = Arc::new(prepare(config, &self.connect_to).map_err(ReloadError::NotStarted)?);
+        let shared = Arc::new(prepare(config, &self.connect_to, &self.metrics).map_err(ReloadError::NotStarted)?);
         let listener = listen(&shared).await.map_err(ReloadError::NotStarted)?;
         self.spawn(listener, shared, true, CancellationToken::new());
         Ok(())
@@ -200,7 +213,7 @@ impl Tunnel {
         let Some(old) = self.services.get(&config.name).map(|r| r.shared.clone()) else {
             return self.add(config).await;
         };
-        let mut fresh = prepare(config, &self.connect_to).map_err(ReloadError::KeptOld)?;
+        let mut fresh = prepare(config, &self.connect_to, &self.metrics).map_err(ReloadError::KeptOld)?;
         let name = fresh.config.name.clone();
         let same = old.config == fresh.config;
         let same_port = old.config.accept == fresh.config.accept;
@@ -295,6 +308,7 @@ impl Bound {
             services: BTreeMap::new(),
             tracker: TaskTracker::new(),
             connect_to: self.connect_to,
+            metrics: self.metrics,
         };
         for (listener, shared) in self.services {
             tunnel.spawn(listener, shared, true, CancellationToken::new());
@@ -315,9 +329,10 @@ enum ReloadError {
 }
 
 /// Loads a section's TLS settings: everything a connection shares.
-fn prepare(config: ServiceConfig, connect_to: &ConnectTo) -> Result<Shared, StartError> {
+fn prepare(config: ServiceConfig, connect_to: &ConnectTo, metrics: &Metrics) -> Result<Shared, StartError> {
     let service = config.name.clone();
-    Shared::new(config, connect_to.clone()).map_err(|source| StartError::Tls { service, source })
+    let counters = metrics.service(&service);
+    Shared::new(config, connect_to.clone(), counters).map_err(|source| StartError::Tls { service, source })
 }
 
 async fn listen(s: &Shared) -> Result<TcpListener, StartError> {

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::config::{Failover, Host, SocketOption, Target};
+use crate::metrics::{Classify, Reason, Stage};
 use crate::sockopt;
 
 /// `--connect-to HOST:PORT:ADDR:PORT` mappings (as curl's): connect to ADDR:PORT whenever a
@@ -75,6 +76,8 @@ pub struct ConnectError {
     pub attempts: Vec<(String, String)>,
     /// Whether the deadline ran out.
     pub timed_out: bool,
+    /// Where and why the last attempt failed, for the metrics.
+    pub last: Option<(Stage, Reason)>,
 }
 
 impl fmt::Display for ConnectError {
@@ -172,7 +175,7 @@ impl Upstreams {
         finish: F,
     ) -> Result<Reached<S>, ConnectError>
     where
-        E: fmt::Display,
+        E: fmt::Display + Classify,
         F: Fn(usize, TcpStream) -> Fut,
         Fut: Future<Output = Result<S, E>>,
     {
@@ -182,6 +185,7 @@ impl Upstreams {
         let mut err = ConnectError {
             attempts: Vec::new(),
             timed_out: false,
+            last: None,
         };
         for (k, &i) in order.iter().enumerate() {
             let real = overrides.apply(&self.targets[i]);
@@ -225,15 +229,17 @@ async fn try_target<S, E, Fut>(
     finish: impl Fn(TcpStream) -> Fut,
 ) -> Result<(S, SocketAddr), ()>
 where
-    E: fmt::Display,
+    E: fmt::Display + Classify,
     Fut: Future<Output = Result<S, E>>,
 {
     let addrs = match tokio::time::timeout_at(deadline, resolve(real)).await {
         Err(_) => {
+            err.last = Some((Stage::Connect, Reason::Timeout));
             err.attempts.push((real.to_string(), "DNS lookup timed out".into()));
             return Err(());
         }
         Ok(Err(e)) => {
+            err.last = Some((Stage::Connect, Reason::Dns));
             err.attempts.push((real.to_string(), describe_resolve(&e)));
             return Err(());
         }
@@ -243,31 +249,40 @@ where
         let share = share_of(deadline, addrs.len() - j);
         match try_addr(addr, share, opts, &finish).await {
             Ok(s) => return Ok((s, addr)),
-            Err(why) => err.attempts.push((addr.to_string(), why)),
+            Err((stage, reason, why)) => {
+                err.last = Some((stage, reason));
+                err.attempts.push((addr.to_string(), why));
+            }
         }
     }
     Err(())
 }
 
-/// TCP connect, then `finish`, both before `deadline`. `Err`: what went wrong, in words.
+/// TCP connect, then `finish`, both before `deadline`. `Err`: where and why it failed, and
+/// what went wrong in words.
 async fn try_addr<S, E, Fut>(
     addr: SocketAddr,
     deadline: Instant,
     opts: &[SocketOption],
     finish: impl Fn(TcpStream) -> Fut,
-) -> Result<S, String>
+) -> Result<S, (Stage, Reason, String)>
 where
-    E: fmt::Display,
+    E: fmt::Display + Classify,
     Fut: Future<Output = Result<S, E>>,
 {
+    use Stage::{Connect, Handshake};
     let stream = match tokio::time::timeout_at(deadline, sockopt::connect(addr, opts)).await {
-        Err(_) => return Err("no answer (TIMEOUTconnect)".into()),
-        Ok(Err(e)) => return Err(describe_io(&e)),
+        Err(_) => return Err((Connect, Reason::Timeout, "no answer (TIMEOUTconnect)".into())),
+        Ok(Err(e)) => return Err((Connect, e.reason(), describe_io(&e))),
         Ok(Ok(stream)) => stream,
     };
     match tokio::time::timeout_at(deadline, finish(stream)).await {
-        Err(_) => Err("TLS handshake timed out (TIMEOUTconnect)".into()),
-        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+        Err(_) => Err((
+            Handshake,
+            Reason::Timeout,
+            "TLS handshake timed out (TIMEOUTconnect)".into(),
+        )),
+        Ok(Err(e)) => Err((Handshake, e.reason(), format!("TLS handshake failed: {e}"))),
         Ok(Ok(s)) => Ok(s),
     }
 }
@@ -416,12 +431,14 @@ mod tests {
     }
 
     /// Stands in for a handshake: reads the greeting; `+` passes, anything else fails.
-    async fn greeted(mut s: TcpStream) -> Result<u8, String> {
+    async fn greeted(mut s: TcpStream) -> io::Result<u8> {
         use tokio::io::AsyncReadExt;
-        match s.read_u8().await {
-            Ok(b'+') => Ok(b'+'),
-            Ok(b) => Err(format!("got {:?} instead of a handshake answer", b as char)),
-            Err(e) => Err(e.to_string()),
+        match s.read_u8().await? {
+            b'+' => Ok(b'+'),
+            b => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("got {:?} instead of a handshake answer", b as char),
+            )),
         }
     }
 

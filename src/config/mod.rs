@@ -18,7 +18,9 @@ use std::time::Duration;
 
 pub use crate::sockopt::SocketOption;
 pub use oneoff::OneOff;
-pub use values::{Group, Host, LogLevel, LogMode, Target, TlsVersion, User, target as parse_target};
+pub use values::{
+    Group, Host, LogLevel, LogMode, Target, TlsVersion, User, accept_addr as parse_accept, target as parse_target,
+};
 
 use lines::{Entry, Section};
 use options::{Scope, Support};
@@ -53,6 +55,8 @@ pub struct Global {
     pub user: Option<User>,
     /// Switch to this group once listening (`setgid`); else the user's primary group.
     pub group: Option<Group>,
+    /// Serve `/metrics`, `/health` and `/status` over HTTP here (`metrics`); `None`: no endpoint.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for Global {
@@ -67,6 +71,7 @@ impl Default for Global {
             foreground: true,
             user: None,
             group: None,
+            metrics: None,
         }
     }
 }

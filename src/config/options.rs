@@ -211,6 +211,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         "Read every `*.conf` file of this directory here.",
         |_, _, _| {},
     ),
+    // retunnel's own. A bare port means loopback, as for `accept`: the endpoint is for this host.
+    process(
+        "metrics",
+        "none",
+        "Serve /metrics (Prometheus), /health and /status over HTTP here: `port` (loopback), `host:port`.",
+        |p, at, g| g.metrics = p.value(at, values::accept_addr),
+    ),
     // Honoured, per section.
     section(
         "client",

@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Host, ServiceConfig, Target};
+use crate::metrics::ServiceMetrics;
 use crate::service::{self, Shared};
 use crate::tls::{TlsClient, TlsServer};
 use crate::upstream::ConnectTo;
@@ -39,6 +40,8 @@ pub struct Cluster {
     nodes: Mutex<Listeners>,
     /// Where node connections are tracked and when they stop (set when the section starts).
     runtime: OnceLock<(TaskTracker, CancellationToken)>,
+    /// The section's counters, which its node listeners add to.
+    metrics: Arc<ServiceMetrics>,
 }
 
 /// The node listeners opened so far.
@@ -59,7 +62,11 @@ struct Listeners {
 
 impl Cluster {
     /// The registry for a section, if it is a `protocol = redis` one.
-    pub fn for_section(section: &ServiceConfig, connect_to: &ConnectTo) -> Option<Arc<Cluster>> {
+    pub fn for_section(
+        section: &ServiceConfig,
+        connect_to: &ConnectTo,
+        metrics: &Arc<ServiceMetrics>,
+    ) -> Option<Arc<Cluster>> {
         let settings = section.redis.as_ref()?;
         let first = settings.cluster_ports.map_or(0, |(a, _)| a);
         Some(Arc::new(Cluster {
@@ -73,7 +80,13 @@ impl Cluster {
                 capped: false,
             }),
             runtime: OnceLock::new(),
+            metrics: metrics.clone(),
         }))
+    }
+
+    /// The section's counters.
+    pub fn metrics(&self) -> &ServiceMetrics {
+        &self.metrics
     }
 
     /// Hands over the section's task tracker and shutdown signal; node listeners use them.
@@ -179,6 +192,7 @@ impl Cluster {
             tls,
             acceptor,
             Some(self.clone()),
+            self.metrics.clone(),
         ))
     }
 
@@ -194,7 +208,14 @@ impl Cluster {
         info!(parent: &span, node = %node, listen = %local, "cluster node listener opened");
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
         let fut = service::accept_loop(listener, Arc::new(service), tracker.clone(), shutdown.clone());
-        tracker.spawn(fut.instrument(span));
+        let open = self.metrics.node_listener();
+        tracker.spawn(
+            async move {
+                fut.await;
+                drop(open);
+            }
+            .instrument(span),
+        );
         Ok(local.port())
     }
 
@@ -296,7 +317,12 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
         let mut section = redis_section();
         section.tls.ca_file = Some(fifo.clone());
-        let cluster = Cluster::for_section(&section, &ConnectTo::default()).unwrap();
+        let cluster = Cluster::for_section(
+            &section,
+            &ConnectTo::default(),
+            &crate::metrics::Metrics::default().service("c"),
+        )
+        .unwrap();
         cluster.attach(&TaskTracker::new(), &CancellationToken::new());
         cluster
             .nodes
@@ -336,7 +362,12 @@ mod tests {
         section.redis = Some(RedisSettings {
             cluster_ports: Some((port, port)),
         });
-        let cluster = Cluster::for_section(&section, &ConnectTo::default()).unwrap();
+        let cluster = Cluster::for_section(
+            &section,
+            &ConnectTo::default(),
+            &crate::metrics::Metrics::default().service("c"),
+        )
+        .unwrap();
         let mut next = port;
         let e = cluster.bind(&mut next).unwrap_err();
         assert!(

@@ -12,7 +12,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +21,7 @@ use tracing::{debug, warn};
 use super::nodes::Cluster;
 use super::resp::{Scanner, Side};
 use super::rewrite::{self, Addresses, Topo};
+use crate::metrics::{Rewrite, ServiceMetrics};
 use crate::relay::{Counters, End};
 
 /// Client → server read buffer, as the plain relay's: requests are small.
@@ -326,7 +326,7 @@ where
     let both = async {
         tokio::try_join!(
             commands(client_r, up_w, &pairing, &counters),
-            replies(up_r, client_w, &pairing, &addrs, &counters)
+            replies(up_r, client_w, &pairing, &addrs, &counters, cluster.metrics())
         )
         .map(|_| ())
     };
@@ -349,7 +349,7 @@ where
         if n == 0 {
             return to.shutdown().await;
         }
-        counters.up.fetch_add(n as u64, Ordering::Relaxed);
+        counters.add_up(n as u64);
         if following {
             following = scan_commands(&buf[..n], &mut scanner, &mut session, &mut batch);
             following &= queue_batch(pairing, &mut batch);
@@ -413,10 +413,12 @@ struct Replies<'a> {
     hold: Hold,
     held: Vec<u8>,
     addrs: &'a Addresses<'a>,
+    /// Counts the rewrites.
+    metrics: &'a ServiceMetrics,
 }
 
 impl<'a> Replies<'a> {
-    fn new(pairing: &'a Mutex<Pairing>, addrs: &'a Addresses<'a>) -> Replies<'a> {
+    fn new(pairing: &'a Mutex<Pairing>, addrs: &'a Addresses<'a>, metrics: &'a ServiceMetrics) -> Replies<'a> {
         Replies {
             scanner: Scanner::new(Side::Server),
             local: Queue::default(),
@@ -425,6 +427,7 @@ impl<'a> Replies<'a> {
             hold: Hold::No,
             held: Vec::new(),
             addrs,
+            metrics,
         }
     }
 
@@ -494,14 +497,20 @@ impl<'a> Replies<'a> {
     /// The bytes to send for the held frame, now complete.
     fn release(&mut self) -> Vec<u8> {
         let held = std::mem::take(&mut self.held);
-        let new = match std::mem::replace(&mut self.hold, Hold::No) {
-            Hold::No => None,
-            Hold::Redirect => rewrite::redirect(&held, self.addrs),
-            Hold::Reply(Expect::Topo(t)) => rewrite::topology(&held, t, self.addrs),
-            Hold::Reply(Expect::Exec(q)) => rewrite::exec(&held, &q, self.addrs),
-            Hold::Reply(_) => None,
+        let (new, kind) = match std::mem::replace(&mut self.hold, Hold::No) {
+            Hold::No => (None, Rewrite::Topology),
+            Hold::Redirect => (rewrite::redirect(&held, self.addrs), Rewrite::Redirect),
+            Hold::Reply(Expect::Topo(t)) => (rewrite::topology(&held, t, self.addrs), Rewrite::Topology),
+            Hold::Reply(Expect::Exec(q)) => (rewrite::exec(&held, &q, self.addrs), Rewrite::Topology),
+            Hold::Reply(_) => (None, Rewrite::Topology),
         };
-        new.unwrap_or(held)
+        match new {
+            Some(new) => {
+                self.metrics.rewritten(kind);
+                new
+            }
+            None => held,
+        }
     }
 }
 
@@ -513,19 +522,20 @@ async fn replies<R, W>(
     pairing: &Mutex<Pairing>,
     addrs: &Addresses<'_>,
     counters: &Counters,
+    metrics: &ServiceMetrics,
 ) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; DOWN_BUF_SIZE];
-    let mut st = Replies::new(pairing, addrs);
+    let mut st = Replies::new(pairing, addrs, metrics);
     loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
             return to.shutdown().await;
         }
-        counters.down.fetch_add(n as u64, Ordering::Relaxed);
+        counters.add_down(n as u64);
         let data = &buf[..n];
         let (mut i, mut from_i) = (0, 0);
         while i < n {
@@ -592,6 +602,7 @@ mod tests {
                 map,
             };
             let counters = Counters::default();
+            let metrics = crate::metrics::Metrics::default().service("t");
             let data = server.to_vec();
             let writer = async move {
                 for chunk in data.chunks(step.max(1)) {
@@ -605,7 +616,7 @@ mod tests {
             };
             let (_, r, out) = tokio::join!(
                 writer,
-                replies(relay_in, relay_out, &pairing, &addrs, &counters),
+                replies(relay_in, relay_out, &pairing, &addrs, &counters, &metrics),
                 reader
             );
             r.unwrap();
@@ -785,7 +796,8 @@ mod tests {
     fn once_pairing_stops_nothing_more_is_queued() {
         let pairing = Mutex::new(Pairing::default());
         let addrs = no_nodes();
-        let mut replies = Replies::new(&pairing, &addrs);
+        let metrics = crate::metrics::Metrics::default().service("t");
+        let mut replies = Replies::new(&pairing, &addrs, &metrics);
         let mut batch = expectations(b"MONITOR\r\nCLUSTER NODES\r\n");
         assert!(queue_batch(&pairing, &mut batch));
         replies.frame_starts(b'+'); // MONITOR's +OK: what follows is the server's log
@@ -816,7 +828,8 @@ mod tests {
         assert!(pairing.lock().unwrap().queue.runs.is_empty());
         // The reply side stops too, quietly: the command side said why.
         let addrs = no_nodes();
-        let mut replies = Replies::new(&pairing, &addrs);
+        let metrics = crate::metrics::Metrics::default().service("t");
+        let mut replies = Replies::new(&pairing, &addrs, &metrics);
         replies.frame_starts(b'*');
         assert!(!replies.tracking && matches!(replies.hold, Hold::No));
         // A transaction is followed up to MAX_MULTI commands; past that, pairing stops.

@@ -1,0 +1,330 @@
+//! `/metrics`: every metric in the Prometheus text format, written by prometheus-client's
+//! encoder from the live counters at each scrape. [`METRICS`] is the one list of them (name,
+//! type, labels, meaning), which the README's reference is checked against.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use super::histogram::Histogram;
+use super::{Close, Metrics, Reason, Rewrite, ServiceMetrics, Stage};
+
+/// One metric, as the README lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// The name as scraped (counters end in `_total`).
+    pub name: &'static str,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: MetricType,
+    /// Its labels.
+    pub labels: &'static [&'static str],
+    /// What it counts.
+    pub help: &'static str,
+}
+
+const fn spec(name: &'static str, kind: MetricType, labels: &'static [&'static str], help: &'static str) -> Spec {
+    Spec {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+use MetricType::{Counter, Gauge, Histogram as Hist};
+
+const OPEN: Spec = spec(
+    "retunnel_connections_open",
+    Gauge,
+    &["service"],
+    "Client connections open now.",
+);
+const ACCEPTED: Spec = spec(
+    "retunnel_connections_accepted_total",
+    Counter,
+    &["service"],
+    "Client connections accepted.",
+);
+const REFUSED: Spec = spec(
+    "retunnel_connections_refused_total",
+    Counter,
+    &["service"],
+    "Clients closed at once because maxConnections connections were open.",
+);
+const CLOSED: Spec = spec(
+    "retunnel_connections_closed_total",
+    Counter,
+    &["service", "reason"],
+    "Client connections ended, by reason: closed, idle_timeout, error, upstream_failed, client_handshake.",
+);
+const FAILURES: Spec = spec(
+    "retunnel_upstream_failures_total",
+    Counter,
+    &["service", "stage", "reason"],
+    "Failed attempts to reach the upstream for a client, by stage (connect, handshake) and reason (dns, refused, unreachable, timeout, tls_verify, tls_other).",
+);
+const CONNECT_SECONDS: Spec = spec(
+    "retunnel_upstream_connect_seconds",
+    Hist,
+    &["service"],
+    "Time to resolve and connect to the upstream over TCP, successful attempts.",
+);
+const HANDSHAKE_SECONDS: Spec = spec(
+    "retunnel_upstream_handshake_seconds",
+    Hist,
+    &["service"],
+    "Time of the TLS handshake with the upstream, successful handshakes.",
+);
+const BYTES: Spec = spec(
+    "retunnel_bytes_total",
+    Counter,
+    &["service", "direction"],
+    "Bytes relayed: direction up is client to upstream, down is upstream to client.",
+);
+const LISTENING: Spec = spec(
+    "retunnel_section_listening",
+    Gauge,
+    &["service"],
+    "1 when the section accepts clients, 0 when it could not start.",
+);
+const NODE_LISTENERS: Spec = spec(
+    "retunnel_cluster_node_listeners",
+    Gauge,
+    &["service"],
+    "protocol = redis: cluster node listeners open now.",
+);
+const REWRITES: Spec = spec(
+    "retunnel_redis_rewrites_total",
+    Counter,
+    &["service", "kind"],
+    "protocol = redis: replies rewritten to name local node listeners, by kind (redirect: MOVED/ASK; topology: CLUSTER SLOTS|SHARDS|NODES|REPLICAS).",
+);
+const ERROR_REPLIES: Spec = spec(
+    "retunnel_redis_error_replies_total",
+    Counter,
+    &["service"],
+    "protocol = redis: `-ERR retunnel: ...` replies sent to clients when no upstream could be reached.",
+);
+const START_TIME: Spec = spec(
+    "retunnel_start_time_seconds",
+    Gauge,
+    &[],
+    "When the process started, in seconds since the Unix epoch.",
+);
+const RELOADS: Spec = spec(
+    "retunnel_reloads_total",
+    Counter,
+    &["result"],
+    "SIGHUP reloads, by result: ok, or failed (the file did not validate, or a section could not apply its new settings).",
+);
+const GENERATION: Spec = spec(
+    "retunnel_config_generation",
+    Gauge,
+    &[],
+    "1 for the configuration read at start, plus one per reload that applied a valid file.",
+);
+const BUILD: Spec = spec(
+    "retunnel_build_info",
+    Gauge,
+    &["version", "tls"],
+    "Always 1; the labels give retunnel's version and its TLS library.",
+);
+
+/// Every metric `/metrics` serves.
+pub const METRICS: &[Spec] = &[
+    OPEN,
+    ACCEPTED,
+    REFUSED,
+    CLOSED,
+    FAILURES,
+    CONNECT_SECONDS,
+    HANDSHAKE_SECONDS,
+    BYTES,
+    LISTENING,
+    NODE_LISTENERS,
+    REWRITES,
+    ERROR_REPLIES,
+    START_TIME,
+    RELOADS,
+    GENERATION,
+    BUILD,
+];
+
+/// The Prometheus text of every metric now.
+pub fn render(metrics: &Arc<Metrics>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Exporter(metrics.clone())));
+    let mut out = String::new();
+    // Writing to a String cannot fail, nor can the encoders on values they accept.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+    out
+}
+
+/// Reads the counters at each scrape.
+#[derive(Debug)]
+struct Exporter(Arc<Metrics>);
+
+type Sections = [(String, Arc<ServiceMetrics>)];
+
+impl Collector for Exporter {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let m = &self.0;
+        let all = m.sections();
+        one_each(&mut enc, &OPEN, &all, |s| vec![(vec![], &s.open)])?;
+        one_each(&mut enc, &ACCEPTED, &all, |s| vec![(vec![], &s.accepted)])?;
+        one_each(&mut enc, &REFUSED, &all, |s| vec![(vec![], &s.refused)])?;
+        one_each(&mut enc, &CLOSED, &all, |s| {
+            let each = Close::ALL.iter().zip(&s.closed);
+            each.map(|(c, n)| (vec![("reason", c.label())], n as &dyn EncodeMetric))
+                .collect()
+        })?;
+        one_each(&mut enc, &FAILURES, &all, |s| {
+            let mut out = Vec::new();
+            for (stage, row) in Stage::ALL.iter().zip(&s.failures) {
+                for (reason, n) in Reason::ALL.iter().zip(row) {
+                    let labels = vec![("stage", stage.label()), ("reason", reason.label())];
+                    out.push((labels, n as &dyn EncodeMetric));
+                }
+            }
+            out
+        })?;
+        histograms(&mut enc, &CONNECT_SECONDS, &all, |s| &s.connect_seconds)?;
+        histograms(&mut enc, &HANDSHAKE_SECONDS, &all, |s| &s.handshake_seconds)?;
+        let mut e = descriptor(&mut enc, &BYTES)?;
+        for (name, s) in &all {
+            let up = ConstCounter::new(s.bytes.up.load(Ordering::Relaxed));
+            let down = ConstCounter::new(s.bytes.down.load(Ordering::Relaxed));
+            up.encode(e.encode_family(&vec![("service", name.as_str()), ("direction", "up")])?)?;
+            down.encode(e.encode_family(&vec![("service", name.as_str()), ("direction", "down")])?)?;
+        }
+        let mut e = descriptor(&mut enc, &LISTENING)?;
+        for (name, s) in &all {
+            ConstGauge::new(i64::from(s.is_listening())).encode(e.encode_family(&vec![("service", name.as_str())])?)?;
+        }
+        let mut e = descriptor(&mut enc, &NODE_LISTENERS)?;
+        for (name, s) in all.iter().filter(|(_, s)| s.info().redis) {
+            s.node_listeners
+                .encode(e.encode_family(&vec![("service", name.as_str())])?)?;
+        }
+        one_each(&mut enc, &REWRITES, &all, |s| {
+            let each = Rewrite::ALL.iter().zip(&s.rewrites);
+            each.map(|(k, n)| (vec![("kind", k.label())], n as &dyn EncodeMetric))
+                .collect()
+        })?;
+        one_each(&mut enc, &ERROR_REPLIES, &all, |s| vec![(vec![], &s.error_replies)])?;
+        process(&mut enc, m)
+    }
+}
+
+fn descriptor<'a>(enc: &'a mut DescriptorEncoder, spec: &'a Spec) -> Result<MetricEncoder<'a>, fmt::Error> {
+    // The encoder adds `_total` to counters itself.
+    let name = spec.name.strip_suffix("_total").unwrap_or(spec.name);
+    enc.encode_descriptor(name, spec.help, None, spec.kind)
+}
+
+/// A metric with a `service` label, each section's samples given by `samples` (its further
+/// labels and the value).
+fn one_each<'s>(
+    enc: &mut DescriptorEncoder,
+    spec: &Spec,
+    all: &'s Sections,
+    samples: impl Fn(&'s ServiceMetrics) -> Vec<(Vec<(&'static str, &'static str)>, &'s dyn EncodeMetric)>,
+) -> fmt::Result {
+    let mut e = descriptor(enc, spec)?;
+    for (name, s) in all {
+        for (extra, value) in samples(s) {
+            let mut labels = vec![("service", name.as_str())];
+            labels.extend(extra);
+            value.encode(e.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn histograms(
+    enc: &mut DescriptorEncoder,
+    spec: &Spec,
+    all: &Sections,
+    which: fn(&ServiceMetrics) -> &Histogram,
+) -> fmt::Result {
+    let mut e = descriptor(enc, spec)?;
+    for (name, s) in all {
+        let h = which(s).snapshot();
+        let labels = vec![("service", name.as_str())];
+        e.encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
+    }
+    Ok(())
+}
+
+fn process(enc: &mut DescriptorEncoder, m: &Metrics) -> fmt::Result {
+    let started = m.started().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    ConstGauge::new(started.as_secs_f64()).encode(descriptor(enc, &START_TIME)?)?;
+    let mut e = descriptor(enc, &RELOADS)?;
+    for (result, n) in ["ok", "failed"].into_iter().zip(&m.reloads) {
+        n.encode(e.encode_family(&vec![("result", result)])?)?;
+    }
+    m.generation.encode(descriptor(enc, &GENERATION)?)?;
+    let tls = openssl::version::version();
+    let labels = vec![("version", env!("CARGO_PKG_VERSION")), ("tls", tls)];
+    ConstGauge::new(1i64).encode(descriptor(enc, &BUILD)?.encode_family(&labels)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::time::Duration;
+
+    #[test]
+    fn the_text_names_every_listed_metric_with_its_type_and_labels() {
+        let text = "[db]\naccept = 127.0.0.1:7000\nconnect = db.example.com:6379\nprotocol = redis\n";
+        let (config, _) = Config::parse(text, std::path::Path::new("t.conf")).unwrap();
+        let m = Arc::new(Metrics::default());
+        m.configured(&config.services);
+        let s = m.service("db");
+        s.listening(&config.services[0]);
+        let _open = s.accepted();
+        s.failed(Stage::Handshake, Reason::TlsVerify);
+        s.connected(Duration::from_millis(3));
+        s.rewritten(Rewrite::Redirect);
+        s.bytes.up.fetch_add(5, Ordering::Relaxed);
+        m.reloaded(false, false);
+        let out = render(&m);
+        for spec in METRICS {
+            let kind = match spec.kind {
+                Counter => "counter",
+                Gauge => "gauge",
+                _ => "histogram",
+            };
+            assert!(
+                out.contains(&format!("# TYPE {} {kind}\n", spec.name)),
+                "{}:\n{out}",
+                spec.name
+            );
+        }
+        for line in [
+            "retunnel_connections_open{service=\"db\"} 1\n",
+            "retunnel_connections_accepted_total{service=\"db\"} 1\n",
+            "retunnel_upstream_failures_total{service=\"db\",stage=\"handshake\",reason=\"tls_verify\"} 1\n",
+            "retunnel_upstream_failures_total{service=\"db\",stage=\"connect\",reason=\"refused\"} 0\n",
+            "retunnel_upstream_connect_seconds_bucket{service=\"db\",le=\"0.005\"} 1\n",
+            "retunnel_upstream_connect_seconds_count{service=\"db\"} 1\n",
+            "retunnel_bytes_total{service=\"db\",direction=\"up\"} 5\n",
+            "retunnel_section_listening{service=\"db\"} 1\n",
+            "retunnel_cluster_node_listeners{service=\"db\"} 0\n",
+            "retunnel_redis_rewrites_total{service=\"db\",kind=\"redirect\"} 1\n",
+            "retunnel_reloads_total{result=\"failed\"} 1\n",
+            "retunnel_config_generation 1\n",
+        ] {
+            assert!(out.contains(line), "no {line:?} in:\n{out}");
+        }
+    }
+}

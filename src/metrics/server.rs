@@ -1,0 +1,116 @@
+//! The HTTP listener of `metrics = ADDR:PORT`, served by hyper: `GET /metrics` (Prometheus
+//! text), `GET /health` (200 or 503 with one line of JSON) and `GET /status` (every section as
+//! JSON, for `retunnel status`). It takes a bound listener and a stop signal, like the
+//! sections; a slow or stuck scraper holds only its own connection.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::Metrics;
+use super::export;
+
+/// Scrapes served at once; more wait in the backlog (Prometheus scrapes one at a time).
+const MAX_CLIENTS: usize = 16;
+/// A client that has not sent its request headers by then is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What in the `metrics` address exposes the endpoint, for the start-up log.
+pub fn risk(addr: std::net::SocketAddr) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "metrics {addr}: the metrics, health and status endpoints are reachable from the network (section names, addresses and counts, no authentication); use 127.0.0.1 unless a scraper on another host needs them"
+        )
+    })
+}
+
+/// Serves until `stop` fires.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (sock, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE would otherwise spin this loop; the relay matters more than a scrape.
+                warn!(error = %e, "metrics: accept failed; retrying in 100 ms");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let metrics = metrics.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| answer(req, metrics.clone()));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(sock), service);
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    debug!(%peer, error = %e, "metrics: client connection ended with an error");
+                },
+                () = stop.cancelled() => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn answer(req: Request<Incoming>, metrics: Arc<Metrics>) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into()));
+    }
+    let json = "application/json";
+    Ok(match req.uri().path() {
+        "/metrics" => reply(
+            StatusCode::OK,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            export::render(&metrics),
+        ),
+        "/health" => {
+            let health = metrics.health();
+            let code = match health.failing.is_empty() {
+                true => StatusCode::OK,
+                false => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            reply(code, json, to_json(&health))
+        }
+        "/status" => reply(StatusCode::OK, json, to_json(&metrics.status())),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found; retunnel serves /metrics, /health and /status\n".into(),
+        ),
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    let mut s = serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    s.push('\n');
+    s
+}
+
+fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = code;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
