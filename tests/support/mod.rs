@@ -241,7 +241,11 @@ pub struct Redis {
 impl Redis {
     /// Starts redis-server with TLS only (no plain port), serving `leaf`, plus `args`.
     pub fn start_tls(leaf: &Leaf, ca: &Ca, args: &[&str]) -> Redis {
-        let port = free_port();
+        Self::start_tls_on(free_port(), leaf, ca, args)
+    }
+
+    /// As [`Redis::start_tls`], on a given port (an upstream that comes back where it was).
+    pub fn start_tls_on(port: u16, leaf: &Leaf, ca: &Ca, args: &[&str]) -> Redis {
         let mode: Vec<OsString> = vec![
             "--port".into(),
             "0".into(),

@@ -1,0 +1,325 @@
+//! The metrics endpoint of a running retunnel, scraped with curl: counters move as connections
+//! open, fail (dead upstream, bad certificate) and close; `/health` turns 503 while the upstream
+//! is down and 200 when it is back; `retunnel status` prints one row per section; and systemd's
+//! notify protocol, against a datagram socket standing in for systemd.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+
+use support::*;
+
+/// `curl -s -w CODE http://127.0.0.1:PORT/PATH`: the HTTP status and the body.
+fn get(port: u16, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl must be installed (apt-get install curl)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+/// The value of one sample in a `/metrics` scrape (`name{labels}` exactly as written).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Scrapes until `series` has value `want`; fails the test with the scrape otherwise.
+fn wait_sample(port: u16, series: &str, want: f64) -> String {
+    let mut last = String::new();
+    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(&format!("{series} = {want}"), || {
+            last = get(port, "/metrics").1;
+            (sample(&last, series) == Some(want)).then_some(())
+        })
+    }));
+    assert!(found.is_ok(), "{series} never became {want}; last scrape:\n{last}");
+    last
+}
+
+fn ping(port: u16) {
+    let mut s = connect(port);
+    exchange(&mut s, b"PING\r\n", b"+PONG\r\n");
+}
+
+/// A connection the tunnel closes without relaying (its upstream is unreachable).
+fn refused_by_tunnel(port: u16) {
+    let mut s = connect(port);
+    expect_closed(&mut s);
+}
+
+#[test]
+fn counters_follow_connections_through_open_failure_and_close() {
+    let up = TlsUpstream::start(&[]);
+    let other_ca = up.pki.ca("someone-else");
+    let (good, dead, bad_cert, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let dead_upstream = free_port();
+    let conf = format!(
+        "metrics = 127.0.0.1:{metrics}\n{}[dead]\naccept = 127.0.0.1:{dead}\nconnect = 127.0.0.1:{dead_upstream}\n\
+         [badcert]\naccept = 127.0.0.1:{bad_cert}\nconnect = localhost:{}\nCAfile = {}\n",
+        up.section("good", good, ""),
+        up.redis.port,
+        other_ca.pem.display()
+    );
+    let rt = Retunnel::start(&conf, 3);
+    rt.log.wait_for("metrics listening");
+    let (code, text) = get(metrics, "/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(&text, r#"retunnel_connections_accepted_total{service="good"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, r#"retunnel_section_listening{service="badcert"}"#),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "retunnel_config_generation"), Some(1.0));
+    assert!(text.contains("retunnel_build_info{version=\""), "{text}");
+
+    // Open: while a client is connected it counts as open, with its bytes.
+    let mut client = connect(good);
+    exchange(&mut client, b"PING\r\n", b"+PONG\r\n");
+    let text = wait_sample(metrics, r#"retunnel_connections_open{service="good"}"#, 1.0);
+    assert_eq!(
+        sample(&text, r#"retunnel_connections_accepted_total{service="good"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"retunnel_bytes_total{service="good",direction="up"}"#),
+        Some(6.0)
+    );
+    assert_eq!(
+        sample(&text, r#"retunnel_bytes_total{service="good",direction="down"}"#),
+        Some(7.0)
+    );
+    assert_eq!(
+        sample(&text, r#"retunnel_upstream_handshake_seconds_count{service="good"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"retunnel_upstream_connect_seconds_count{service="good"}"#),
+        Some(1.0)
+    );
+
+    // Close.
+    drop(client);
+    let text = wait_sample(
+        metrics,
+        r#"retunnel_connections_closed_total{service="good",reason="closed"}"#,
+        1.0,
+    );
+    assert_eq!(sample(&text, r#"retunnel_connections_open{service="good"}"#), Some(0.0));
+
+    // A dead upstream: a refused connect, and the client closed.
+    refused_by_tunnel(dead);
+    let text = wait_sample(
+        metrics,
+        r#"retunnel_connections_closed_total{service="dead",reason="upstream_failed"}"#,
+        1.0,
+    );
+    let refused = r#"retunnel_upstream_failures_total{service="dead",stage="connect",reason="refused"}"#;
+    assert_eq!(sample(&text, refused), Some(1.0));
+
+    // A certificate from a CA the section does not trust.
+    refused_by_tunnel(bad_cert);
+    let verify = r#"retunnel_upstream_failures_total{service="badcert",stage="handshake",reason="tls_verify"}"#;
+    let text = wait_sample(metrics, verify, 1.0);
+    assert_eq!(
+        sample(&text, r#"retunnel_upstream_handshake_seconds_count{service="badcert"}"#),
+        Some(0.0),
+        "a failed handshake is not a handshake duration"
+    );
+    // Nothing else moved: the good section saw one connection in all.
+    assert_eq!(
+        sample(&text, r#"retunnel_connections_accepted_total{service="good"}"#),
+        Some(1.0)
+    );
+    let (code, _) = get(metrics, "/nothing");
+    assert_eq!(code, 404);
+}
+
+#[test]
+fn health_turns_unhealthy_while_the_upstream_is_down_and_back_when_it_returns() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let (accept, upstream, metrics) = (free_port(), free_port(), free_port());
+    let conf = section("db", accept, upstream, &ca);
+    // The flag, rather than the option, this time.
+    let rt = Retunnel::spawn(&conf, &["--metrics", &metrics.to_string()]);
+    rt.log.wait_for("listening service=db");
+    rt.log.wait_for("metrics listening");
+    // No attempt yet: healthy.
+    let (code, body) = get(metrics, "/health");
+    assert_eq!((code, body.as_str()), (200, "{\"status\":\"ok\",\"sections\":1}\n"));
+
+    refused_by_tunnel(accept);
+    let (code, body) = get(metrics, "/health");
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body.lines().count(), 1, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "unhealthy");
+    assert_eq!(health["failing"][0]["section"], "db");
+    let why = health["failing"][0]["why"].as_str().unwrap();
+    assert!(
+        why.contains("every upstream attempt failed") && why.contains("refused"),
+        "{why}"
+    );
+
+    let _redis = Redis::start_tls_on(upstream, &leaf, &ca, &[]);
+    ping(accept);
+    let (code, body) = get(metrics, "/health");
+    assert_eq!((code, body.as_str()), (200, "{\"status\":\"ok\",\"sections\":1}\n"));
+}
+
+#[test]
+fn status_prints_a_row_per_section_and_exits_by_health() {
+    let up = TlsUpstream::start(&[]);
+    let (good, dead, metrics) = (free_port(), free_port(), free_port());
+    let dead_upstream = free_port();
+    let conf = format!(
+        "metrics = {metrics}\n{}[dead]\naccept = 127.0.0.1:{dead}\nconnect = 127.0.0.1:{dead_upstream}\n",
+        up.section("good", good, "")
+    );
+    let rt = Retunnel::start(&conf, 2);
+    rt.log.wait_for("metrics listening");
+    let config = rt.config.clone().unwrap();
+    let mut client = connect(good);
+    exchange(&mut client, b"PING\r\n", b"+PONG\r\n");
+
+    let ok = run_retunnel(&["status".as_ref(), "-c".as_ref(), config.as_os_str()]);
+    assert_eq!(ok.code, Some(0), "{}{}", ok.stdout, ok.stderr);
+    let lines: Vec<&str> = ok.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", ok.stdout);
+    assert!(lines[0].starts_with("SECTION"), "{}", ok.stdout);
+    let row = |name: &str| lines.iter().find(|l| l.starts_with(name)).copied().unwrap();
+    let good_row: Vec<&str> = row("good").split_whitespace().collect();
+    assert_eq!(
+        good_row[..5],
+        [
+            "good",
+            &format!("127.0.0.1:{good}"),
+            &format!("localhost:{}", up.redis.port),
+            "1",
+            "1"
+        ]
+    );
+    assert!(row("good").ends_with(" ok"), "{}", ok.stdout);
+    assert!(
+        row("good").contains("6 B") && row("good").contains("7 B"),
+        "{}",
+        ok.stdout
+    );
+
+    refused_by_tunnel(dead);
+    let json = run_retunnel(&["status", "--metrics", &format!("127.0.0.1:{metrics}"), "--json"]);
+    assert_eq!(json.code, Some(1), "unhealthy: {}{}", json.stdout, json.stderr);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let dead_s = &v["sections"][0];
+    assert_eq!(dead_s["name"], "dead");
+    assert_eq!(dead_s["upstream_failures"], 1);
+    assert_eq!(dead_s["last_failure"], "refused");
+    assert!(
+        dead_s["failing"]
+            .as_str()
+            .unwrap()
+            .contains("every upstream attempt failed")
+    );
+    assert_eq!(v["sections"][1]["open"], 1);
+
+    drop(client);
+    drop(rt);
+    let none = run_retunnel(&["status", "--metrics", &metrics.to_string()]);
+    assert_eq!(none.code, Some(2));
+    assert!(none.stderr.contains("nothing answers on 127.0.0.1:"), "{}", none.stderr);
+}
+
+#[test]
+fn status_explains_a_config_without_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "[a]\naccept = 1\nconnect = localhost:2\n");
+    let r = run_retunnel(&["status".as_ref(), "-c".as_ref(), conf.as_os_str()]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.contains("sets no `metrics = ADDR:PORT`"), "{}", r.stderr);
+}
+
+#[test]
+fn metrics_on_the_network_is_warned_about() {
+    let (accept, metrics) = (free_port(), free_port());
+    let conf = format!("metrics = 0.0.0.0:{metrics}\n[a]\naccept = {accept}\nconnect = localhost:1\n");
+    let rt = Retunnel::start(&conf, 1);
+    rt.log
+        .wait_for("the metrics, health and status endpoints are reachable from the network");
+}
+
+/// Reads notify messages until one contains `want`; returns it.
+fn wait_message(sock: &UnixDatagram, want: &str) -> String {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no {want:?} from retunnel on NOTIFY_SOCKET: {e}"));
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg.contains(want) {
+            return msg;
+        }
+    }
+}
+
+#[test]
+fn systemd_is_told_ready_reloading_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let (a, b) = (free_port(), free_port());
+    let conf = format!("[a]\naccept = {a}\nconnect = localhost:1\n[b]\naccept = {b}\nconnect = localhost:1\n");
+    let env: [(&str, &Path); 2] = [("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", Path::new("200000"))];
+    let mut rt = Retunnel::spawn_env(&conf, &[], &env);
+
+    let ready = wait_message(&sock, "READY=1");
+    // Ready means listening: both ports accept already.
+    connect(a);
+    connect(b);
+    assert!(ready.contains("STATUS=2 of 2 sections listening"), "{ready:?}");
+    wait_message(&sock, "WATCHDOG=1");
+
+    rt.signal(libc::SIGHUP);
+    let reloading = wait_message(&sock, "RELOADING=1");
+    let usec = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC with RELOADING=1: {reloading:?}"));
+    assert!(usec.parse::<u64>().unwrap() > 0);
+    wait_message(&sock, "READY=1");
+    rt.log.wait_for("reloaded");
+
+    rt.signal(libc::SIGTERM);
+    wait_message(&sock, "STOPPING=1");
+    assert_eq!(rt.wait_exit(), Some(0));
+}
+
+#[test]
+fn a_notify_socket_nobody_listens_on_is_logged_once_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = free_port();
+    let conf = format!("[a]\naccept = {a}\nconnect = localhost:1\n");
+    let gone = dir.path().join("no-such.sock");
+    let mut rt = Retunnel::spawn_env(&conf, &[], &[("NOTIFY_SOCKET", &gone)]);
+    rt.log.wait_for("listening");
+    rt.signal(libc::SIGHUP);
+    rt.log.wait_for("reloaded");
+    rt.signal(libc::SIGTERM);
+    assert_eq!(rt.wait_exit(), Some(0));
+    let log = rt.log.text();
+    assert_eq!(log.matches("cannot notify systemd").count(), 1, "{log}");
+}
