@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::either::Either;
 use tracing::{debug, info, warn};
 
+use crate::listener::Client;
 use crate::metrics::{Close, Reason, Stage};
 use crate::relay::{self, Counters, End};
 use crate::service::Shared;
@@ -25,16 +26,20 @@ use crate::tls::{HandshakeError, ServerTlsStream, TlsStream};
 use crate::upstream;
 
 /// The client's side: plain TCP, or TLS in server mode.
-pub type ClientStream = Either<NotTls<TcpStream>, ServerTlsStream>;
+pub type ClientStream = Either<NotTls<Client>, ServerTlsStream>;
 
 /// The upstream's side: TLS, or plain TCP in server mode without `connectTLS`.
 pub type UpstreamStream = Either<TlsStream, TcpStream>;
 
 /// Serves one accepted client until both directions are done.
-pub async fn handle(client: TcpStream, shared: Arc<Shared>) {
+pub async fn handle(client: Client, shared: Arc<Shared>) {
     let started = Instant::now();
-    // The address the client reached us by; in Redis mode, node listeners are named by it.
-    let local_ip = client.local_addr().map(|a| a.ip().to_canonical());
+    // The address the client reached us by; in Redis mode, node listeners are named by it
+    // (a Redis section accepts on TCP only).
+    let local_ip = match &client {
+        Either::Left(tcp) => tcp.local_addr().map(|a| a.ip().to_canonical()),
+        Either::Right(_) => Err(io::ErrorKind::Unsupported.into()),
+    };
     let Some(mut client) = open_client(client, &shared).await else {
         shared.metrics.closed(Close::ClientHandshake);
         return;
@@ -71,14 +76,19 @@ pub async fn handle(client: TcpStream, shared: Arc<Shared>) {
 }
 
 /// Sets the `l:` socket options and, in server mode, runs the client's TLS handshake within
-/// `TIMEOUTconnect`. `None`: the client is gone (already logged).
-pub async fn open_client(client: TcpStream, shared: &Shared) -> Option<ClientStream> {
+/// `TIMEOUTconnect`. `None`: the client is gone (already logged). A Unix socket client is
+/// plain (the config takes Unix sockets in client mode only).
+pub async fn open_client(client: Client, shared: &Shared) -> Option<ClientStream> {
+    let client = match client {
+        Either::Left(tcp) => tcp,
+        Either::Right(unix) => return Some(Either::Left(NotTls::new(Either::Right(unix)))),
+    };
     let _ = client.set_nodelay(true);
     if let Err(e) = sockopt::apply(SockRef::from(&client), &shared.config.socket_options, Side::Local) {
         warn!(error = %e, "cannot set a `socket = l:` option on the client socket");
     }
     let Some(acceptor) = &shared.acceptor else {
-        return Some(Either::Left(NotTls::new(client)));
+        return Some(Either::Left(NotTls::new(Either::Left(client))));
     };
     let timeout = shared.config.connect_timeout;
     match tokio::time::timeout(timeout, acceptor.accept(client)).await {

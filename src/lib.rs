@@ -6,6 +6,7 @@
 //! - [`config`]: the INI file → typed, validated [`config::Config`]; the option table.
 //! - [`tls`]: all TLS setup and handshakes, both sides (native-tls, the system's OpenSSL).
 //! - [`tunnel`]: binds every service (all or nothing), serves, drains on shutdown.
+//! - [`listener`]: one `accept` address bound: TCP (port 0 too) or a Unix socket.
 //! - [`service`]: one service's accept loop; it only accepts.
 //! - [`connection`]: one client: resolve, connect, handshake, relay, log.
 //! - [`upstream`]: DNS at connect time, failover order and TCP connect with a deadline.
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod daemon;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

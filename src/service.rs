@@ -3,18 +3,17 @@
 //! client is closed at once rather than kept waiting: a client that waits silently looks like
 //! a hung server, one that is closed retries or reports.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, error, info_span, warn};
 
 use crate::config::ServiceConfig;
+use crate::listener::{Client, Listener, Peer};
 use crate::metrics::ServiceMetrics;
 use crate::tls::{self, TlsClient, TlsServer};
 use crate::upstream::{ConnectTo, Upstreams};
@@ -106,11 +105,11 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// wait for them to finish. Hands the listener back, so that a reload that changes only the
 /// upstream side keeps the port open (clients queue in the backlog meanwhile).
 pub async fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
     shared: Arc<Shared>,
     tracker: TaskTracker,
     stop: CancellationToken,
-) -> TcpListener {
+) -> Listener {
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return listener,
@@ -136,8 +135,8 @@ pub async fn accept_loop(
 }
 
 fn spawn_connection(
-    sock: tokio::net::TcpStream,
-    peer: SocketAddr,
+    sock: Client,
+    peer: Peer,
     permit: Option<OwnedSemaphorePermit>,
     shared: &Arc<Shared>,
     tracker: &TaskTracker,

@@ -4,20 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::config::ServiceConfig;
+use crate::config::{Listen, ServiceConfig};
+use crate::listener::Listener;
 use crate::metrics::Metrics;
 use crate::service::{self, Shared};
-use crate::sockopt;
 use crate::sockopt::{Side, SocketOption};
 use crate::tls;
 use crate::upstream::ConnectTo;
@@ -39,7 +37,7 @@ pub enum StartError {
         /// The section.
         service: String,
         /// The `accept` address.
-        addr: SocketAddr,
+        addr: Listen,
         /// What the OS said.
         source: io::Error,
         /// What to do.
@@ -51,12 +49,12 @@ pub enum StartError {
 /// dropped before the first client is served).
 #[derive(Debug)]
 pub struct Bound {
-    services: Vec<(TcpListener, Arc<Shared>)>,
+    services: Vec<(Vec<Listener>, Arc<Shared>)>,
     connect_to: ConnectTo,
     metrics: Arc<Metrics>,
 }
 
-/// One service while it accepts: its accept-loop task, the token that stops that loop, and what
+/// One service while it accepts: its accept-loop tasks (one per `accept`), the token that stops that loop, and what
 /// its connections share. Connections are not owned here: they run on the tunnel's tracker, so
 /// stopping a service never cuts them.
 #[derive(Debug)]
@@ -67,7 +65,7 @@ struct Running {
     /// Stops everything the section owns beyond its accept loop: its cluster node listeners.
     /// Kept across a reload that leaves the section unchanged; `stop` is its child.
     lifetime: CancellationToken,
-    task: JoinHandle<TcpListener>,
+    tasks: Vec<JoinHandle<Listener>>,
 }
 
 /// Every service accepting, by section name, and every open connection.
@@ -111,7 +109,7 @@ impl Tunnel {
         }
         let mut bound = Vec::with_capacity(shared.len());
         for s in shared {
-            bound.push((listen(&s).await?, s));
+            bound.push((bind(&s, s.config.accept.iter())?, s));
         }
         Ok(Bound {
             services: bound,
@@ -120,11 +118,12 @@ impl Tunnel {
         })
     }
 
-    /// Starts a service's accept loop; `announce` logs its "listening" line and warnings.
-    /// `lifetime` is the section's own (new) or the one it had before an unchanged reload.
-    fn spawn(&mut self, listener: TcpListener, shared: Arc<Shared>, announce: bool, lifetime: CancellationToken) {
+    /// Starts a service's accept loops, one per listener; `announce` logs a "listening" line
+    /// per listener and the section's warnings. `lifetime` is the section's own (new) or the
+    /// one it had before an unchanged reload.
+    fn spawn(&mut self, listeners: Vec<Listener>, shared: Arc<Shared>, announce: bool, lifetime: CancellationToken) {
         if announce {
-            self::announce(&listener, &shared);
+            self::announce(&listeners, &shared);
         }
         if let Some(cluster) = &shared.redis {
             cluster.attach(&self.tracker, &lifetime);
@@ -132,36 +131,46 @@ impl Tunnel {
         shared.metrics.listening(&shared.config);
         let stop = lifetime.child_token();
         let span = tracing::info_span!("service", service = %shared.config.name);
-        let fut = service::accept_loop(listener, shared.clone(), self.tracker.clone(), stop.clone());
-        let task = tokio::spawn(tracing::Instrument::instrument(fut, span));
+        let tasks = listeners
+            .into_iter()
+            .map(|l| {
+                let fut = service::accept_loop(l, shared.clone(), self.tracker.clone(), stop.clone());
+                tokio::spawn(tracing::Instrument::instrument(fut, span.clone()))
+            })
+            .collect();
         let running = Running {
             shared,
             stop,
             lifetime,
-            task,
+            tasks,
         };
         let old = self.services.insert(running.shared.config.name.clone(), running);
         debug_assert!(old.is_none(), "a running service was replaced without being stopped");
     }
 
-    /// Stops a service for good (its node listeners too) and returns its listener; its
-    /// connections go on.
-    async fn stop(&mut self, name: &str) -> Option<TcpListener> {
-        let (listener, lifetime) = self.pause(name).await?;
-        lifetime.cancel();
-        listener
+    /// Stops a service for good (its node listeners too) and closes its listeners (a Unix
+    /// socket file goes with its listener); its connections go on.
+    async fn stop(&mut self, name: &str) {
+        if let Some((_listeners, lifetime)) = self.pause(name).await {
+            lifetime.cancel();
+        }
     }
 
-    /// Stops a service's accept loop only; returns its listener and its lifetime token.
-    async fn pause(&mut self, name: &str) -> Option<(Option<TcpListener>, CancellationToken)> {
+    /// Stops a service's accept loops only; returns its listeners (those whose loop did not
+    /// panic) and its lifetime token.
+    async fn pause(&mut self, name: &str) -> Option<(Vec<Listener>, CancellationToken)> {
         let running = self.services.remove(name)?;
         running.stop.cancel();
         running.shared.metrics.stopped();
-        Some((running.task.await.ok(), running.lifetime))
+        let mut listeners = Vec::with_capacity(running.tasks.len());
+        for task in running.tasks {
+            listeners.extend(task.await.ok());
+        }
+        Some((listeners, running.lifetime))
     }
 
     /// Applies a new set of sections: removed ones stop accepting, added ones start, changed
-    /// ones restart (on the same listener when `accept` did not change). Open connections are
+    /// ones restart (keeping the listener of every `accept` address that stays). Open connections are
     /// never cut. A section whose new settings fail (TLS files, bind) is logged and keeps its
     /// old settings, or does not start if it is new; the others are not disturbed.
     pub async fn reload(&mut self, services: Vec<ServiceConfig>) -> ReloadSummary {
@@ -200,8 +209,8 @@ impl Tunnel {
 
     async fn add(&mut self, config: ServiceConfig) -> Result<(), ReloadError> {
         let shared = Arc::new(prepare(config, &self.connect_to, &self.metrics).map_err(ReloadError::NotStarted)?);
-        let listener = listen(&shared).await.map_err(ReloadError::NotStarted)?;
-        self.spawn(listener, shared, true, CancellationToken::new());
+        let listeners = bind(&shared, shared.config.accept.iter()).map_err(ReloadError::NotStarted)?;
+        self.spawn(listeners, shared, true, CancellationToken::new());
         Ok(())
     }
 
@@ -217,6 +226,8 @@ impl Tunnel {
         let name = fresh.config.name.clone();
         let same = old.config == fresh.config;
         let same_port = old.config.accept == fresh.config.accept;
+        // Addresses that stay keep their listener (and a port 0 its port).
+        let kept = stays(&old.config.accept, &fresh.config.accept);
         let accept_side = |c: &ServiceConfig| -> Vec<SocketOption> {
             let on_listener = |o: &&SocketOption| o.side == Side::Accept;
             c.socket_options.iter().filter(on_listener).copied().collect()
@@ -234,28 +245,39 @@ impl Tunnel {
             fresh.redis.clone_from(&old.redis);
         }
         let shared = Arc::new(fresh);
-        let new_listener = match same_port {
-            true => None,
-            false => Some(listen(&shared).await.map_err(ReloadError::KeptOld)?),
-        };
-        let (old_listener, lifetime) = self.pause(&name).await.unwrap_or_default();
+        let new_only = shared
+            .config
+            .accept
+            .iter()
+            .zip(&kept)
+            .filter(|(_, k)| !**k)
+            .map(|(a, _)| a);
+        let mut added = bind(&shared, new_only).map_err(ReloadError::KeptOld)?.into_iter();
+        let (mut old_listeners, lifetime) = self.pause(&name).await.unwrap_or_default();
         let lifetime = if same {
             lifetime
         } else {
             lifetime.cancel();
             CancellationToken::new()
         };
-        let listener = match new_listener.or(old_listener) {
-            Some(l) => l,
-            // The old loop panicked and took its listener with it: bind afresh.
-            None => listen(&shared).await.map_err(ReloadError::NotStarted)?,
-        };
+        let mut listeners = Vec::with_capacity(kept.len());
+        for (addr, kept) in shared.config.accept.iter().zip(kept) {
+            let old = old_listeners.iter().position(|l| kept && l.listen == *addr);
+            match (old, kept) {
+                (Some(i), _) => listeners.push(old_listeners.swap_remove(i)),
+                (None, false) => listeners.extend(added.next()),
+                // An old loop that panicked took its listener with it: bind it afresh.
+                (None, true) => listeners.extend(bind(&shared, [addr].into_iter()).map_err(ReloadError::NotStarted)?),
+            }
+        }
+        // What is left of the old listeners are addresses that went: they close here.
+        drop(old_listeners);
         if same {
             debug!(service = %name, "unchanged: TLS files read again, listener and node listeners kept");
         } else {
             info!(service = %name, rebound = !same_port, "changed: restarting with the new settings");
         }
-        self.spawn(listener, shared, !same, lifetime);
+        self.spawn(listeners, shared, !same, lifetime);
         Ok(())
     }
 
@@ -310,8 +332,8 @@ impl Bound {
             connect_to: self.connect_to,
             metrics: self.metrics,
         };
-        for (listener, shared) in self.services {
-            tunnel.spawn(listener, shared, true, CancellationToken::new());
+        for (listeners, shared) in self.services {
+            tunnel.spawn(listeners, shared, true, CancellationToken::new());
         }
         tunnel
     }
@@ -335,29 +357,48 @@ fn prepare(config: ServiceConfig, connect_to: &ConnectTo, metrics: &Metrics) -> 
     Shared::new(config, connect_to.clone(), counters).map_err(|source| StartError::Tls { service, source })
 }
 
-async fn listen(s: &Shared) -> Result<TcpListener, StartError> {
-    let addr = s.config.accept;
-    sockopt::bind_listener(addr, &s.config.socket_options).map_err(|source| StartError::Bind {
-        service: s.config.name.clone(),
-        addr,
-        hint: bind_hint(&source),
-        source,
-    })
+/// For each new `accept` address, whether an old one of the same value stays for it (each
+/// old address serves one new one: two `127.0.0.1:0` lines are two listeners).
+fn stays(old: &[Listen], new: &[Listen]) -> Vec<bool> {
+    let mut left: Vec<&Listen> = old.iter().collect();
+    new.iter()
+        .map(|a| match left.iter().position(|o| *o == a) {
+            Some(i) => {
+                left.swap_remove(i);
+                true
+            }
+            None => false,
+        })
+        .collect()
 }
 
-fn announce(listener: &TcpListener, s: &Shared) {
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| s.config.accept.to_string());
+/// Binds these `accept` addresses of a section, all or none (a failure closes what was bound).
+fn bind<'a>(s: &Shared, addrs: impl Iterator<Item = &'a Listen>) -> Result<Vec<Listener>, StartError> {
+    addrs
+        .map(|addr| {
+            Listener::bind(addr, &s.config.socket_options).map_err(|source| StartError::Bind {
+                service: s.config.name.clone(),
+                addr: addr.clone(),
+                hint: bind_hint(&source),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// One "listening" line per listener, naming where it really listens (the port the system
+/// picked for port 0), then the section's warnings.
+fn announce(listeners: &[Listener], s: &Shared) {
     let targets: Vec<String> = s.config.connect.iter().map(|t| t.to_string()).collect();
-    info!(
-        service = %s.config.name,
-        accept = %addr,
-        connect = %targets.join(", "),
-        tls = %s.describe_tls(),
-        "listening"
-    );
+    for l in listeners {
+        info!(
+            service = %s.config.name,
+            accept = %l.local(),
+            connect = %targets.join(", "),
+            tls = %s.describe_tls(),
+            "listening"
+        );
+    }
     for w in risks(&s.config) {
         warn!(service = %s.config.name, "{w}");
     }
@@ -367,10 +408,14 @@ fn announce(listener: &TcpListener, s: &Shared) {
 /// `retunnel check` (which reports what the daemon would warn about).
 pub fn risks(c: &ServiceConfig) -> Vec<String> {
     let mut out = Vec::new();
-    if !c.accept.ip().is_loopback() && c.accept_tls.is_none() {
+    let open = c
+        .accept
+        .iter()
+        .filter_map(Listen::tcp)
+        .filter(|a| !a.ip().is_loopback());
+    for addr in open.filter(|_| c.accept_tls.is_none()) {
         out.push(format!(
-            "accept {}: plain-text Redis traffic is accepted from the network, not only from this host; use 127.0.0.1 unless other hosts must reach this tunnel",
-            c.accept
+            "accept {addr}: plain-text Redis traffic is accepted from the network, not only from this host; use 127.0.0.1 unless other hosts must reach this tunnel"
         ));
     }
     let off_host = |t: &crate::config::Target| match &t.host {
@@ -396,6 +441,10 @@ pub fn bind_hint(e: &io::Error) -> &'static str {
             "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port above 1023"
         }
         io::ErrorKind::AddrNotAvailable => "this host has no such address; use 127.0.0.1 or one of its own addresses",
+        io::ErrorKind::AlreadyExists => "remove that file, or choose another socket path in `accept`",
+        io::ErrorKind::NotFound => {
+            "the socket's directory does not exist; create it or choose another path in `accept`"
+        }
         _ => "check the `accept` address",
     }
 }

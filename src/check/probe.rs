@@ -8,11 +8,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 
 use super::{Connect, Mark, Report, SectionReport, Step, TargetReport, cert, redis};
-use crate::config::{Config, Host, ServiceConfig, Target, Warning};
+use crate::config::{Config, Host, Listen, ServiceConfig, Target, Warning};
+use crate::listener::Listener;
 use crate::tls::{HandshakeError, TlsClient, TlsStream};
 use crate::upstream::{ConnectTo, describe_io};
 
@@ -50,7 +51,7 @@ fn crashed(name: String, e: tokio::task::JoinError) -> SectionReport {
 }
 
 async fn section(svc: ServiceConfig, map: ConnectTo) -> SectionReport {
-    let bind = bind(svc.accept).await;
+    let bind = bind_all(&svc.accept);
     let client = TlsClient::new(&svc.tls).map_err(|e| e.to_string());
     let mut targets = Vec::with_capacity(svc.connect.len());
     for t in &svc.connect {
@@ -58,15 +59,29 @@ async fn section(svc: ServiceConfig, map: ConnectTo) -> SectionReport {
     }
     SectionReport {
         name: svc.name.clone(),
-        accept: svc.accept.to_string(),
+        accept: svc.accept_list(),
         ok: bind.mark != Mark::Fail && targets.iter().any(TargetReport::ok),
         bind,
         targets,
     }
 }
 
-async fn bind(addr: SocketAddr) -> Step {
-    match TcpListener::bind(addr).await {
+/// Binds every `accept` address as the daemon would, then lets go; the first that fails or
+/// warns is the answer.
+fn bind_all(addrs: &[Listen]) -> Step {
+    let steps: Vec<Step> = addrs.iter().map(bind).collect();
+    let failed = steps.iter().position(|s| s.mark != Mark::Ok);
+    match failed {
+        Some(i) => steps.into_iter().nth(i).expect("position is in range"),
+        None => ok(format!(
+            "{} free",
+            addrs.iter().map(Listen::to_string).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+fn bind(addr: &Listen) -> Step {
+    match Listener::bind(addr, &[]) {
         Ok(_) => ok(format!("{addr} is free")),
         Err(e) => {
             // In use is what a running tunnel looks like: `check` must work as a health

@@ -152,7 +152,7 @@ pub fn render_offline(config: &crate::config::Config, warnings: &[crate::config:
             .services
             .iter()
             .map(|s| {
-                serde_json::json!({"name": s.name, "accept": s.accept.to_string(),
+                serde_json::json!({"name": s.name, "accept": s.accept_list(),
                 "connect": s.connect.iter().map(|t| t.to_string()).collect::<Vec<_>>()})
             })
             .collect();
@@ -172,7 +172,7 @@ pub fn render_offline(config: &crate::config::Config, warnings: &[crate::config:
     );
     for s in &config.services {
         let targets: Vec<String> = s.connect.iter().map(|t| t.to_string()).collect();
-        let _ = writeln!(out, "  [{}] {} → {}", s.name, s.accept, targets.join(", "));
+        let _ = writeln!(out, "  [{}] {} → {}", s.name, s.accept_list(), targets.join(", "));
     }
     out
 }

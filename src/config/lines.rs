@@ -76,10 +76,18 @@ pub fn read_file(path: &std::path::Path) -> Result<String, String> {
     })
 }
 
-/// Strips a UTF-8 byte-order mark and turns CRLF and lone CR line ends into LF.
+/// Strips a UTF-8 byte-order mark, turns CRLF and lone CR line ends into LF, and drops the
+/// blanks that start a line. stunnel skips them before comments, options and section headers
+/// alike (indented files come from YAML ConfigMaps, heredocs and templates); left in, rust-ini
+/// would take an indented comment for the continuation of the line above.
 pub fn normalize(text: &str) -> String {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    text.replace("\r\n", "\n").replace('\r', "\n")
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        out.push_str(line.trim_start_matches([' ', '\t']));
+    }
+    out
 }
 
 /// Splits normalized text into the global part (always first) and its sections.
@@ -215,6 +223,24 @@ mod tests {
         assert_eq!(s[1].name.as_deref(), Some("svc"));
         assert_eq!(s[1].entries[0].value, "C:\\certs\\ca.pem");
         assert_eq!(s[1].entries[0].line, 2);
+    }
+
+    /// As stunnel's own test configs write them (`    ;cert = …`), and YAML ConfigMaps.
+    #[test]
+    fn leading_blanks_before_comments_options_and_headers() {
+        let s = read_str(
+            "  debug = 7\n\t[svc]\n    # an indented comment\n    ;cert = x.pem\n  accept = 1\n\t connect = h:1\n   [two]\n accept = 2\n",
+        );
+        assert_eq!(s[0].entries[0].key, "debug");
+        assert_eq!(s[1].name.as_deref(), Some("svc"));
+        let e: Vec<_> = s[1]
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str(), e.line))
+            .collect();
+        assert_eq!(e, [("accept", "1", 5), ("connect", "h:1", 6)]);
+        assert_eq!((s[2].name.as_deref(), s[2].line), (Some("two"), 7));
+        assert_eq!(s[2].entries[0].line, 8);
     }
 
     #[test]

@@ -12,14 +12,14 @@ pub mod options;
 mod values;
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::sockopt::SocketOption;
 pub use oneoff::OneOff;
 pub use values::{
-    Group, Host, LogLevel, LogMode, Target, TlsVersion, User, accept_addr as parse_accept, target as parse_target,
+    Group, Host, Listen, LogLevel, LogMode, Target, TlsVersion, User, accept_addr as parse_accept,
+    target as parse_target,
 };
 
 use lines::{Entry, Section};
@@ -81,8 +81,9 @@ impl Default for Global {
 pub struct ServiceConfig {
     /// The section name.
     pub name: String,
-    /// Where to listen for plain TCP clients (`accept`).
-    pub accept: SocketAddr,
+    /// Where to listen for clients (`accept`, repeatable): every address is a listener of
+    /// this same service. Never empty.
+    pub accept: Vec<Listen>,
     /// Where to connect, tried in order (`connect`, repeatable).
     pub connect: Vec<Target>,
     /// How to set up and check TLS towards `connect`.
@@ -105,6 +106,14 @@ pub struct ServiceConfig {
     pub connect_tls: bool,
     /// `protocol = redis`: Redis-aware relaying (cluster redirects and topology); `None`: bytes only.
     pub redis: Option<RedisSettings>,
+}
+
+impl ServiceConfig {
+    /// The `accept` addresses, for messages and reports: `127.0.0.1:6379, /run/r.sock`.
+    pub fn accept_list(&self) -> String {
+        let all: Vec<String> = self.accept.iter().map(Listen::to_string).collect();
+        all.join(", ")
+    }
 }
 
 /// The settings of a `protocol = redis` section.
@@ -251,8 +260,8 @@ struct Parser<'a> {
 /// Starts from the defaults; the option table's setters fill it in.
 #[derive(Debug)]
 struct Draft {
-    /// `accept`.
-    accept: Option<SocketAddr>,
+    /// `accept`, every line in order.
+    accept: Vec<Listen>,
     /// `connect`, every line in order.
     connect: Vec<Target>,
     /// The TLS settings towards `connect`.
@@ -293,7 +302,7 @@ impl Default for Draft {
     /// What a section without lines means: client mode, verifying, stunnel's timeouts.
     fn default() -> Draft {
         Draft {
-            accept: None,
+            accept: Vec::new(),
             connect: Vec::new(),
             tls: TlsSettings::default(),
             client: true,
@@ -453,14 +462,16 @@ impl Parser<'_> {
             if out.iter().any(|o| o.name == svc.name) {
                 continue; // reported above
             }
-            if let Some(other) = out.iter().find(|o| o.accept == svc.accept) {
+            let clash = out.iter().find_map(|o| {
+                let mine = svc.accept.iter().find(|a| o.accept.iter().any(|b| a.clashes(b)))?;
+                Some((mine, &o.name))
+            });
+            if let Some((addr, other)) = clash {
                 self.problems.push(format!(
-                    "{}:{}: [{}] accept {} is already used by [{}]; give each section its own port",
+                    "{}:{}: [{}] accept {addr} is already used by [{other}]; give each section its own port",
                     self.file_of(section).display(),
                     section.line,
                     svc.name,
-                    svc.accept,
-                    other.name
                 ));
             } else {
                 out.push(svc);
@@ -593,14 +604,27 @@ impl Parser<'_> {
                 "{header}: no `connect`; add `connect = host:port` (the TLS server)"
             ));
         }
-        let Some(accept) = accept else {
+        if accept.is_empty() {
             if !written("accept") {
                 self.problems.push(format!(
                     "{header}: no `accept`; add `accept = 127.0.0.1:PORT` (where clients connect)"
                 ));
             }
             return None;
-        };
+        }
+        let unix = accept.iter().find(|a| matches!(a, Listen::Unix(_)));
+        if let Some(path) = unix {
+            if !client {
+                self.problems.push(format!(
+                    "{header}: accept {path}: server mode (`client = no`) takes TLS clients on TCP only; accept on a TCP address, or use `client = yes` for plain clients on the socket"
+                ));
+            }
+            if redis.is_some() {
+                self.problems.push(format!(
+                    "{header}: accept {path}: `protocol = redis` points cluster clients at node listeners by IP address, which a Unix socket has none of; accept on a TCP address (127.0.0.1:PORT) for Redis Cluster"
+                ));
+            }
+        }
         let ends = self.ends(header, client, cert, key, connect_tls, verify_asked);
         if self.problems.len() > problems_before {
             return None;

@@ -120,7 +120,7 @@ mod tests {
     fn builds_a_verifying_section() {
         let c = Config::one_off(&flags("127.0.0.1:6379", "db.example.com:6380")).unwrap();
         let s = &c.services[0];
-        assert_eq!(s.accept.to_string(), "127.0.0.1:6379");
+        assert_eq!(s.accept_list(), "127.0.0.1:6379");
         assert_eq!(s.connect[0].to_string(), "db.example.com:6380");
         assert!(s.tls.verify_chain);
         assert_eq!(s.tls, TlsSettings::default());

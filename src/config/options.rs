@@ -228,14 +228,20 @@ pub const OPTIONS: &[OptionSpec] = &[
     section(
         "accept",
         "required",
-        "Where clients connect: `port` (loopback), `host:port`.",
+        "Where clients connect: `port` (loopback), `host:port` (port 0: any free port), or a Unix socket path; repeatable.",
         |p, at, s| {
-            // stunnel 5 listens on every `accept` line; binding only the last would be a silent
-            // wrong result.
-            if s.accept.is_some() {
-                p.problem(at, "retunnel listens on one address per section; keep one `accept` line, or copy the section under another name for the second address");
+            // stunnel listens on every `accept` line of a section: each is a listener of the
+            // same service.
+            let Some(listen) = p.value(at, values::listen) else {
+                return;
+            };
+            if s.accept.iter().any(|a| a.clashes(&listen)) {
+                p.problem(
+                    at,
+                    format!("{listen} is already an `accept` of this section; remove the repeated line"),
+                );
             } else {
-                s.accept = p.value(at, values::accept_addr);
+                s.accept.push(listen);
             }
         },
     ),

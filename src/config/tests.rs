@@ -58,6 +58,11 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// A section's `accept` list of one TCP address.
+fn tcp(s: &str) -> Vec<Listen> {
+    vec![Listen::Tcp(addr(s))]
+}
+
 fn name(h: &str, port: u16) -> Target {
     Target {
         host: Host::Name(h.into()),
@@ -96,8 +101,8 @@ fn aws_file_parses_into_typed_values() {
     let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["redis-cli", "redis-cli-replica"]);
     let (primary, replica) = (&c.services[0], &c.services[1]);
-    assert_eq!(primary.accept, addr("127.0.0.1:6379"));
-    assert_eq!(replica.accept, addr("127.0.0.1:6380"));
+    assert_eq!(primary.accept, tcp("127.0.0.1:6379"));
+    assert_eq!(replica.accept, tcp("127.0.0.1:6380"));
     assert_eq!(
         primary.connect,
         [name("master.ssltest.wif01h.use1.cache.amazonaws.com", 6379)]
@@ -176,7 +181,7 @@ fn comments_blank_lines_crlf_bom_and_blanks() {
     assert_eq!(c.global.log_level, LogLevel::Debug);
     let s = &c.services[0];
     assert_eq!(s.name, "spaced name");
-    assert_eq!(s.accept, addr("127.0.0.1:6379"));
+    assert_eq!(s.accept, tcp("127.0.0.1:6379"));
     assert_eq!(s.connect, [name("redis.example.com", 6379)]);
 }
 
@@ -265,7 +270,7 @@ fn every_honoured_option_sets_its_value() {
         c.services[0],
         ServiceConfig {
             name: "r".into(),
-            accept: addr("[::1]:7000"),
+            accept: tcp("[::1]:7000"),
             connect: vec![name("db.example", 6380)],
             tls: TlsSettings {
                 verify_chain: true,
@@ -495,13 +500,19 @@ fn unknown_options_are_errors_with_a_suggestion() {
 #[test]
 fn accept_forms() {
     let accept = |v: &str| svc(&format!("[r]\naccept = {v}\nconnect = h.example:1\n")).accept;
-    assert_eq!(accept("6379"), addr("127.0.0.1:6379"));
-    assert_eq!(accept("127.0.0.1:6379"), addr("127.0.0.1:6379"));
-    assert_eq!(accept("localhost:6379"), addr("127.0.0.1:6379"));
-    assert_eq!(accept("0.0.0.0:6379"), addr("0.0.0.0:6379"));
-    assert_eq!(accept("[::1]:6379"), addr("[::1]:6379"));
-    assert_eq!(accept(":::6379"), addr("[::]:6379"));
-    assert_eq!(accept(" 6379 "), addr("127.0.0.1:6379"));
+    assert_eq!(accept("6379"), tcp("127.0.0.1:6379"));
+    assert_eq!(accept("127.0.0.1:6379"), tcp("127.0.0.1:6379"));
+    assert_eq!(accept("localhost:6379"), tcp("127.0.0.1:6379"));
+    assert_eq!(accept("0.0.0.0:6379"), tcp("0.0.0.0:6379"));
+    assert_eq!(accept("[::1]:6379"), tcp("[::1]:6379"));
+    assert_eq!(accept(":::6379"), tcp("[::]:6379"));
+    assert_eq!(accept(" 6379 "), tcp("127.0.0.1:6379"));
+    // stunnel's own test configs: an ephemeral port.
+    assert_eq!(accept("127.0.0.1:0"), tcp("127.0.0.1:0"));
+    assert_eq!(
+        accept("/run/retunnel/redis.sock"),
+        [Listen::Unix("/run/retunnel/redis.sock".into())]
+    );
     for bad in ["redis.example.com:6379", ":6379", "abc", "127.0.0.1:", "127.0.0.1:port"] {
         let e = one_err(&format!("[r]\naccept = {bad}\nconnect = h.example:1\n"));
         assert_has(&e, &[&format!("{FILE}:2: [r] accept")]);
@@ -529,13 +540,18 @@ fn connect_forms() {
 
 #[test]
 fn ports_outside_range_are_errors() {
-    for port in ["0", "65536", "99999"] {
+    for port in ["65536", "99999"] {
         let e = one_err(&format!("[r]\naccept = {port}\nconnect = h.example:1\n"));
-        assert_has(&e, &[&format!("{FILE}:2: [r] accept"), "outside 1-65535"]);
+        assert_has(&e, &[&format!("{FILE}:2: [r] accept"), "outside 0-65535"]);
+    }
+    for port in ["0", "65536", "99999"] {
         let e = one_err(&format!("[r]\naccept = 1\nconnect = h.example:{port}\n"));
         assert_has(&e, &[&format!("{FILE}:3: [r] connect"), "outside 1-65535"]);
     }
-    assert_eq!(svc("[r]\naccept = 65535\nconnect = h.example:1\n").accept.port(), 65535);
+    assert_eq!(
+        svc("[r]\naccept = 65535\nconnect = h.example:1\n").accept,
+        tcp("127.0.0.1:65535")
+    );
 }
 
 #[test]
@@ -548,7 +564,7 @@ fn errors_name_file_line_section_option_and_fix() {
         &[&format!("{FILE}:6: [r] client"), "`maybe`", "not `yes` or `no`"],
     );
     // Every problem is reported at once, not only the first.
-    let p = err("[a]\naccept = 0\nconnect = x.example:1\nbogus = 1\n[b]\naccept = 2\n");
+    let p = err("[a]\naccept = 70000\nconnect = x.example:1\nbogus = 1\n[b]\naccept = 2\n");
     assert_eq!(p.len(), 3, "{p:#?}");
 }
 
@@ -641,7 +657,7 @@ fn plaintext_on_the_network_is_allowed() {
     // The warning is logged at start (tunnel.rs); the config itself is valid.
     assert_eq!(
         svc("[r]\naccept = 0.0.0.0:1\nconnect = h.example:1\n").accept,
-        addr("0.0.0.0:1")
+        tcp("0.0.0.0:1")
     );
 }
 
@@ -673,18 +689,61 @@ fn load_reports_unreadable_and_non_utf8_files() {
 }
 
 #[test]
-fn second_accept_in_a_section_is_refused() {
-    let e = one_err(&section("accept = 16380"));
+fn several_accepts_are_listeners_of_one_section() {
+    // As stunnel: every `accept` line of a section listens, for the same service.
+    let s = svc(&section(
+        "accept = :::16379\naccept = /tmp/r.sock\naccept = 127.0.0.1:0\naccept = 127.0.0.1:0",
+    ));
+    assert_eq!(
+        s.accept,
+        [
+            Listen::Tcp(addr("127.0.0.1:16379")),
+            Listen::Tcp(addr("[::]:16379")),
+            Listen::Unix("/tmp/r.sock".into()),
+            Listen::Tcp(addr("127.0.0.1:0")),
+            Listen::Tcp(addr("127.0.0.1:0")),
+        ]
+    );
+    let e = one_err(&section("accept = localhost:16379"));
     assert_has(
         &e,
         &[
             &format!("{FILE}:4: [redis] accept"),
-            "one address per section",
-            "keep one `accept`",
+            "127.0.0.1:16379 is already an `accept` of this section",
+            "remove the repeated line",
         ],
     );
     // A section's own `accept` replaces a global one without complaint.
-    assert_eq!(svc(&format!("accept = 1\n{}", section(""))).accept.port(), 16379);
+    assert_eq!(
+        svc(&format!("accept = 1\n{}", section(""))).accept,
+        tcp("127.0.0.1:16379")
+    );
+    // Two sections may not share an address, whichever of their `accept` lines it is; port 0
+    // never clashes.
+    let two =
+        |a: &str, b: &str| format!("[a]\naccept = 1\naccept = {a}\nconnect = h:1\n[b]\naccept = {b}\nconnect = h:1\n");
+    assert_has(
+        &one_err(&two("/tmp/x.sock", "/tmp/x.sock")),
+        &["[b] accept /tmp/x.sock is already used by [a]"],
+    );
+    assert_eq!(ok(&two("127.0.0.1:0", "127.0.0.1:0")).0.services.len(), 2);
+}
+
+#[test]
+fn unix_sockets_are_for_plain_clients_and_not_for_redis_cluster() {
+    let cert = tempfile::NamedTempFile::new().unwrap();
+    let server = format!("accept = /tmp/s.sock\nclient = no\ncert = {}", cert.path().display());
+    assert_has(
+        &one_err(&section(&server)),
+        &["[redis]", "accept /tmp/s.sock", "server mode", "TCP address"],
+    );
+    assert_has(
+        &one_err(&section("accept = /tmp/s.sock\nprotocol = redis")),
+        &["[redis]", "accept /tmp/s.sock", "protocol = redis", "TCP address"],
+    );
+    for bad in ["/tmp/", "/tmp/a.sock\naccept = /tmp/a.sock"] {
+        assert_has(&one_err(&section(&format!("accept = {bad}"))), &["[redis] accept"]);
+    }
 }
 
 #[test]

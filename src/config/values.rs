@@ -194,8 +194,13 @@ pub fn log_level(v: &str) -> R<LogLevel> {
     })
 }
 
-/// Splits `host:port`, `[v6]:port`, `v6:port` (last colon) or a bare `port`.
+/// Splits `host:port`, `[v6]:port`, `v6:port` (last colon) or a bare `port` (1-65535).
 fn split_host_port(v: &str) -> R<(Option<&str>, u16)> {
+    split_host_port_from(v, 1)
+}
+
+/// As [`split_host_port`], with ports from `lowest` (0 for an ephemeral port).
+fn split_host_port_from(v: &str, lowest: u32) -> R<(Option<&str>, u16)> {
     let (host, port) = match v.rsplit_once(':') {
         None => (None, v),
         Some((h, p)) => {
@@ -207,8 +212,8 @@ fn split_host_port(v: &str) -> R<(Option<&str>, u16)> {
     let n: u32 = port
         .parse()
         .map_err(|_| format!("`{v}` has no valid port; write `host:port` or a bare port, as in 127.0.0.1:6379"))?;
-    if !(1..=65535).contains(&n) {
-        return Err(format!("port {n} is outside 1-65535"));
+    if !(lowest..=65535).contains(&n) {
+        return Err(format!("port {n} is outside {lowest}-65535"));
     }
     match host.map(str::trim) {
         Some("") => Err(format!("`{v}` has an empty host; write `host:port` or a bare port")),
@@ -216,10 +221,70 @@ fn split_host_port(v: &str) -> R<(Option<&str>, u16)> {
     }
 }
 
+/// Where a section listens (`accept`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Listen {
+    /// A TCP address; port 0: one the system picks (the "listening" line names it).
+    Tcp(SocketAddr),
+    /// A Unix socket path (`accept = /run/redis.sock`).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl Listen {
+    /// The TCP address, if it is one.
+    pub fn tcp(&self) -> Option<SocketAddr> {
+        match self {
+            Listen::Tcp(a) => Some(*a),
+            Listen::Unix(_) => None,
+        }
+    }
+
+    /// True when two sections cannot both listen here: the same path, or the same TCP
+    /// address and port (port 0 never clashes: each gets its own).
+    pub fn clashes(&self, other: &Listen) -> bool {
+        match (self, other) {
+            (Listen::Tcp(a), Listen::Tcp(b)) => a.port() != 0 && a == b,
+            (a, b) => a == b,
+        }
+    }
+}
+
+/// The longest Unix socket path the kernel takes (`sun_path` holds 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// `accept`: a TCP address ([`accept_addr`]) or, starting with `/`, a Unix socket path.
+pub fn listen(v: &str) -> R<Listen> {
+    if !v.starts_with('/') {
+        return accept_addr(v).map(Listen::Tcp);
+    }
+    if v.len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "`{v}` is {} bytes, longer than a Unix socket path can be ({MAX_SOCKET_PATH}); choose a shorter path",
+            v.len()
+        ));
+    }
+    if v.ends_with('/') {
+        return Err(format!(
+            "`{v}` is a directory; name the socket file, as in /run/retunnel/redis.sock"
+        ));
+    }
+    Ok(Listen::Unix(PathBuf::from(v)))
+}
+
 /// The plain-text side: a bare port means loopback only (unlike stunnel, which binds every
 /// interface), so that unencrypted Redis traffic never reaches the network by accident.
+/// Port 0 asks the system for a free port.
 pub fn accept_addr(v: &str) -> R<SocketAddr> {
-    let (host, port) = split_host_port(v)?;
+    let (host, port) = split_host_port_from(v, 0)?;
     let ip = match host {
         None | Some("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
         Some("*") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -583,8 +648,17 @@ mod tests {
         assert_eq!(accept_addr("[::1]:6380").unwrap(), "[::1]:6380".parse().unwrap());
         assert_eq!(accept_addr(":::6380").unwrap(), "[::]:6380".parse().unwrap());
         assert_eq!(accept_addr("localhost:7").unwrap(), "127.0.0.1:7".parse().unwrap());
-        assert!(accept_addr("0").unwrap_err().contains("outside 1-65535"));
-        assert!(accept_addr("65536").unwrap_err().contains("outside 1-65535"));
+        assert_eq!(accept_addr("0").unwrap(), "127.0.0.1:0".parse().unwrap());
+        assert_eq!(accept_addr("127.0.0.1:0").unwrap(), "127.0.0.1:0".parse().unwrap());
+        assert!(accept_addr("65536").unwrap_err().contains("outside 0-65535"));
+        assert_eq!(listen("/run/r.sock").unwrap(), Listen::Unix("/run/r.sock".into()));
+        assert_eq!(listen("6379").unwrap(), Listen::Tcp("127.0.0.1:6379".parse().unwrap()));
+        assert!(listen("/run/").unwrap_err().contains("directory"));
+        assert!(
+            listen(&format!("/{}", "x".repeat(120)))
+                .unwrap_err()
+                .contains("shorter path")
+        );
         assert!(accept_addr("host.example:1").is_err());
         assert!(accept_addr(":6379").is_err());
         assert!(accept_addr("abc").is_err());

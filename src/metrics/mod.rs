@@ -323,7 +323,7 @@ impl ServiceMetrics {
     pub fn listening(&self, config: &ServiceConfig) {
         let connect: Vec<String> = config.connect.iter().map(|t| t.to_string()).collect();
         *self.info.write().unwrap_or_else(|e| e.into_inner()) = SectionInfo {
-            accept: config.accept.to_string(),
+            accept: config.accept_list(),
             connect: connect.join(", "),
             redis: config.redis.is_some(),
         };

@@ -206,7 +206,9 @@ impl Cluster {
         let span = info_span!(parent: None, "service", service = %service.config.name);
         let node = &service.config.connect[0];
         info!(parent: &span, node = %node, listen = %local, "cluster node listener opened");
-        let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .and_then(crate::listener::Listener::from_tcp)
+            .map_err(|e| e.to_string())?;
         let fut = service::accept_loop(listener, Arc::new(service), tracker.clone(), shutdown.clone());
         let open = self.metrics.node_listener();
         tracker.spawn(
@@ -234,7 +236,13 @@ impl Cluster {
 
     /// Binds on the section's `accept` address: a free port, or the next free one of `clusterPorts`.
     fn bind(&self, next: &mut u16) -> Result<std::net::TcpListener, String> {
-        let ip: IpAddr = self.section.accept.ip();
+        // The first TCP `accept` (a Redis section has no Unix socket one).
+        let ip: IpAddr = self
+            .section
+            .accept
+            .iter()
+            .find_map(|a| a.tcp())
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |a| a.ip());
         let range = self.section.redis.as_ref().and_then(|r| r.cluster_ports);
         let Some((first, last)) = range else {
             return listen(SocketAddr::new(ip, 0)).map_err(|e| format!("cannot listen on {ip}: {e}"));

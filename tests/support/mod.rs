@@ -338,6 +338,13 @@ pub fn exchange(s: &mut TcpStream, data: &[u8], want: &[u8]) {
     }
 }
 
+/// Runs `redis-cli -s PATH` (a Unix socket); returns stdout, trimmed.
+pub fn redis_cli_unix(path: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("redis-cli");
+    cmd.arg("-s").arg(path).args(args);
+    run_cli(cmd)
+}
+
 /// Runs `redis-cli` (plain TCP) against 127.0.0.1:`port`; returns stdout, trimmed.
 pub fn redis_cli(port: u16, args: &[&str]) -> String {
     let mut cmd = Command::new("redis-cli");
@@ -426,6 +433,35 @@ impl Log {
 
     pub fn wait_for(&self, needle: &str) -> String {
         self.wait_for_n(needle, 1)
+    }
+
+    /// Where section `service` listens, from its "listening" lines so far (the address the
+    /// system picked for `accept = 127.0.0.1:0`, or a socket path), in log order.
+    pub fn listening(&self, service: &str) -> Vec<String> {
+        let text = self.text();
+        let field = |line: &str, name: &str| -> Option<String> {
+            let (_, rest) = line.split_once(&format!(" {name}="))?;
+            Some(rest.split_whitespace().next()?.to_string())
+        };
+        text.lines()
+            .filter(|l| l.contains(" listening ") && field(l, "service").as_deref() == Some(service))
+            .filter_map(|l| field(l, "accept"))
+            .collect()
+    }
+}
+
+impl Retunnel {
+    /// The TCP port section `service` listens on (its first "listening" line): retunnel's
+    /// own listeners bind `127.0.0.1:0`, so no port is guessed and none can be taken meanwhile.
+    pub fn port(&self, service: &str) -> u16 {
+        let all = self.log.listening(service);
+        let first = all
+            .first()
+            .unwrap_or_else(|| panic!("[{service}] is not listening:\n{}", self.log.text()));
+        first
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first}"))
     }
 }
 
