@@ -63,15 +63,16 @@ fn counters_follow_connections_through_open_failure_and_close() {
     let up = TlsUpstream::start(&[]);
     let other_ca = up.pki.ca("someone-else");
     let (good, dead, bad_cert, metrics) = (free_port(), free_port(), free_port(), free_port());
-    let dead_upstream = free_port();
+    let (dead_upstream, dead_redis) = (free_port(), free_port());
     let conf = format!(
         "metrics = 127.0.0.1:{metrics}\n{}[dead]\naccept = 127.0.0.1:{dead}\nconnect = 127.0.0.1:{dead_upstream}\n\
-         [badcert]\naccept = 127.0.0.1:{bad_cert}\nconnect = localhost:{}\nCAfile = {}\n",
+         [badcert]\naccept = 127.0.0.1:{bad_cert}\nconnect = localhost:{}\nCAfile = {}\n\
+         [deadredis]\naccept = 127.0.0.1:{dead_redis}\nconnect = 127.0.0.1:{dead_upstream}\nprotocol = redis\n",
         up.section("good", good, ""),
         up.redis.port,
         other_ca.pem.display()
     );
-    let rt = Retunnel::start(&conf, 3);
+    let rt = Retunnel::start(&conf, 4);
     rt.log.wait_for("metrics listening");
     let (code, text) = get(metrics, "/metrics");
     assert_eq!(code, 200);
@@ -138,6 +139,24 @@ fn counters_follow_connections_through_open_failure_and_close() {
         sample(&text, r#"retunnel_upstream_handshake_seconds_count{service="badcert"}"#),
         Some(0.0),
         "a failed handshake is not a handshake duration"
+    );
+    // A `protocol = redis` section tells its client why, and counts that reply.
+    let mut s = connect(dead_redis);
+    let reply = read_until(&mut s, b"\r\n");
+    assert!(reply.starts_with(b"-ERR retunnel: cannot reach upstream"), "{reply:?}");
+    let text = wait_sample(
+        metrics,
+        r#"retunnel_redis_error_replies_total{service="deadredis"}"#,
+        1.0,
+    );
+    assert_eq!(
+        sample(&text, r#"retunnel_cluster_node_listeners{service="deadredis"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, r#"retunnel_redis_error_replies_total{service="good"}"#),
+        None,
+        "Redis metrics only for protocol = redis sections"
     );
     // Nothing else moved: the good section saw one connection in all.
     assert_eq!(

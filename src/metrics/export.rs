@@ -68,7 +68,7 @@ const FAILURES: Spec = spec(
     "retunnel_upstream_failures_total",
     Counter,
     &["service", "stage", "reason"],
-    "Failed attempts to reach the upstream for a client, by stage (connect, handshake) and reason (dns, refused, unreachable, timeout, tls_verify, tls_other).",
+    "Clients for whom no upstream could be reached, by stage and reason of the last failure: connect (dns, refused, unreachable, timeout), handshake (timeout, tls_verify, tls_other).",
 );
 const CONNECT_SECONDS: Spec = spec(
     "retunnel_upstream_connect_seconds",
@@ -189,8 +189,10 @@ impl Collector for Exporter {
             let mut out = Vec::new();
             for (stage, row) in Stage::ALL.iter().zip(&s.failures) {
                 for (reason, n) in Reason::ALL.iter().zip(row) {
-                    let labels = vec![("stage", stage.label()), ("reason", reason.label())];
-                    out.push((labels, n as &dyn EncodeMetric));
+                    if stage.reasons().contains(reason) {
+                        let labels = vec![("stage", stage.label()), ("reason", reason.label())];
+                        out.push((labels, n as &dyn EncodeMetric));
+                    }
                 }
             }
             out
@@ -208,17 +210,15 @@ impl Collector for Exporter {
         for (name, s) in &all {
             ConstGauge::new(i64::from(s.is_listening())).encode(e.encode_family(&vec![("service", name.as_str())])?)?;
         }
-        let mut e = descriptor(&mut enc, &NODE_LISTENERS)?;
-        for (name, s) in all.iter().filter(|(_, s)| s.info().redis) {
-            s.node_listeners
-                .encode(e.encode_family(&vec![("service", name.as_str())])?)?;
-        }
-        one_each(&mut enc, &REWRITES, &all, |s| {
+        // The Redis metrics only for `protocol = redis` sections.
+        let redis: Vec<_> = all.iter().filter(|(_, s)| s.info().redis).cloned().collect();
+        one_each(&mut enc, &NODE_LISTENERS, &redis, |s| vec![(vec![], &s.node_listeners)])?;
+        one_each(&mut enc, &REWRITES, &redis, |s| {
             let each = Rewrite::ALL.iter().zip(&s.rewrites);
             each.map(|(k, n)| (vec![("kind", k.label())], n as &dyn EncodeMetric))
                 .collect()
         })?;
-        one_each(&mut enc, &ERROR_REPLIES, &all, |s| vec![(vec![], &s.error_replies)])?;
+        one_each(&mut enc, &ERROR_REPLIES, &redis, |s| vec![(vec![], &s.error_replies)])?;
         process(&mut enc, m)
     }
 }
@@ -298,6 +298,8 @@ mod tests {
         s.bytes.up.fetch_add(5, Ordering::Relaxed);
         m.reloaded(false, false);
         let out = render(&m);
+        assert!(!out.contains("stage=\"connect\",reason=\"tls_verify\""), "{out}");
+        assert!(!out.contains("stage=\"handshake\",reason=\"refused\""), "{out}");
         for spec in METRICS {
             let kind = match spec.kind {
                 Counter => "counter",
@@ -315,6 +317,7 @@ mod tests {
             "retunnel_connections_accepted_total{service=\"db\"} 1\n",
             "retunnel_upstream_failures_total{service=\"db\",stage=\"handshake\",reason=\"tls_verify\"} 1\n",
             "retunnel_upstream_failures_total{service=\"db\",stage=\"connect\",reason=\"refused\"} 0\n",
+            "retunnel_redis_error_replies_total{service=\"db\"} 0\n",
             "retunnel_upstream_connect_seconds_bucket{service=\"db\",le=\"0.005\"} 1\n",
             "retunnel_upstream_connect_seconds_count{service=\"db\"} 1\n",
             "retunnel_bytes_total{service=\"db\",direction=\"up\"} 5\n",

@@ -85,6 +85,14 @@ impl Stage {
             Stage::Handshake => "handshake",
         }
     }
+
+    /// The reasons a failure at this stage can have.
+    pub fn reasons(self) -> &'static [Reason] {
+        match self {
+            Stage::Connect => &[Reason::Dns, Reason::Refused, Reason::Unreachable, Reason::Timeout],
+            Stage::Handshake => &[Reason::Timeout, Reason::TlsVerify, Reason::TlsOther],
+        }
+    }
 }
 
 /// Why reaching the upstream failed.
@@ -297,6 +305,11 @@ impl ServiceMetrics {
 
     /// An attempt to reach the upstream failed.
     pub fn failed(&self, stage: Stage, reason: Reason) {
+        // A handshake that fails with a socket error (a reset mid-handshake) is a TLS failure.
+        let reason = match stage.reasons().contains(&reason) {
+            true => reason,
+            false => Reason::TlsOther,
+        };
         let s = Stage::ALL.iter().position(|&x| x == stage).unwrap_or(0);
         self.failures[s][reason.index()].inc();
         self.last_reason.store(reason.index() as u8 + 1, Ordering::Relaxed);
