@@ -86,13 +86,16 @@ impl Listener {
 
     /// Where it really listens: the bound TCP address (the port the system picked for port
     /// 0), or the socket path.
-    pub fn local(&self) -> String {
+    pub fn bound(&self) -> Listen {
         match &self.inner {
-            Either::Left(l) => l
-                .local_addr()
-                .map_or_else(|_| self.listen.to_string(), |a| a.to_string()),
-            Either::Right(u) => u.path.display().to_string(),
+            Either::Left(l) => l.local_addr().map_or_else(|_| self.listen.clone(), Listen::Tcp),
+            Either::Right(u) => Listen::Unix(u.path.clone()),
         }
+    }
+
+    /// [`Listener::bound`], as text.
+    pub fn local(&self) -> String {
+        self.bound().to_string()
     }
 }
 

@@ -399,7 +399,10 @@ fn announce(listeners: &[Listener], s: &Shared) {
             "listening"
         );
     }
-    for w in risks(&s.config) {
+    // The warnings name the addresses bound, not `:0`.
+    let mut bound = s.config.clone();
+    bound.accept = listeners.iter().map(Listener::bound).collect();
+    for w in risks(&bound) {
         warn!(service = %s.config.name, "{w}");
     }
 }

@@ -20,16 +20,16 @@ fn failover_prio_skips_a_dead_target_and_remembers_it_rr_alternates() {
     let a = Redis::start_tls(&leaf, &ca, &[]);
     let b = Redis::start_tls(&leaf, &ca, &[]);
     let dead = free_port();
-    let (prio, rr) = (free_port(), free_port());
     let conf = format!(
         "CAfile = {ca}\n\
-         [prio]\naccept = 127.0.0.1:{prio}\nconnect = 127.0.0.1:{dead}\nconnect = 127.0.0.1:{a}\nconnect = 127.0.0.1:{b}\n\
-         [rr]\naccept = 127.0.0.1:{rr}\nfailover = rr\nconnect = 127.0.0.1:{a}\nconnect = 127.0.0.1:{b}\n",
+         [prio]\naccept = 127.0.0.1:0\nconnect = 127.0.0.1:{dead}\nconnect = 127.0.0.1:{a}\nconnect = 127.0.0.1:{b}\n\
+         [rr]\naccept = 127.0.0.1:0\nfailover = rr\nconnect = 127.0.0.1:{a}\nconnect = 127.0.0.1:{b}\n",
         ca = ca.pem.display(),
         a = a.port,
         b = b.port,
     );
     let rt = Retunnel::start(&conf, 2);
+    let (prio, rr) = (rt.port("prio"), rt.port("rr"));
 
     // prio: the dead target is tried, fails, and the next one answers.
     assert_eq!(tls_port_through(prio), format!("tls-port\n{}", a.port));
@@ -64,14 +64,14 @@ fn wait_until_admitted(port: u16) -> TcpStream {
 #[test]
 fn connection_limit_refuses_extra_clients_at_once() {
     let up = TlsUpstream::start(&[]);
-    let port = free_port();
     let conf = up.section(
         "limited",
-        port,
+        0,
         "maxConnections = 2
 ",
     );
     let rt = Retunnel::start(&conf, 1);
+    let port = rt.port("limited");
     let mut one = TcpStream::connect(("127.0.0.1", port)).unwrap();
     exchange(&mut one, b"PING\r\n", b"+PONG\r\n");
     let mut two = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -113,13 +113,13 @@ fn ss_line(filter: &str) -> String {
 fn socket_options_reach_the_kernel() {
     let up = TlsUpstream::start(&[]);
     let redis = &up.redis;
-    let port = free_port();
     let opts = "socket = a:SO_REUSEADDR=1\nsocket = a:SO_RCVBUF=70000\n\
          socket = l:TCP_NODELAY=1\nsocket = l:SO_KEEPALIVE=1\nsocket = l:TCP_KEEPIDLE=777\n\
          socket = l:TCP_KEEPINTVL=5\nsocket = l:TCP_KEEPCNT=3\nsocket = l:SO_SNDBUF=50000\n\
          socket = r:SO_RCVBUF=60000\nsocket = r:TCP_KEEPIDLE=888\n";
-    let conf = up.section("opts", port, opts);
-    let _rt = Retunnel::start(&conf, 1);
+    let conf = up.section("opts", 0, opts);
+    let rt = Retunnel::start(&conf, 1);
+    let port = rt.port("opts");
     assert_eq!(redis_cli(port, &["set", "k", "v"]), "OK");
     let mut held = TcpStream::connect(("127.0.0.1", port)).unwrap();
     exchange(&mut held, b"PING\r\n", b"+PONG\r\n");
@@ -140,9 +140,8 @@ fn socket_options_reach_the_kernel() {
 
 #[test]
 fn unknown_socket_option_is_refused_with_a_suggestion() {
-    let port = free_port();
-    let conf = format!("[s]\naccept = 127.0.0.1:{port}\nconnect = localhost:6379\nsocket = l:TCP_NODLAY=1\n");
-    let (code, log) = run_to_exit(&conf, &[]);
+    let conf = "[s]\naccept = 127.0.0.1:0\nconnect = localhost:6379\nsocket = l:TCP_NODLAY=1\n";
+    let (code, log) = run_to_exit(conf, &[]);
     assert_ne!(code, Some(0));
     assert!(
         log.contains("unknown socket option `TCP_NODLAY`; did you mean `TCP_NODELAY`?"),
@@ -155,9 +154,9 @@ fn timeout_connect_bounds_a_silent_upstream_handshake() {
     // Accepts TCP (the kernel does it for the backlog) but never answers the TLS hello.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    let port = free_port();
-    let conf = format!("[s]\naccept = 127.0.0.1:{port}\nconnect = localhost:{silent_port}\nTIMEOUTconnect = 1\n");
+    let conf = format!("[s]\naccept = 127.0.0.1:0\nconnect = localhost:{silent_port}\nTIMEOUTconnect = 1\n");
     let rt = Retunnel::start(&conf, 1);
+    let port = rt.port("s");
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.set_read_timeout(Some(WAIT)).unwrap();
     let started = Instant::now();
@@ -169,14 +168,14 @@ fn timeout_connect_bounds_a_silent_upstream_handshake() {
 #[test]
 fn timeout_close_bounds_the_drain_on_shutdown() {
     let up = TlsUpstream::start(&[]);
-    let port = free_port();
     let conf = up.section(
         "s",
-        port,
+        0,
         "TIMEOUTclose = 3
 ",
     );
     let mut rt = Retunnel::start(&conf, 1);
+    let port = rt.port("s");
     let mut open = TcpStream::connect(("127.0.0.1", port)).unwrap();
     exchange(&mut open, b"PING\r\n", b"+PONG\r\n");
     rt.signal(libc::SIGTERM);

@@ -24,9 +24,8 @@ fn echo_tunnel(mode: EchoMode, extra: &str) -> (u16, Retunnel, TlsEcho, Pki) {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
     let echo = TlsEcho::start_with(&leaf, "127.0.0.1:0".parse().unwrap(), mode);
-    let port = free_port();
-    let rt = Retunnel::start(&conf("echo", port, echo.addr.port(), &ca, extra), 1);
-    (port, rt, echo, pki)
+    let rt = Retunnel::start(&conf("echo", 0, echo.addr.port(), &ca, extra), 1);
+    (rt.port("echo"), rt, echo, pki)
 }
 
 /// Writes `data` on a thread while this one reads, then returns everything read until EOF.
@@ -105,8 +104,8 @@ fn dead_upstream_then_live_upstream() {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
     let upstream_port = free_port();
-    let port = free_port();
-    let rt = Retunnel::start(&conf("late", port, upstream_port, &ca, ""), 1);
+    let rt = Retunnel::start(&conf("late", 0, upstream_port, &ca, ""), 1);
+    let port = rt.port("late");
     // Nothing listens upstream: the client is closed at once and the log says why.
     let mut s = connect(port);
     assert!(expect_closed(&mut s) < PROMPT);
@@ -134,9 +133,9 @@ fn every_connect_line_is_tried_in_order() {
     let (ca, leaf) = pki.standard(&[]);
     let echo = TlsEcho::start(&leaf);
     let dead = free_port();
-    let port = free_port();
     let extra = format!("connect = localhost:{}", echo.addr.port());
-    let rt = Retunnel::start(&conf("failover", port, dead, &ca, &extra), 1);
+    let rt = Retunnel::start(&conf("failover", 0, dead, &ca, &extra), 1);
+    let port = rt.port("failover");
     assert_eq!(raw_exchange(port, b"second target\n"), b"second target\n");
     let log = rt.log.wait_for("connection closed");
     let line = lines_with(&log, &["connection closed", "service=failover"])[0];
@@ -182,13 +181,12 @@ fn a_first_target_failing_tls_falls_through_to_the_next() {
         ("silent", silent_port, format!("{second}\nTIMEOUTconnect = 4")),
         ("rr", plain, format!("{second}\nfailover = rr")),
     ];
-    let ports: Vec<u16> = sections.iter().map(|_| free_port()).collect();
     let text: String = sections
         .iter()
-        .zip(&ports)
-        .map(|((name, first, extra), port)| conf(name, *port, *first, &ca, extra))
+        .map(|(name, first, extra)| conf(name, 0, *first, &ca, extra))
         .collect();
     let rt = Retunnel::start(&text, sections.len());
+    let ports: Vec<u16> = sections.iter().map(|(name, ..)| rt.port(name)).collect();
     for ((name, ..), port) in sections.iter().zip(&ports) {
         for i in 0..3 {
             let msg = format!("{name} client {i}\n");
@@ -217,15 +215,15 @@ fn upstream_that_never_handshakes_is_cut_at_timeout_connect() {
     let (ca, _leaf) = pki.standard(&[]);
     // The kernel completes the TCP handshake from the backlog; nobody ever answers in TLS.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = free_port();
     let text = conf(
         "silent",
-        port,
+        0,
         silent.local_addr().unwrap().port(),
         &ca,
         "TIMEOUTconnect = 1",
     );
     let rt = Retunnel::start(&text, 1);
+    let port = rt.port("silent");
     let mut s = connect(port);
     let took = expect_closed(&mut s);
     assert!(
@@ -252,8 +250,8 @@ fn upstream_that_is_not_tls_is_named() {
             let _ = s.write_all(b"-ERR unknown command\r\n");
         }
     });
-    let port = free_port();
-    let rt = Retunnel::start(&conf("plain", port, plain_port, &ca, ""), 1);
+    let rt = Retunnel::start(&conf("plain", 0, plain_port, &ca, ""), 1);
+    let port = rt.port("plain");
     let mut s = connect(port);
     assert!(expect_closed(&mut s) < PROMPT);
     let log = rt.log.wait_for("closing client");
@@ -295,14 +293,14 @@ fn sigterm_drains_open_connections_and_removes_the_pid_file() {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
     let echo = TlsEcho::start(&leaf);
-    let port = free_port();
     let pid = pki.path("retunnel.pid");
     let text = format!(
         "pid = {}\n{}",
         pid.display(),
-        conf("drain", port, echo.addr.port(), &ca, "")
+        conf("drain", 0, echo.addr.port(), &ca, "")
     );
     let mut rt = Retunnel::start(&text, 1);
+    let port = rt.port("drain");
     assert_eq!(std::fs::read_to_string(&pid).unwrap().trim(), rt.pid().to_string());
     let mut open = connect(port);
     open.write_all(b"before\n").unwrap();
@@ -446,10 +444,10 @@ fn debug_sets_the_level_and_rust_log_overrides_it() {
 fn plaintext_on_every_interface_is_warned_about() {
     let pki = Pki::new();
     let (ca, _leaf) = pki.standard(&[]);
-    let port = free_port();
     // Listens on every interface for a moment; only 127.0.0.1 is ever connected to.
-    let text = conf("open", port, 1, &ca, "").replace("127.0.0.1:", "0.0.0.0:");
+    let text = conf("open", 0, 1, &ca, "").replace("127.0.0.1:", "0.0.0.0:");
     let mut rt = Retunnel::start(&text, 1);
+    let port = rt.port("open");
     let log = rt.log.wait_for("accepted from the network");
     assert_eq!(
         lines_with(&log, &["WARN", "service=open", &format!("0.0.0.0:{port}")]).len(),
@@ -470,14 +468,14 @@ fn second_signal_exits_at_once_and_still_removes_the_pid_file() {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
     let echo = TlsEcho::start(&leaf);
-    let port = free_port();
     let pid = pki.path("retunnel.pid");
     let text = format!(
         "pid = {}\n{}",
         pid.display(),
-        conf("impatient", port, echo.addr.port(), &ca, "")
+        conf("impatient", 0, echo.addr.port(), &ca, "")
     );
     let mut rt = Retunnel::start(&text, 1);
+    let port = rt.port("impatient");
     let mut open = connect(port);
     open.write_all(b"x").unwrap();
     read_until(&mut open, b"x");
@@ -544,8 +542,8 @@ fn a_client_speaking_tls_to_the_plain_port_is_told_and_closed() {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
     let echo = TlsEcho::start(&leaf);
-    let port = free_port();
-    let rt = Retunnel::start(&conf("plain", port, echo.addr.port(), &ca, ""), 1);
+    let rt = Retunnel::start(&conf("plain", 0, echo.addr.port(), &ca, ""), 1);
+    let port = rt.port("plain");
     // The start of a ClientHello, as `redis-cli --tls` sends it to the wrong port.
     let mut s = connect(port);
     s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").unwrap();
@@ -565,14 +563,14 @@ fn config_path_may_be_given_bare_as_stunnel_takes_it() {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
     let echo = TlsEcho::start(&leaf);
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("redis-cli.conf");
-    std::fs::write(&path, conf("bare", port, echo.addr.port(), &ca, "")).unwrap();
+    std::fs::write(&path, conf("bare", 0, echo.addr.port(), &ca, "")).unwrap();
     let mut cmd = std::process::Command::new(retunnel_bin());
     cmd.arg(&path);
     let rt = Retunnel::spawn_cmd(cmd, dir);
     rt.log.wait_for("listening");
+    let port = rt.port("bare");
     assert_eq!(raw_exchange(port, b"bare\n"), b"bare\n");
     // And none at all is a usage error that says what to do.
     let mut rt = Retunnel::spawn_cmd(std::process::Command::new(retunnel_bin()), tempfile::tempdir().unwrap());
