@@ -18,7 +18,7 @@ use tokio_util::either::Either;
 use tracing::{debug, info, warn};
 
 use crate::listener::Client;
-use crate::metrics::{Close, Reason, Stage};
+use crate::metrics::{Classify, Close, Reason, Stage};
 use crate::relay::{self, Counters, End};
 use crate::service::Shared;
 use crate::sockopt::{self, Side};
@@ -60,6 +60,7 @@ pub async fn handle(client: Client, shared: Arc<Shared>) {
     let idle = shared.config.idle_timeout;
     let end = match (&shared.redis, local_ip) {
         (Some(cluster), Ok(ip)) => {
+            cluster.reached(upstream_addr.ip());
             // A redirect naming no host means the node this connection reached.
             let base = upstream_addr.ip().to_string();
             crate::redis::relay::relay(client, upstream, ip, cluster.clone(), base, idle, counters.clone()).await
@@ -120,15 +121,18 @@ pub async fn open_upstream(shared: &Shared) -> Result<(UpstreamStream, SocketAdd
     // included).
     let finish = |i: usize, tcp: TcpStream| async move {
         metrics.connected(start.elapsed());
+        if shared.redis.is_some() && reaches_self(&tcp) {
+            return Err(OpenError::Loop);
+        }
         if !svc.connect_tls {
             return Ok(Either::Right(tcp));
         }
         let handshake = Instant::now();
-        let tls: Result<_, HandshakeError> = shared.tls.handshake(&targets[i].host, tcp).await;
+        let tls = shared.tls.handshake(&targets[i].host, tcp).await;
         if tls.is_ok() {
             metrics.handshaken(handshake.elapsed());
         }
-        tls.map(Either::Left)
+        tls.map(Either::Left).map_err(OpenError::Tls)
     };
     match shared
         .upstreams
@@ -145,6 +149,34 @@ pub async fn open_upstream(shared: &Shared) -> Result<(UpstreamStream, SocketAdd
             warn!(error = %e, "cannot reach upstream; closing client");
             Err(format!("cannot reach upstream: {e}"))
         }
+    }
+}
+
+/// Why the step after the TCP connect failed.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    /// The handshake failed.
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[from] HandshakeError),
+    /// The connection reached one of retunnel's own listeners.
+    #[error("this address is one of retunnel's own listeners; tunnelling into itself would loop")]
+    Loop,
+}
+
+impl Classify for OpenError {
+    fn reason(&self) -> Reason {
+        match self {
+            OpenError::Tls(e) => e.reason(),
+            OpenError::Loop => Reason::Unreachable,
+        }
+    }
+}
+
+/// Whether `tcp` reached one of retunnel's own listeners (see [`crate::own`]).
+fn reaches_self(tcp: &TcpStream) -> bool {
+    match (tcp.local_addr(), tcp.peer_addr()) {
+        (Ok(local), Ok(peer)) => crate::own::reaches_self(local, peer),
+        _ => false,
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`service`]: one service's accept loop; it only accepts.
 //! - [`connection`]: one client: resolve, connect, handshake, relay, log.
 //! - [`upstream`]: DNS at connect time, failover order and TCP connect with a deadline.
+//! - [`own`]: the addresses retunnel listens on, so that nothing tunnels back into it.
 //! - [`sockopt`]: `socket = a|l|r:OPTION=VALUE`, parsed and set on the sockets.
 //! - [`relay`]: bytes both ways with half-close, counters and the idle timeout.
 //! - [`redis`]: `protocol = redis`: cluster redirects and topology rewritten to node listeners.
@@ -31,6 +32,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod own;
 pub mod privileges;
 pub mod process;
 pub mod redis;

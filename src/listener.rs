@@ -76,6 +76,14 @@ impl Listener {
         })
     }
 
+    /// The bound TCP address; `None` for a Unix socket.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match &self.inner {
+            Either::Left(l) => l.local_addr().ok(),
+            Either::Right(_) => None,
+        }
+    }
+
     /// Waits for the next client.
     pub async fn accept(&self) -> io::Result<(Client, Peer)> {
         match &self.inner {

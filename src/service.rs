@@ -103,8 +103,23 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Accepts until `stop` fires; connections are spawned on `tracker` so that the caller can
 /// wait for them to finish. Hands the listener back, so that a reload that changes only the
-/// upstream side keeps the port open (clients queue in the backlog meanwhile).
-pub async fn accept_loop(
+/// upstream side keeps the port open (clients queue in the backlog meanwhile). The address
+/// counts as retunnel's own (see [`crate::own`]) from this call on, not from the first poll.
+pub fn accept_loop(
+    listener: Listener,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) -> impl Future<Output = Listener> {
+    let own = crate::own::Listening::register(listener.tcp_addr());
+    async move {
+        let listener = accept_until(listener, shared, tracker, stop).await;
+        drop(own);
+        listener
+    }
+}
+
+async fn accept_until(
     listener: Listener,
     shared: Arc<Shared>,
     tracker: TaskTracker,

@@ -41,6 +41,11 @@ impl ConnectTo {
         Ok(())
     }
 
+    /// Whether `host:port` has a mapping (the operator named it: it belongs to the setup).
+    pub fn maps(&self, host: &str, port: u16) -> bool {
+        self.map.contains_key(&(host.to_ascii_lowercase(), port))
+    }
+
     /// The target to really connect to for `t`.
     pub fn apply<'a>(&'a self, t: &'a Target) -> &'a Target {
         self.map
@@ -259,7 +264,7 @@ where
 }
 
 /// TCP connect, then `finish`, both before `deadline`. `Err`: where and why it failed, and
-/// what went wrong in words.
+/// what went wrong in words (`finish`'s own errors name their step).
 async fn try_addr<S, E, Fut>(
     addr: SocketAddr,
     deadline: Instant,
@@ -282,7 +287,7 @@ where
             Reason::Timeout,
             "TLS handshake timed out (TIMEOUTconnect)".into(),
         )),
-        Ok(Err(e)) => Err((Handshake, e.reason(), format!("TLS handshake failed: {e}"))),
+        Ok(Err(e)) => Err((Handshake, e.reason(), e.to_string())),
         Ok(Ok(s)) => Ok(s),
     }
 }
@@ -464,7 +469,7 @@ mod tests {
             .connect(&ConnectTo::default(), Duration::from_secs(5), &[], |_, s| greeted(s))
             .await
             .unwrap_err();
-        assert!(e.to_string().contains("TLS handshake failed: got '-'"), "{e}");
+        assert!(e.to_string().contains("got '-' instead of a handshake answer"), "{e}");
     }
 
     /// Defect 1 of issue 11: a target that accepts TCP and never answers gets its share of

@@ -207,3 +207,70 @@ fn made_up_and_unplaceable_nodes_warn_once_not_per_reply() {
     );
     assert_eq!(lines_with(&log, &["WARN"]).len(), 2, "{log}");
 }
+
+/// Issue 11 defect 2: a redirect a client makes up (a script's error text) can neither turn
+/// retunnel's listeners into a loop nor open a tunnel to a host outside the cluster; it
+/// passes unchanged, and the refusal is logged once.
+#[test]
+fn made_up_redirects_cannot_loop_or_leave_the_cluster() {
+    let up = TlsUpstream::start(&[]);
+    let (port, first) = (free_port(), free_ports(2));
+    let extra = format!("protocol = redis\nclusterPorts = {first}-{}\n", first + 1);
+    let rt = Retunnel::start(&up.section("redis", port, &extra), 1);
+    let fds_before = std::fs::read_dir(format!("/proc/{}/fd", rt.pid())).unwrap().count();
+    for (host, p) in [
+        // Outside the cluster: not under the domain of `localhost`, not in 127.0.0.0/16.
+        ("www.example.com", 443),
+        ("10.9.8.7", 6379),
+        // Retunnel's own: the section's port, and the clusterPorts port a listener gets next.
+        ("127.0.0.1", port),
+        ("127.0.0.1", first),
+        ("localhost", first + 1),
+    ] {
+        for _ in 0..3 {
+            assert_eq!(fake_redirects(port, host, p, 1), [format!("-MOVED 1 {host}:{p}")]);
+        }
+    }
+    // A node of the cluster's network still gets a listener: the first of the range.
+    let got = fake_redirects(port, "127.0.0.1", 1, 1);
+    assert_eq!(got, [format!("-MOVED 1 127.0.0.1:{first}")]);
+    let log = rt.log.wait_for("cluster node listener opened");
+    assert_eq!(lines_with(&log, &["cluster node listener opened"]).len(), 1, "{log}");
+    assert_eq!(
+        lines_with(&log, &["WARN", "outside the cluster", "logged once"]).len(),
+        1,
+        "{log}"
+    );
+    let fds_after = std::fs::read_dir(format!("/proc/{}/fd", rt.pid())).unwrap().count();
+    assert!(fds_after <= fds_before + 2, "descriptors {fds_before} → {fds_after}");
+}
+
+/// Issue 11 defect 2: a node listener never tunnels into retunnel, even when the address it
+/// tunnels to becomes one of retunnel's listeners after it opened (here a section added by a
+/// reload): the client gets an error instead of a chain through retunnel.
+#[test]
+fn a_node_listener_never_connects_to_retunnel_itself() {
+    let up = TlsUpstream::start(&[]);
+    let (port, node_port, later) = (free_port(), free_port(), free_port());
+    let section = up.section(
+        "redis",
+        port,
+        &format!("protocol = redis\nclusterPorts = {node_port}-{node_port}\n"),
+    );
+    let mut rt = Retunnel::start(&section, 1);
+    let got = fake_redirects(port, "127.0.0.1", later, 1);
+    assert_eq!(got, [format!("-MOVED 1 127.0.0.1:{node_port}")]);
+    rt.write_config(&format!("{section}{}", up.section("later", later, "")));
+    rt.signal(libc::SIGHUP);
+    rt.log.wait_for("reloaded");
+    assert_eq!(redis_cli(later, &["ping"]), "PONG", "the new section works");
+    let out = redis_cli(node_port, &["ping"]);
+    assert!(
+        out.starts_with(&format!(
+            "ERR retunnel: cannot reach upstream: 127.0.0.1:{later}: this address is one of retunnel's own listeners"
+        )),
+        "{out}"
+    );
+    rt.signal(libc::SIGTERM);
+    rt.wait_exit();
+}

@@ -8,6 +8,13 @@
 //! TLS towards a node verifies the node's host name; a node known only by IP is verified
 //! against the section's `checkHost` (or `sni`), else its `connect` host name: managed
 //! clusters put one wildcard name in every node's certificate.
+//!
+//! Which nodes get a listener (the README's "Which nodes get a listener"): a client can make
+//! Redis send any redirect text, so a redirect opens a listener only for a node that belongs
+//! to the cluster: one a topology reply named (it has a listener already), one under the
+//! domain of a `connect` host name (`clustercfg.x.cache.amazonaws.com` → `*.x.cache…`), one in
+//! the network (IPv4 /16, IPv6 /56) of an upstream address this section reached, or one
+//! `--connect-to` maps. And no node listener ever tunnels into retunnel itself.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +26,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Host, ServiceConfig, Target};
 use crate::metrics::ServiceMetrics;
+use crate::redis::rewrite::Seen;
 use crate::service::{self, Shared};
 use crate::tls::{TlsClient, TlsServer};
 use crate::upstream::ConnectTo;
@@ -58,7 +66,15 @@ struct Listeners {
     acceptor: Option<TlsServer>,
     /// The cap on node listeners was reached and said so (once: replies keep coming).
     capped: bool,
+    /// A redirect to a node outside the cluster was refused and said so (once).
+    refused: bool,
+    /// Upstream addresses this section's connections reached (at most [`MAX_REACHED`]):
+    /// the networks redirects may name nodes in by IP.
+    reached: Vec<IpAddr>,
 }
+
+/// Distinct upstream addresses remembered per section: a cluster's nodes, with room to spare.
+const MAX_REACHED: usize = 1024;
 
 impl Cluster {
     /// The registry for a section, if it is a `protocol = redis` one.
@@ -78,6 +94,8 @@ impl Cluster {
                 tls: HashMap::new(),
                 acceptor: None,
                 capped: false,
+                refused: false,
+                reached: Vec::new(),
             }),
             runtime: OnceLock::new(),
             metrics: metrics.clone(),
@@ -96,7 +114,7 @@ impl Cluster {
 
     /// The local port tunnelling to node `host:port`, opening it on first use. `None` (with a
     /// warning) if no listener could be opened; the reply then keeps the node's own address.
-    pub fn local_port(self: &Arc<Self>, host: &str, port: u16) -> Option<u16> {
+    pub fn local_port(self: &Arc<Self>, host: &str, port: u16, seen: Seen) -> Option<u16> {
         let key = (host.to_ascii_lowercase(), port);
         if let Some(known) = self.known(&mut self.lock(), &key) {
             return known;
@@ -112,6 +130,14 @@ impl Cluster {
             debug!(node = %format!("{host}:{port}"), "a reply names a node by an address that is none; passing it unchanged");
             return None;
         };
+        if seen == Seen::Redirect && !self.belongs(&target) {
+            self.refuse(&target);
+            return None;
+        }
+        if self.is_own(&target) {
+            debug!(node = %target, "a reply names one of retunnel's own listeners; passing it unchanged");
+            return None;
+        }
         // TLS is set up without the lock (reading CA files takes milliseconds, and every reply
         // naming a node waits for it); the listener is opened under it, after looking again.
         let opened = self.node_service(target).and_then(|service| {
@@ -127,6 +153,54 @@ impl Cluster {
             warn!(node = %format!("{host}:{port}"), error = %why, "cannot open a listener for a cluster node; the client gets its real address");
             None
         })
+    }
+
+    /// Notes an upstream address a connection of this section reached: redirects may name
+    /// nodes in its network by IP.
+    pub fn reached(&self, ip: IpAddr) {
+        let ip = ip.to_canonical();
+        let mut nodes = self.lock();
+        if nodes.reached.len() < MAX_REACHED && !nodes.reached.contains(&ip) {
+            nodes.reached.push(ip);
+        }
+    }
+
+    /// Whether a node named only by a redirect belongs to the cluster (see the module doc).
+    fn belongs(&self, node: &Target) -> bool {
+        if self.connect_to.maps(&node.host.to_string(), node.port) {
+            return true;
+        }
+        match &node.host {
+            Host::Ip(ip) => self.lock().reached.iter().any(|r| same_network(*r, ip.to_canonical())),
+            Host::Name(name) => self.section.connect.iter().any(|t| match &t.host {
+                Host::Name(ours) => cluster_domain(ours).is_some_and(|d| in_domain(name, d)),
+                Host::Ip(_) => false,
+            }),
+        }
+    }
+
+    /// Says once per section that a redirect named a node outside the cluster.
+    fn refuse(&self, node: &Target) {
+        if std::mem::replace(&mut self.lock().refused, true) {
+            debug!(node = %node, "a redirect names a node outside the cluster; passing it unchanged");
+            return;
+        }
+        warn!(
+            node = %node,
+            "a redirect names a node outside the cluster (no topology reply named it, and it is neither under the domain of a `connect` host nor in the network of an upstream this section reached); it passes unchanged and no listener opens for it (logged once); if it is a real node, map it with --connect-to"
+        );
+    }
+
+    /// Whether `node` (after `--connect-to`) is one of retunnel's own listeners, or a port of
+    /// `clusterPorts` on the section's own address (where a node listener may open next).
+    fn is_own(&self, node: &Target) -> bool {
+        let real = self.connect_to.apply(node);
+        let Host::Ip(ip) = real.host else { return false };
+        let ours = self.listen_ip();
+        let same_ip = ip.to_canonical() == ours.to_canonical() || (ours.is_unspecified() && ip.is_loopback());
+        let range = self.section.redis.as_ref().and_then(|r| r.cluster_ports);
+        let in_range = range.is_some_and(|(a, b)| (a..=b).contains(&real.port));
+        (same_ip && in_range) || crate::own::is_listening_on(SocketAddr::new(ip, real.port))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Listeners> {
@@ -202,6 +276,13 @@ impl Cluster {
         let (tracker, shutdown) = self.runtime.get().ok_or("the section is not running")?;
         let listener = self.bind(&mut nodes.next_port)?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let node = self.connect_to.apply(&service.config.connect[0]);
+        if matches!(node.host, Host::Ip(ip) if ip.to_canonical() == local.ip().to_canonical() && node.port == local.port())
+        {
+            return Err(format!(
+                "the node's address {local} is the very port its listener got; a listener tunnelling into itself would loop"
+            ));
+        }
         // A root span: the listener outlives the connection whose reply opened it.
         let span = info_span!(parent: None, "service", service = %service.config.name);
         let node = &service.config.connect[0];
@@ -234,15 +315,19 @@ impl Cluster {
         Ok(Some(self.lock().acceptor.get_or_insert(acceptor).clone()))
     }
 
-    /// Binds on the section's `accept` address: a free port, or the next free one of `clusterPorts`.
-    fn bind(&self, next: &mut u16) -> Result<std::net::TcpListener, String> {
-        // The first TCP `accept` (a Redis section has no Unix socket one).
-        let ip: IpAddr = self
-            .section
+    /// The IP node listeners bind: the first TCP `accept`'s (a Redis section has no Unix
+    /// socket one).
+    fn listen_ip(&self) -> IpAddr {
+        self.section
             .accept
             .iter()
             .find_map(|a| a.tcp())
-            .map_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |a| a.ip());
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), |a| a.ip())
+    }
+
+    /// Binds on the section's `accept` address: a free port, or the next free one of `clusterPorts`.
+    fn bind(&self, next: &mut u16) -> Result<std::net::TcpListener, String> {
+        let ip = self.listen_ip();
         let range = self.section.redis.as_ref().and_then(|r| r.cluster_ports);
         let Some((first, last)) = range else {
             return listen(SocketAddr::new(ip, 0)).map_err(|e| format!("cannot listen on {ip}: {e}"));
@@ -276,6 +361,33 @@ impl Cluster {
         };
         tls.sni = sni_off.then(String::new);
         tls
+    }
+}
+
+/// The domain a cluster's nodes share with its configuration endpoint `host`: all but the
+/// first label, when that leaves at least two (`clustercfg.c.abc.use1.cache.amazonaws.com` →
+/// `c.abc.use1.cache.amazonaws.com`; `redis.example.com` → `example.com`; `localhost` → none).
+fn cluster_domain(host: &str) -> Option<&str> {
+    let (_, rest) = host.split_once('.')?;
+    rest.contains('.')
+        .then_some(rest)
+        .filter(|r| !r.starts_with('.') && !r.ends_with('.'))
+}
+
+/// Whether `name` is a host under `domain` (not the domain itself).
+fn in_domain(name: &str, domain: &str) -> bool {
+    let (name, domain) = (name.to_ascii_lowercase(), domain.to_ascii_lowercase());
+    name.strip_suffix(&domain)
+        .is_some_and(|head| head.len() > 1 && head.ends_with('.'))
+}
+
+/// Whether two addresses share a cloud network: the same IPv4 /16 (the largest AWS VPC) or
+/// IPv6 /56 (an AWS VPC's IPv6 block).
+fn same_network(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a.octets()[..2] == b.octets()[..2],
+        (IpAddr::V6(a), IpAddr::V6(b)) => a.octets()[..7] == b.octets()[..7],
+        _ => false,
     }
 }
 
@@ -346,20 +458,79 @@ mod tests {
                     .build()
                     .unwrap();
                 let _in_runtime = rt.enter();
-                cluster.local_port("10.0.0.1", 6379)
+                cluster.local_port("10.0.0.1", 6379, Seen::Topology)
             }
         });
         let writer = wait_for_reader(&c_path);
         let (tx, rx) = std::sync::mpsc::channel();
         let lookup = std::thread::spawn({
             let cluster = cluster.clone();
-            move || tx.send(cluster.local_port("KNOWN.example", 6379)).unwrap()
+            move || {
+                tx.send(cluster.local_port("KNOWN.example", 6379, Seen::Topology))
+                    .unwrap()
+            }
         });
         let found = rx.recv_timeout(std::time::Duration::from_secs(5));
         drop(writer); // the loader reads an empty CA file and goes on
         loading.join().unwrap();
         lookup.join().unwrap();
         assert_eq!(found, Ok(Some(17001)), "a known node waited for another node's CA file");
+    }
+
+    #[test]
+    fn a_clusters_domain_is_its_endpoint_less_the_first_label() {
+        let d = cluster_domain("clustercfg.c1.abc123.use1.cache.amazonaws.com").unwrap();
+        assert_eq!(d, "c1.abc123.use1.cache.amazonaws.com");
+        assert!(in_domain("C1-0001-001.c1.abc123.use1.cache.amazonaws.com", d));
+        assert!(!in_domain("c1.abc123.use1.cache.amazonaws.com", d), "the domain itself");
+        assert!(
+            !in_domain("evilc1.abc123.use1.cache.amazonaws.com", d),
+            "a longer label"
+        );
+        assert!(!in_domain("www.example.com", d));
+        assert_eq!(cluster_domain("redis.example.com"), Some("example.com"));
+        assert_eq!(cluster_domain("example.com"), None, "every .com host would do");
+        assert_eq!(cluster_domain("localhost"), None);
+        assert_eq!(cluster_domain("a..b"), None);
+    }
+
+    #[test]
+    fn a_network_is_a_vpc_sized_block() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(same_network(ip("10.0.3.4"), ip("10.0.200.9")));
+        assert!(!same_network(ip("10.0.3.4"), ip("10.1.3.4")));
+        assert!(!same_network(ip("127.0.0.1"), ip("10.0.3.4")));
+        assert!(same_network(ip("2600:1f18:1:2300::1"), ip("2600:1f18:1:23ff::9")));
+        assert!(!same_network(ip("2600:1f18:1:2300::1"), ip("2600:1f18:1:2400::1")));
+        assert!(!same_network(ip("10.0.0.1"), ip("::1")));
+    }
+
+    /// Issue 11 defect 2: a redirect names a node of the cluster or opens nothing.
+    #[test]
+    fn redirects_open_listeners_only_for_nodes_of_the_cluster() {
+        let mut section = redis_section();
+        section.connect = vec![crate::config::parse_target("clustercfg.c1.example.com:6379").unwrap()];
+        let mut connect_to = ConnectTo::default();
+        connect_to.add("mapped.elsewhere.net:6379:127.0.0.1:1").unwrap();
+        let metrics = crate::metrics::Metrics::default().service("c");
+        let cluster = Cluster::for_section(&section, &connect_to, &metrics).unwrap();
+        let t = |s: &str| crate::config::parse_target(s).unwrap();
+        cluster.reached("10.1.2.3".parse().unwrap());
+        for node in ["n1.c1.example.com:6379", "10.1.200.7:6379", "mapped.elsewhere.net:6379"] {
+            assert!(cluster.belongs(&t(node)), "{node}");
+        }
+        for node in [
+            "www.example.com:443",
+            "c1.example.com:6379",
+            "10.2.0.1:6379",
+            "127.0.0.1:7000",
+        ] {
+            assert!(!cluster.belongs(&t(node)), "{node}");
+        }
+        // Refused before anything is opened (no runtime is attached, so opening would warn).
+        assert_eq!(cluster.local_port("www.example.com", 443, Seen::Redirect), None);
+        assert!(cluster.lock().refused);
+        assert!(cluster.lock().by_node.is_empty());
     }
 
     #[test]

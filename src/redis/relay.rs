@@ -317,7 +317,7 @@ where
     let (client_r, client_w) = tokio::io::split(client);
     let (up_r, up_w) = tokio::io::split(upstream);
     let pairing = Mutex::new(Pairing::default());
-    let map = |host: &str, port: u16| cluster.local_port(host, port);
+    let map = |host: &str, port: u16, seen| cluster.local_port(host, port, seen);
     let addrs = Addresses {
         local_ip: local_ip.to_string(),
         base_host: &base_host,
@@ -581,12 +581,7 @@ mod tests {
 
     /// Runs `replies` over `server`'s bytes, written `step` bytes at a time, with `expects`
     /// queued as if the commands had been sent; returns what the client got.
-    fn run_replies(
-        expects: Vec<Expect>,
-        server: &[u8],
-        step: usize,
-        map: &(dyn Fn(&str, u16) -> Option<u16> + Sync),
-    ) -> Vec<u8> {
+    fn run_replies(expects: Vec<Expect>, server: &[u8], step: usize, map: &rewrite::NodeMap) -> Vec<u8> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -626,7 +621,7 @@ mod tests {
 
     #[test]
     fn rewrites_in_flight_and_passes_the_rest() {
-        let map = |h: &str, p: u16| (h == "10.0.0.1" && p == 6379).then_some(17001);
+        let map = |h: &str, p: u16, _| (h == "10.0.0.1" && p == 6379).then_some(17001);
         let nodes = "id 10.0.0.1:6379@16379 master - 0 0 1 connected 0-16383\n";
         let server = format!(
             "$1\r\nx\r\n>2\r\n$7\r\nmessage\r\n$1\r\ny\r\n${}\r\n{nodes}\r\n-MOVED 1 10.0.0.1:6379\r\n+OK\r\n",
@@ -646,7 +641,7 @@ mod tests {
 
     #[test]
     fn resp3_pubsub_keeps_the_pairing_unless_an_error_makes_it_ambiguous() {
-        let map = |h: &str, p: u16| (h == "10.0.0.1" && p == 6379).then_some(17001);
+        let map = |h: &str, p: u16, _| (h == "10.0.0.1" && p == 6379).then_some(17001);
         let nodes = "id 10.0.0.1:6379@16379 master - 0 0 1 connected 0-16383\n";
         let reply = format!("${}\r\n{nodes}\r\n", nodes.len());
         let push = ">3\r\n$10\r\nssubscribe\r\n$1\r\na\r\n:1\r\n";
@@ -675,7 +670,7 @@ mod tests {
         ) {
             let data: Vec<u8> = frames.concat();
             let expects = topo.iter().map(|&t| if t { Expect::Topo(Topo::Slots) } else { Expect::Plain }).collect();
-            let out = run_replies(expects, &data, step, &|_, _| None);
+            let out = run_replies(expects, &data, step, &|_, _, _| None);
             prop_assert_eq!(out, data);
         }
     }
@@ -788,7 +783,7 @@ mod tests {
         Addresses {
             local_ip: "127.0.0.1".into(),
             base_host: "base",
-            map: &|_, _| None,
+            map: &|_, _, _| None,
         }
     }
 

@@ -19,22 +19,37 @@ pub enum Topo {
     Replicas,
 }
 
+/// Where a reply named a node: what a client can steer decides what may be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// In the reply to a topology command: the cluster's own list of its nodes.
+    Topology,
+    /// In a `-MOVED`/`-ASK` redirect, whose text a client can make up
+    /// (`EVAL "return redis.error_reply('MOVED 1 h:p')" 0`).
+    Redirect,
+}
+
+/// The local listener port for a node `host`, `port` named where [`Seen`] says (opened on
+/// first use, if the node may have one).
+pub type NodeMap<'a> = dyn Fn(&str, u16, Seen) -> Option<u16> + Sync + 'a;
+
 /// Where node addresses go: the client-facing IP and a way to get a node's local port.
 pub struct Addresses<'a> {
     /// The IP the client connected to, substituted for every node host.
     pub local_ip: String,
     /// The host this connection tunnels to, for redirects with an empty host.
     pub base_host: &'a str,
-    /// The local listener port for a node `host`, `port` (opened on first use).
-    pub map: &'a (dyn Fn(&str, u16) -> Option<u16> + Sync),
+    /// The local listener port of a node.
+    pub map: &'a NodeMap<'a>,
 }
 
 impl Addresses<'_> {
-    fn local(&self, host: &str, port: u16) -> Option<u16> {
+    fn local(&self, host: &str, port: u16, seen: Seen) -> Option<u16> {
         match host {
             "?" => None, // Redis does not know the endpoint; nothing to point at
-            "" => (self.map)(self.base_host, port),
-            h => (self.map)(h, port),
+            // The node this connection reached: as trusted as a topology reply.
+            "" => (self.map)(self.base_host, port, Seen::Topology),
+            h => (self.map)(h, port, seen),
         }
     }
 }
@@ -169,7 +184,7 @@ pub fn redirect(frame: &[u8], a: &Addresses) -> Option<Vec<u8>> {
     if !host_ok {
         return None;
     }
-    let local = a.local(host, port)?;
+    let local = a.local(host, port, Seen::Redirect)?;
     Some(format!("-{kind} {slot} {}:{local}\r\n", a.local_ip).into_bytes())
 }
 
@@ -242,7 +257,9 @@ fn slot_range(range: &mut Value, a: &Addresses) {
         ) else {
             continue;
         };
-        let Some(local) = a.local(host, port) else { continue };
+        let Some(local) = a.local(host, port, Seen::Topology) else {
+            continue;
+        };
         fields[0].set_text(&a.local_ip);
         fields[1].set_text(&local.to_string());
         if let Some(meta) = fields.get_mut(3).and_then(Value::items_mut) {
@@ -286,7 +303,9 @@ fn shard_node(fields: &mut Vec<Value>, a: &Addresses) {
         .or_else(|| get("ip").and_then(Value::text));
     let port = get("tls-port").or_else(|| get("port")).and_then(Value::port);
     let (Some(host), Some(port)) = (host, port) else { return };
-    let Some(local) = a.local(host, port) else { return };
+    let Some(local) = a.local(host, port, Seen::Topology) else {
+        return;
+    };
     let has_port = get("port").is_some();
     for kv in fields.chunks_mut(2) {
         if let [k, v] = kv {
@@ -339,7 +358,7 @@ fn nodes_addr(field: &str, a: &Addresses) -> Option<String> {
     if host.is_empty() {
         return None; // a node without an address yet
     }
-    let local = a.local(host, port.parse().ok()?)?;
+    let local = a.local(host, port.parse().ok()?, Seen::Topology)?;
     let hostname = if bus.contains(',') && !hostname.is_empty() {
         format!(",{}", a.local_ip)
     } else if bus.contains(',') {
@@ -355,7 +374,7 @@ mod tests {
     use super::*;
 
     fn with_addresses(f: impl FnOnce(&Addresses)) {
-        let map = |host: &str, port: u16| match (host, port) {
+        let map = |host: &str, port: u16, _: Seen| match (host, port) {
             ("10.0.0.1", 6379) => Some(17001),
             ("node2.example", 6380) => Some(17002),
             ("base.example", 6381) => Some(17003),
@@ -391,7 +410,7 @@ mod tests {
     #[test]
     fn only_the_exact_redirect_shape_opens_anything() {
         let asked = std::sync::Mutex::new(Vec::new());
-        let map = |host: &str, port: u16| {
+        let map = |host: &str, port: u16, _: Seen| {
             asked.lock().unwrap().push(format!("{host}:{port}"));
             Some(17001)
         };
