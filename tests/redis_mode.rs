@@ -242,7 +242,9 @@ fn made_up_redirects_cannot_loop_or_leave_the_cluster() {
         "{log}"
     );
     let fds_after = std::fs::read_dir(format!("/proc/{}/fd", rt.pid())).unwrap().count();
-    assert!(fds_after <= fds_before + 2, "descriptors {fds_before} → {fds_after}");
+    // One node listener, and perhaps the last connections still closing; a loop would hold
+    // thousands.
+    assert!(fds_after <= fds_before + 10, "descriptors {fds_before} → {fds_after}");
 }
 
 /// Issue 11 defect 2: a node listener never tunnels into retunnel, even when the address it
