@@ -128,7 +128,8 @@ impl Tunnel {
         if let Some(cluster) = &shared.redis {
             cluster.attach(&self.tracker, &lifetime);
         }
-        shared.metrics.listening(&shared.config);
+        let bound: Vec<String> = listeners.iter().map(|l| l.local().to_string()).collect();
+        shared.metrics.listening(&shared.config, bound.join(", "));
         let stop = lifetime.child_token();
         let span = tracing::info_span!("service", service = %shared.config.name);
         let tasks = listeners

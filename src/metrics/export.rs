@@ -272,7 +272,9 @@ fn process(enc: &mut DescriptorEncoder, m: &Metrics) -> fmt::Result {
         n.encode(e.encode_family(&vec![("result", result)])?)?;
     }
     m.generation.encode(descriptor(enc, &GENERATION)?)?;
-    let tls = openssl::version::version();
+    // The version line's parenthesis names the TLS library, whichever it is.
+    let line = crate::cli::version();
+    let tls = line.split_once(" (").map_or("", |(_, t)| t.trim_end_matches(')'));
     let labels = vec![("version", env!("CARGO_PKG_VERSION")), ("tls", tls)];
     ConstGauge::new(1i64).encode(descriptor(enc, &BUILD)?.encode_family(&labels)?)
 }
@@ -290,7 +292,7 @@ mod tests {
         let m = Arc::new(Metrics::default());
         m.configured(&config.services);
         let s = m.service("db");
-        s.listening(&config.services[0]);
+        s.listening(&config.services[0], "127.0.0.1:7000".into());
         let _open = s.accepted();
         s.failed(Stage::Handshake, Reason::TlsVerify);
         s.connected(Duration::from_millis(3));
@@ -299,6 +301,10 @@ mod tests {
         m.reloaded(false, false);
         let out = render(&m);
         assert!(!out.contains("stage=\"connect\",reason=\"tls_verify\""), "{out}");
+        assert!(
+            out.contains("retunnel_build_info{version=\"") && !out.contains("tls=\"\""),
+            "{out}"
+        );
         assert!(!out.contains("stage=\"handshake\",reason=\"refused\""), "{out}");
         for spec in METRICS {
             let kind = match spec.kind {

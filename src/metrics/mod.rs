@@ -332,11 +332,12 @@ impl ServiceMetrics {
         NodeListenerGuard(self.clone())
     }
 
-    /// The section accepts now, with these settings.
-    pub fn listening(&self, config: &ServiceConfig) {
+    /// The section accepts now on `accept` (the bound addresses: `accept = 0` gets a port),
+    /// with these settings.
+    pub fn listening(&self, config: &ServiceConfig, accept: String) {
         let connect: Vec<String> = config.connect.iter().map(|t| t.to_string()).collect();
         *self.info.write().unwrap_or_else(|e| e.into_inner()) = SectionInfo {
-            accept: config.accept_list(),
+            accept,
             connect: connect.join(", "),
             redis: config.redis.is_some(),
         };
