@@ -96,9 +96,9 @@ fn an_invalid_reload_keeps_the_running_config_and_fixed_options_are_named() {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
     let redis = Redis::start_tls(&leaf, &ca, &[]);
-    let port = free_port();
-    let conf = section("redis", port, redis.port, &ca);
+    let conf = section("redis", 0, redis.port, &ca);
     let rt = Retunnel::start(&conf, 1);
+    let port = rt.port("redis");
 
     rt.write_config(&format!("{conf}conect = typo:1\n"));
     rt.signal(libc::SIGHUP);
@@ -153,16 +153,16 @@ fn a_reload_reads_renewed_tls_files_of_an_unchanged_section() {
     let (ca, leaf) = pki.standard(&[]);
     let other = pki.ca("other-ca");
     let redis = Redis::start_tls(&leaf, &ca, &[]);
-    let port = free_port();
     // The CAfile first holds the wrong CA, as before a certificate rotation reaches this host.
     let bundle = pki.path("bundle.pem");
     std::fs::copy(&other.pem, &bundle).unwrap();
     let conf = format!(
-        "[redis]\naccept = 127.0.0.1:{port}\nconnect = localhost:{}\nCAfile = {}\n",
+        "[redis]\naccept = 127.0.0.1:0\nconnect = localhost:{}\nCAfile = {}\n",
         redis.port,
         bundle.display()
     );
     let rt = Retunnel::start(&conf, 1);
+    let port = rt.port("redis");
     assert!(redis_cli(port, &["ping"]).contains("exit"), "the wrong CA is refused");
     std::fs::copy(&ca.pem, &bundle).unwrap();
     rt.signal(libc::SIGHUP);
@@ -267,14 +267,14 @@ fn sighup_to_a_tunnel_given_by_flags_changes_nothing_and_says_why() {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
     let echo = TlsEcho::start(&leaf);
-    let port = free_port();
     let mut cmd = Command::new(retunnel_bin());
-    cmd.args(["--accept", &format!("127.0.0.1:{port}")])
+    cmd.args(["--accept", "127.0.0.1:0"])
         .args(["--connect", &format!("localhost:{}", echo.addr.port())])
         .arg("--cafile")
         .arg(&ca.pem);
     let rt = Retunnel::spawn_cmd(cmd, tempfile::tempdir().unwrap());
     rt.log.wait_for("listening");
+    let port = rt.port("tunnel");
     rt.signal(libc::SIGHUP);
     rt.log.wait_for("given on the command line; there is no file to reload");
     assert_eq!(raw_exchange(port, b"still"), b"still");
@@ -285,13 +285,13 @@ fn an_unchanged_reload_keeps_node_listeners_and_the_connection_limit() {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
     let redis = Redis::start_tls(&leaf, &ca, &[]);
-    let [limited, cluster] = [(); 2].map(|()| free_port());
     let conf = [
-        format!("{}maxConnections = 1\n", section("limited", limited, redis.port, &ca)),
-        format!("{}protocol = redis\n", section("cluster", cluster, redis.port, &ca)),
+        format!("{}maxConnections = 1\n", section("limited", 0, redis.port, &ca)),
+        format!("{}protocol = redis\n", section("cluster", 0, redis.port, &ca)),
     ]
     .concat();
     let rt = Retunnel::start(&conf, 2);
+    let (limited, cluster) = (rt.port("limited"), rt.port("cluster"));
     // A redirect naming the server itself: retunnel opens a node listener for it.
     let script = format!("return redis.error_reply('MOVED 1 127.0.0.1:{}')", redis.port);
     let moved = redis_cli(cluster, &["eval", &script, "0"]);
