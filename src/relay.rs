@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Client → upstream buffer: requests are small; one TLS record's worth.
 const BUF_SIZE: usize = 16 * 1024;
@@ -79,20 +79,77 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut client = Counted {
+    let client = Counted {
         inner: client,
         counters: counters.clone(),
         up: true,
         deferred: None,
     };
-    let mut upstream = Counted {
+    let upstream = Counted {
         inner: upstream,
         counters: counters.clone(),
         up: false,
         deferred: None,
     };
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUF_SIZE, DOWN_BUF_SIZE);
-    until_idle(async { copy.await.map(|_| ()) }, idle, &counters).await
+    let (client_r, client_w) = tokio::io::split(client);
+    let (up_r, up_w) = tokio::io::split(upstream);
+    let both = async { tokio::try_join!(requests(client_r, up_w), pump(up_r, client_w, DOWN_BUF_SIZE)).map(|_| ()) };
+    until_idle(both, idle, &counters).await
+}
+
+/// Client → upstream. When the upstream stops taking bytes (Redis answered `QUIT`, or a
+/// protocol error, and closed), what it already sent must still reach the client: the
+/// client's remaining bytes are read and dropped (see [`drain_then`]) while the other
+/// direction delivers the replies, instead of ending the whole relay at once.
+async fn requests<R, W>(mut from: R, mut to: W) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        if let Err(e) = write_flushed(&mut to, &buf[..n]).await {
+            return drain_then(&mut from, e).await;
+        }
+    }
+}
+
+/// Copies until the end of `from`, then shuts `to` for writing.
+async fn pump<R, W>(mut from: R, mut to: W, size: usize) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; size];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        write_flushed(&mut to, &buf[..n]).await?;
+    }
+}
+
+/// Writes all of `data` and flushes it (a TLS stream may hold a record back otherwise).
+pub async fn write_flushed<W: AsyncWrite + Unpin>(to: &mut W, data: &[u8]) -> io::Result<()> {
+    to.write_all(data).await?;
+    to.flush().await
+}
+
+/// The most a client may still send, and have dropped, after the upstream stopped taking
+/// bytes: enough for a long pipeline behind a `QUIT`.
+const DRAIN_MAX: u64 = 64 << 20;
+
+/// After a write to the upstream failed with `e`: reads and drops what the client still
+/// sends, until it closes (or [`DRAIN_MAX`]), then returns `e`. Closing a socket with unread
+/// bytes sends a reset, which can destroy replies still on their way to the client.
+pub async fn drain_then<R: AsyncRead + Unpin>(from: &mut R, e: io::Error) -> io::Result<()> {
+    let _ = tokio::io::copy(&mut from.take(DRAIN_MAX), &mut tokio::io::sink()).await;
+    Err(e)
 }
 
 /// Runs a relay future to its end, or until `counters` stop moving for `idle`.

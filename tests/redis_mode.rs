@@ -276,3 +276,39 @@ fn a_node_listener_never_connects_to_retunnel_itself() {
     rt.signal(libc::SIGTERM);
     rt.wait_exit();
 }
+
+/// Sends `SET qk v`, `QUIT` and `pings` PINGs in one pipeline, as fast as the socket takes
+/// them, and returns what came back before the close.
+fn quit_in_a_pipeline(port: u16, pings: usize) -> Vec<u8> {
+    let mut s = connect(port);
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut data = b"SET qk v\r\nQUIT\r\n".to_vec();
+        data.extend(b"PING\r\n".repeat(pings));
+        let _ = w.write_all(&data); // fails once retunnel closes: expected
+    });
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut got); // a reset after the replies is fine
+    writer.join().unwrap();
+    got
+}
+
+/// Issue 11 defect 3: when Redis closes while the client is still sending (a pipeline with
+/// `QUIT` in it), the replies Redis already sent reach the client, in plain and Redis mode.
+#[test]
+fn replies_sent_before_redis_closed_reach_a_client_still_sending() {
+    let up = TlsUpstream::start(&[]);
+    let (plain, redis) = (free_port(), free_port());
+    let conf = up.section("plain", plain, "") + &up.section("redis", redis, "protocol = redis\n");
+    let _rt = Retunnel::start(&conf, 2);
+    for port in [plain, redis] {
+        for round in 0..10 {
+            let got = quit_in_a_pipeline(port, 100_000);
+            assert!(
+                got.starts_with(b"+OK\r\n+OK\r\n"),
+                "port {port}, round {round}: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+        }
+    }
+}

@@ -355,8 +355,10 @@ where
             following &= queue_batch(pairing, &mut batch);
         }
         // Queued before it is sent: the reply cannot arrive before its expectation.
-        to.write_all(&buf[..n]).await?;
-        to.flush().await?;
+        if let Err(e) = crate::relay::write_flushed(&mut to, &buf[..n]).await {
+            // Redis closed (QUIT, a protocol error): its last replies still go out.
+            return crate::relay::drain_then(&mut from, e).await;
+        }
     }
 }
 
