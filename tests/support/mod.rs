@@ -700,11 +700,6 @@ impl Drop for Pid {
     }
 }
 
-/// True when the tests run as root (CI does); privilege tests need it.
-pub fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// A tunnel section for redis on `port` (TLS, verified against `ca`).
 pub fn section(name: &str, accept: u16, upstream: u16, ca: &Ca) -> String {
     format!(
