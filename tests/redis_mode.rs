@@ -312,3 +312,16 @@ fn replies_sent_before_redis_closed_reach_a_client_still_sending() {
         }
     }
 }
+
+/// Issue 11 defect 4: a valid reply nested deeper than 64 levels (a script's nested tables)
+/// passes a redis section as it passes a direct connection, instead of closing it.
+#[test]
+fn replies_nested_65_levels_deep_pass() {
+    let up = TlsUpstream::start(&[]);
+    let port = free_port();
+    let _rt = Retunnel::start(&up.section("redis", port, "protocol = redis\n"), 1);
+    let script = "local t = 1; for i=1,65 do t = {t} end; return t";
+    let out = redis_cli(port, &["eval", script, "0"]);
+    assert_eq!(out, "1", "{out}");
+    assert_eq!(redis_cli(port, &["ping"]), "PONG");
+}

@@ -4,7 +4,11 @@
 //! is written back. Anything of an unexpected shape is left exactly as it was: this module
 //! never invents or drops a reply, it only changes addresses.
 
-use super::resp::{MAX_DEPTH, Scanner, Side};
+use super::resp::{Scanner, Side};
+
+/// Deepest reply parsed into a tree (recursively): topology replies nest four levels, and a
+/// deeper one is not a topology reply and passes unchanged.
+const MAX_DEPTH: usize = 64;
 
 /// Which topology command a reply answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
