@@ -342,3 +342,35 @@ fn a_notify_socket_nobody_listens_on_is_logged_once_and_changes_nothing() {
     let log = rt.log.text();
     assert_eq!(log.matches("cannot notify systemd").count(), 1, "{log}");
 }
+
+#[test]
+fn refusals_by_max_connections_and_idle_closes_are_counted() {
+    let up = TlsUpstream::start(&[]);
+    let (port, metrics) = (free_port(), free_port());
+    let conf = format!(
+        "metrics = {metrics}\n{}",
+        up.section("small", port, "maxConnections = 1\nTIMEOUTidle = 1\n")
+    );
+    let rt = Retunnel::start(&conf, 1);
+    rt.log.wait_for("metrics listening");
+    let mut first = connect(port);
+    exchange(&mut first, b"PING\r\n", b"+PONG\r\n");
+    refused_by_tunnel(port);
+    let text = wait_sample(metrics, r#"retunnel_connections_refused_total{service="small"}"#, 1.0);
+    // A refused client was never accepted.
+    assert_eq!(
+        sample(&text, r#"retunnel_connections_accepted_total{service="small"}"#),
+        Some(1.0)
+    );
+    // The first client goes quiet: TIMEOUTidle closes it.
+    expect_closed(&mut first);
+    let text = wait_sample(
+        metrics,
+        r#"retunnel_connections_closed_total{service="small",reason="idle_timeout"}"#,
+        1.0,
+    );
+    assert_eq!(
+        sample(&text, r#"retunnel_connections_open{service="small"}"#),
+        Some(0.0)
+    );
+}
