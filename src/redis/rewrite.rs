@@ -108,16 +108,15 @@ fn parse(buf: &[u8], pos: &mut usize, depth: usize) -> Option<Value> {
     if body == b"-1" && !matches!(kind, b':' | b'(' | b',') {
         return Some(Value::Null(kind));
     }
-    let count = || std::str::from_utf8(body).ok()?.parse::<usize>().ok();
     match kind {
         b'$' | b'!' | b'=' => {
-            let n = count()?;
+            let n = count(body)?;
             let payload = buf.get(*pos..pos.checked_add(n)?)?.to_vec();
             *pos += n + 2;
             Some(Value::Blob(kind, payload))
         }
         b'*' | b'~' | b'>' | b'%' | b'|' => {
-            let n = count()? * if matches!(kind, b'%' | b'|') { 2 } else { 1 };
+            let n = count(body)? * if matches!(kind, b'%' | b'|') { 2 } else { 1 };
             let mut items = Vec::with_capacity(n.min(1024));
             for _ in 0..n {
                 items.push(parse(buf, pos, depth + 1)?);
@@ -126,6 +125,15 @@ fn parse(buf: &[u8], pos: &mut usize, depth: usize) -> Option<Value> {
         }
         _ => Some(Value::Line(kind, body.to_vec())),
     }
+}
+
+/// A length or count as Redis writes it. Any other spelling (`$08`, which the scanner lets
+/// through) would not be written back byte for byte, so its frame is left as it is.
+fn count(body: &[u8]) -> Option<usize> {
+    let canonical = body.iter().all(u8::is_ascii_digit) && (body.first() != Some(&b'0') || body.len() == 1);
+    canonical
+        .then(|| std::str::from_utf8(body).ok()?.parse().ok())
+        .flatten()
 }
 
 fn write(v: &Value, out: &mut Vec<u8>) {
@@ -535,6 +543,31 @@ mod tests {
             assert_eq!(topology(b"+QUEUED\r\n", Topo::Slots, a), None);
             assert_eq!(topology(b"-ERR no\r\n", Topo::Nodes, a), None);
             assert_eq!(topology(b"*1\r\n", Topo::Slots, a), None, "truncated");
+        });
+    }
+
+    /// Found by `fuzz/` (target `rewrite`): a length written `08` came back as `8`.
+    #[test]
+    fn lengths_spelled_otherwise_pass_unchanged() {
+        let slots = b"*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$08\r\n10.0.0.1\r\n:6379\r\n";
+        let fuzzed: &[(&[u8], Topo)] = &[
+            (b"$08\r\n10.0.0.1\r\n", Topo::Nodes),
+            (b"*3\r\n$08\r\n10.0.0.1\r\n%1\r\n+\r\n+k\r\n+v\r\n:2\r\n", Topo::Slots),
+            (slots, Topo::Slots),
+            (
+                b"*01\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$8\r\n10.0.0.9\r\n:6379\r\n",
+                Topo::Slots,
+            ),
+        ];
+        with_addresses(|a| {
+            for (frame, topo) in fuzzed {
+                let out = topology(frame, *topo, a);
+                assert!(
+                    out.is_none() || out.as_deref() == Some(*frame),
+                    "{:?}",
+                    String::from_utf8_lossy(frame)
+                );
+            }
         });
     }
 }
