@@ -30,15 +30,22 @@ pub struct ConnectTo {
 }
 
 impl ConnectTo {
-    /// Parses `HOST:PORT:ADDR:PORT` (IPv6 addresses in brackets).
+    /// Adds a mapping given as `HOST:PORT:ADDR:PORT`.
     pub fn add(&mut self, spec: &str) -> Result<(), String> {
+        let (from, to) = ConnectTo::parse(spec)?;
+        self.map
+            .insert((from.host.to_string().to_ascii_lowercase(), from.port), to);
+        Ok(())
+    }
+
+    /// Parses `HOST:PORT:ADDR:PORT` (IPv6 addresses in brackets) into the target named and the
+    /// one connected to instead.
+    pub fn parse(spec: &str) -> Result<(Target, Target), String> {
         let bad = || format!("`{spec}` is not HOST:PORT:ADDR:PORT (for example db.example.com:6379:127.0.0.1:16379)");
         let (from, to) = split_pair(spec).ok_or_else(bad)?;
         let from = crate::config::parse_target(from).map_err(|e| format!("{}: {e}", bad()))?;
         let to = crate::config::parse_target(to).map_err(|e| format!("{}: {e}", bad()))?;
-        self.map
-            .insert((from.host.to_string().to_ascii_lowercase(), from.port), to);
-        Ok(())
+        Ok((from, to))
     }
 
     /// Whether `host:port` has a mapping (the operator named it: it belongs to the setup).
