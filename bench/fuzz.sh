@@ -36,21 +36,25 @@ python3 bench/fuzz-seeds.py
 nice -n 19 cargo +nightly fuzz build "${FLAGS[@]}" "$@"
 
 run() {
-  local target=$1 left=$SECONDS_EACH execs=0 crashes=0 start log n
+  local target=$1 left=$SECONDS_EACH execs=0 crashes=0 start log n found
   local artifacts="fuzz/artifacts/$target"
   mkdir -p "$artifacts"
   log=$(mktemp "/tmp/retunnel-fuzz-$target.XXXXXX")
   while [ "$left" -gt 0 ]; do
     start=$(date +%s)
-    # -timeout: an input taking over 10 s counts as a hang; -rss_limit_mb: as a leak.
-    if nice -n 19 cargo +nightly fuzz run "${FLAGS[@]}" "$target" "fuzz/corpus/$target" -- \
-        -max_total_time="$left" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -len_control=200 \
-        -print_final_stats=1 -artifact_prefix="$artifacts/" >"$log" 2>&1; then
-      :
-    else
+    found=$(ls "$artifacts" | wc -l)
+    # -timeout: an input taking over 10 s counts as a hang; -rss_limit_mb: as a leak. `cargo
+    # fuzz run` builds first, so a fix made while a run goes on is fuzzed from the next start
+    # (interrupt the fuzzer with SIGINT to restart it early: that is not counted as a crash).
+    nice -n 19 cargo +nightly fuzz run "${FLAGS[@]}" "$target" "fuzz/corpus/$target" -- \
+      -max_total_time="$left" -timeout=10 -rss_limit_mb=2048 -max_len=65536 -len_control=200 \
+      -print_final_stats=1 -artifact_prefix="$artifacts/" >"$log" 2>&1 || true
+    if [ "$(ls "$artifacts" | wc -l)" -gt "$found" ]; then
       crashes=$((crashes + 1))
-      echo "$target: crash or hang; input kept in $artifacts/ ($(grep -m1 -E 'panicked|ERROR|timeout' "$log" || true))"
-      grep -m1 -A3 'panicked at' "$log" || true
+      echo "$target: crash or hang; input kept in $artifacts/"
+      grep -m1 -A3 -E 'panicked at|ERROR: libFuzzer' "$log" || true
+    elif ! grep -q 'stat::number_of_executed_units' "$log"; then
+      echo "$target: the fuzzer did not run:" >&2; tail -5 "$log" >&2; exit 1
     fi
     n=$(grep -oP 'stat::number_of_executed_units:\s*\K[0-9]+' "$log" | tail -1 || true)
     execs=$((execs + ${n:-0}))
