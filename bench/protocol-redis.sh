@@ -10,35 +10,10 @@ set -euo pipefail
 
 BIN=$(realpath "${1:-target/release/retunnel}")
 RUNS=${2:-5}
-WORK=$(mktemp -d /tmp/retunnel-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
-wait_port() {
-  for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-  echo "port $1 never opened" >&2; return 1
-}
-
+source "$(dirname "$0")/lib.sh"
+make_certs
+start_tls_redis
 cd "$WORK"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem \
-  -days 2 -subj "/CN=bench-ca" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr \
-  -subj "/CN=localhost" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > san.ext
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
-  -extfile san.ext 2>/dev/null
-
-RP=$(free_port)
-redis-server --port 0 --tls-port "$RP" --bind 127.0.0.1 --tls-cert-file server.pem --tls-key-file server.key \
-  --tls-ca-cert-file ca.pem --tls-auth-clients no --save '' --appendonly no --logfile "$WORK/redis.log" &
-PIDS+=($!)
-wait_port "$RP"
 
 PLAIN=$(free_port); AWARE=$(free_port)
 cat > retunnel.conf <<CONF
