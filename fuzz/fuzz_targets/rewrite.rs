@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use retunnel::redis::resp::{Scanner, Side};
-use retunnel::redis::rewrite::{self, Addresses, Topo};
+use retunnel::redis::rewrite::{self, Addresses, Seen, Topo};
 
 const TOPOS: [Option<Topo>; 5] = [
     None,
@@ -19,11 +19,11 @@ const TOPOS: [Option<Topo>; 5] = [
     Some(Topo::Replicas),
 ];
 
-fn no_node(_: &str, _: u16) -> Option<u16> {
+fn no_node(_: &str, _: u16, _: Seen) -> Option<u16> {
     None
 }
 
-fn every_node(host: &str, port: u16) -> Option<u16> {
+fn every_node(host: &str, port: u16, _: Seen) -> Option<u16> {
     // Any answer will do; vary it so that ports of every width get written.
     Some(port.wrapping_add(host.len() as u16).max(1))
 }
