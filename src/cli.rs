@@ -200,7 +200,7 @@ impl Source {
 
 /// The version line: retunnel's and the TLS library's it runs on.
 pub fn version() -> String {
-    format!("{} ({})", env!("CARGO_PKG_VERSION"), openssl::version::version())
+    format!("{} ({})", env!("CARGO_PKG_VERSION"), crate::tls::ENGINE)
 }
 
 /// The full command definition (with the version filled in).

@@ -55,7 +55,11 @@ pub async fn handle(client: Client, shared: Arc<Shared>) {
             return;
         }
     };
-    debug!(upstream = %upstream_addr, "upstream ready");
+    if let Either::Left(tls) = &upstream {
+        debug!(upstream = %upstream_addr, resumed = crate::tls::resumed(tls.session()), "upstream ready");
+    } else {
+        debug!(upstream = %upstream_addr, "upstream ready");
+    }
     let counters = Arc::new(Counters::within(shared.metrics.bytes.clone()));
     let idle = shared.config.idle_timeout;
     let end = match (&shared.redis, local_ip) {
@@ -189,6 +193,9 @@ fn log_end(end: &End, upstream: SocketAddr, c: &Counters, started: Instant, no_c
         End::Idle(d) => format!("idle for {}s (TIMEOUTidle)", d.as_secs()),
         // A TLS 1.3 server that demands a client certificate says so in an alert after the
         // handshake, which a reset often overtakes: say what the likely cause is.
+        End::Error(e) if crate::tls::after_handshake(e).is_some() => {
+            format!("error: {}", crate::tls::after_handshake(e).unwrap_or_default())
+        }
         End::Error(e)
             if down == 0
                 && no_client_cert

@@ -4,7 +4,7 @@
 //!
 //! The modules, from the file to the bytes:
 //! - [`config`]: the INI file → typed, validated [`config::Config`]; the option table.
-//! - [`tls`]: all TLS setup and handshakes, both sides (native-tls, the system's OpenSSL).
+//! - [`tls`]: all TLS setup and handshakes, both sides (rustls with the aws-lc-rs provider).
 //! - [`tunnel`]: binds every service (all or nothing), serves, drains on shutdown.
 //! - [`listener`]: one `accept` address bound: TCP (port 0 too) or a Unix socket.
 //! - [`service`]: one service's accept loop; it only accepts.

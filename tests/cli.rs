@@ -125,8 +125,10 @@ fn version_names_the_tls_library() {
     let out = run_retunnel(&["--version"]);
     assert_eq!(out.code, Some(0));
     assert!(
-        out.stdout
-            .starts_with(&format!("retunnel {} (OpenSSL ", env!("CARGO_PKG_VERSION"))),
+        out.stdout.starts_with(&format!(
+            "retunnel {} (rustls 0.23, aws-lc-rs provider)",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{}",
         out.stdout
     );
@@ -165,7 +167,7 @@ fn completions_and_man_page_come_from_the_cli() {
     );
     assert!(man.stdout.contains(".TH retunnel"), "{}", man.stdout);
     assert!(
-        man.stdout.contains("retunnel\\-check(1)") && man.stdout.contains("OpenSSL"),
+        man.stdout.contains("retunnel\\-check(1)") && man.stdout.contains("rustls"),
         "{}",
         man.stdout
     );

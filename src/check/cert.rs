@@ -1,19 +1,22 @@
-//! A second, inspecting handshake with the openssl crate (the library native-tls runs on here):
-//! same trust anchors, versions, SNI and name as the section, but verification errors are
-//! collected instead of aborting, so `check` can show the certificate, the negotiated protocol
-//! and cipher, and every precise reason verification fails — which native-tls does not expose.
-//! It runs on a blocking thread; the caller bounds it with a timeout.
+//! A second, inspecting handshake: the section's trust anchors, versions, SNI and name, but
+//! with a verifier that records what is wrong instead of failing (see `tls::inspect`), so that
+//! `check` can show the certificate, the negotiated protocol and cipher, and every reason
+//! verification fails. Certificates are read with x509-parser.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use openssl::asn1::{Asn1Time, Asn1TimeRef};
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
-use openssl::x509::{X509, X509NameRef, X509Ref};
+use rustls::CertificateError;
+use rustls_pki_types::CertificateDer;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::time::ASN1Time;
 
 use super::{CertInfo, Session};
-use crate::config::{TlsSettings, TlsVersion};
+use crate::config::TlsSettings;
+use crate::tls;
 
 /// What the inspecting handshake saw.
 #[derive(Debug)]
@@ -26,98 +29,47 @@ pub struct Inspection {
     pub problems: Vec<String>,
 }
 
-/// One verification error as OpenSSL reported it.
-#[derive(Debug)]
-struct Issue {
-    code: i32,
-    text: String,
-    cert: Option<X509>,
-}
-
-// OpenSSL's X509_V_ERR_* codes (x509_vfy.h); openssl-sys is not a direct dependency.
-const UNABLE_TO_GET_ISSUER_CERT: i32 = 2;
-const CERT_NOT_YET_VALID: i32 = 9;
-const CERT_HAS_EXPIRED: i32 = 10;
-const DEPTH_ZERO_SELF_SIGNED_CERT: i32 = 18;
-const SELF_SIGNED_CERT_IN_CHAIN: i32 = 19;
-const UNABLE_TO_GET_ISSUER_CERT_LOCALLY: i32 = 20;
-const UNABLE_TO_VERIFY_LEAF_SIGNATURE: i32 = 21;
-const HOSTNAME_MISMATCH: i32 = 62;
-const IP_ADDRESS_MISMATCH: i32 = 64;
-
 /// Connects to `addr` and handshakes as the section would, verifying `name` (and sending it
-/// as SNI when `sni`).
-pub fn inspect(
+/// as SNI when `sni`), within `limit`.
+pub async fn inspect(
     addr: SocketAddr,
     s: &TlsSettings,
     name: &str,
     sni: bool,
-    timeout: Duration,
+    limit: Duration,
 ) -> Result<Inspection, String> {
-    let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    tcp.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let connector = connector(s)?;
-    let mut conf = connector.configure().map_err(|e| e.to_string())?;
-    conf.set_use_server_name_indication(sni);
-    conf.set_verify_hostname(true);
-    let issues = Arc::new(Mutex::new(Vec::new()));
-    let sink = issues.clone();
-    conf.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
-        if !ok {
-            sink.lock().unwrap().push(Issue {
-                code: ctx.error().as_raw(),
-                text: ctx.error().error_string().to_string(),
-                cert: ctx.current_cert().map(X509Ref::to_owned),
-            });
-        }
-        true // keep going: collect every reason, and see the certificate
-    });
-    let tls = conf.connect(name, tcp).map_err(|e| e.to_string())?;
-    let ssl = tls.ssl();
-    let cert = ssl.peer_certificate();
-    let issues = std::mem::take(&mut *issues.lock().unwrap());
+    let steps = async {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        tls::inspect(s, name.to_string(), sni, tcp)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let (stream, seen) = timeout(limit, steps)
+        .await
+        .map_err(|_| format!("no complete TLS handshake within {}s (TIMEOUTconnect)", limit.as_secs()))??;
+    let (version, cipher) = tls::negotiated(stream.session());
+    let leaf = seen.chain.first().and_then(parse);
     Ok(Inspection {
         session: Session {
-            version: ssl.version_str().to_string(),
-            cipher: ssl.current_cipher().map(|c| c.name().to_string()),
+            version,
+            cipher,
             ms: 0.0,
+            resumed: None,
         },
-        problems: explain(&issues, cert.as_deref(), name),
-        cert: cert.as_deref().map(|c| describe(c, name)),
+        problems: explain(&seen.problems, leaf.as_ref(), name),
+        cert: leaf.as_ref().map(|c| describe(c, name)),
     })
 }
 
-fn connector(s: &TlsSettings) -> Result<SslConnector, String> {
-    let mut b = SslConnector::builder(SslMethod::tls()).map_err(|e| e.to_string())?;
-    b.set_min_proto_version(Some(version(s.min_version)))
-        .map_err(|e| e.to_string())?;
-    b.set_max_proto_version(s.max_version.map(version))
-        .map_err(|e| e.to_string())?;
-    for anchor in crate::tls::trust_anchors(s).map_err(|e| e.to_string())? {
-        let der = anchor.to_der().map_err(|e| e.to_string())?;
-        let x509 = X509::from_der(&der).map_err(|e| e.to_string())?;
-        // A duplicate of a system anchor is refused by the store; that is harmless.
-        let _ = b.cert_store_mut().add_cert(x509);
-    }
-    Ok(b.build())
+fn parse<'a>(der: &'a CertificateDer<'_>) -> Option<X509Certificate<'a>> {
+    x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| c)
 }
 
-fn version(v: TlsVersion) -> SslVersion {
-    match v {
-        TlsVersion::Tls10 => SslVersion::TLS1,
-        TlsVersion::Tls11 => SslVersion::TLS1_1,
-        TlsVersion::Tls12 => SslVersion::TLS1_2,
-        TlsVersion::Tls13 => SslVersion::TLS1_3,
-    }
-}
-
-/// Turns OpenSSL's verification errors into one sentence per distinct reason.
-fn explain(issues: &[Issue], leaf: Option<&X509Ref>, name: &str) -> Vec<String> {
+/// One sentence per distinct reason.
+fn explain(problems: &[CertificateError], leaf: Option<&X509Certificate<'_>>, name: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for issue in issues {
-        let cert = issue.cert.as_deref().or(leaf);
-        let line = reason(issue, cert, leaf, name);
+    for p in problems {
+        let line = reason(p, leaf, name);
         if !out.contains(&line) {
             out.push(line);
         }
@@ -125,73 +77,93 @@ fn explain(issues: &[Issue], leaf: Option<&X509Ref>, name: &str) -> Vec<String> 
     out
 }
 
-fn reason(issue: &Issue, cert: Option<&X509Ref>, leaf: Option<&X509Ref>, name: &str) -> String {
-    let subject = cert.map(|c| name_text(c.subject_name())).unwrap_or_default();
-    let issuer = cert.map(|c| name_text(c.issuer_name())).unwrap_or_default();
-    match issue.code {
-        HOSTNAME_MISMATCH | IP_ADDRESS_MISMATCH => {
+fn reason(p: &CertificateError, leaf: Option<&X509Certificate<'_>>, name: &str) -> String {
+    let subject = leaf.map(|c| c.subject().to_string()).unwrap_or_default();
+    let issuer = leaf.map(|c| c.issuer().to_string()).unwrap_or_default();
+    match p {
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             let covers = leaf.map(covered_names).unwrap_or_default().join(", ");
             format!(
                 "host name mismatch: the certificate covers {covers}, not {name}; connect by one of those names, or set checkHost to one of them"
             )
         }
-        CERT_HAS_EXPIRED => {
-            let when = cert.map(|c| c.not_after().to_string()).unwrap_or_default();
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            let when = leaf.map(|c| when(&c.validity().not_after)).unwrap_or_default();
             format!("expired: {subject} was valid until {when}; the server's certificate must be renewed")
         }
-        CERT_NOT_YET_VALID => {
-            let when = cert.map(|c| c.not_before().to_string()).unwrap_or_default();
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            let when = leaf.map(|c| when(&c.validity().not_before)).unwrap_or_default();
             format!("not yet valid: {subject} is valid from {when}; check this host's clock")
         }
-        DEPTH_ZERO_SELF_SIGNED_CERT => {
+        CertificateError::UnknownIssuer if leaf.is_some_and(|c| c.subject() == c.issuer()) => {
             format!("unknown CA: {subject} is self-signed; if you trust it, point CAfile at it")
         }
-        UNABLE_TO_GET_ISSUER_CERT
-        | UNABLE_TO_GET_ISSUER_CERT_LOCALLY
-        | UNABLE_TO_VERIFY_LEAF_SIGNATURE
-        | SELF_SIGNED_CERT_IN_CHAIN => {
+        CertificateError::UnknownIssuer => {
             format!("unknown CA: the issuer {issuer} is not in the trust store; point CAfile at that CA's PEM file")
         }
-        _ => format!("{} ({subject})", issue.text),
+        CertificateError::Revoked => {
+            format!(
+                "revoked: {subject} is on the certificate revocation list (CRLfile/CRLpath); the server needs a new certificate"
+            )
+        }
+        other => format!("{} ({subject})", tls::describe_certificate_error(other)),
     }
 }
 
 /// The certificate, as the report shows it.
-pub fn describe(c: &X509Ref, verified_name: &str) -> CertInfo {
+fn describe(c: &X509Certificate<'_>, verified_name: &str) -> CertInfo {
+    let not_after = &c.validity().not_after;
     CertInfo {
-        subject: name_text(c.subject_name()),
+        subject: c.subject().to_string(),
         sans: sans(c),
-        issuer: name_text(c.issuer_name()),
-        not_after: c.not_after().to_string(),
-        days_left: days_left(c.not_after()),
+        issuer: c.issuer().to_string(),
+        not_after: when(not_after),
+        days_left: days_left(not_after),
         verified_name: verified_name.to_string(),
     }
 }
 
-fn days_left(t: &Asn1TimeRef) -> i64 {
-    Asn1Time::days_from_now(0)
-        .and_then(|now| now.diff(t))
-        .map(|d| i64::from(d.days))
-        .unwrap_or(0)
+/// As OpenSSL prints it: `Dec 26 23:02:19 2027 GMT`.
+fn when(t: &ASN1Time) -> String {
+    let d = t.to_datetime();
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][usize::from(u8::from(d.month())) - 1];
+    format!(
+        "{month} {:>2} {:02}:{:02}:{:02} {} GMT",
+        d.day(),
+        d.hour(),
+        d.minute(),
+        d.second(),
+        d.year()
+    )
 }
 
-fn sans(c: &X509Ref) -> Vec<String> {
-    let Some(names) = c.subject_alt_names() else {
+fn days_left(t: &ASN1Time) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    (t.timestamp() - now).div_euclid(86_400)
+}
+
+fn sans(c: &X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(ext)) = c.subject_alternative_name() else {
         return Vec::new();
     };
-    names
+    ext.value
+        .general_names
         .iter()
-        .filter_map(|n| {
-            if let Some(d) = n.dnsname() {
-                return Some(format!("DNS:{d}"));
-            }
-            ip(n.ipaddress()?).map(|a| format!("IP:{a}"))
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(format!("DNS:{d}")),
+            GeneralName::IPAddress(bytes) => ip(bytes).map(|a| format!("IP:{a}")),
+            _ => None,
         })
         .collect()
 }
 
-/// The names a certificate is valid for: its SANs, or its CN when it has none (as OpenSSL checks).
-fn covered_names(c: &X509Ref) -> Vec<String> {
+/// The names a certificate is valid for: its SANs, or its CN when it has none.
+fn covered_names(c: &X509Certificate<'_>) -> Vec<String> {
     let from_sans: Vec<String> = sans(c)
         .into_iter()
         .map(|s| s.split_once(':').map(|(_, v)| v.to_string()).unwrap_or(s))
@@ -199,28 +171,16 @@ fn covered_names(c: &X509Ref) -> Vec<String> {
     if !from_sans.is_empty() {
         return from_sans;
     }
-    c.subject_name()
-        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
-        .filter_map(|e| e.data().to_string().ok())
+    c.subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_string))
         .collect()
 }
 
-fn ip(bytes: &[u8]) -> Option<IpAddr> {
+fn ip(bytes: &[u8]) -> Option<std::net::IpAddr> {
     match bytes.len() {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
-        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+        4 => Some(<[u8; 4]>::try_from(bytes).ok()?.into()),
+        16 => Some(<[u8; 16]>::try_from(bytes).ok()?.into()),
         _ => None,
     }
-}
-
-fn name_text(n: &X509NameRef) -> String {
-    let parts: Vec<String> = n
-        .entries()
-        .map(|e| {
-            let key = e.object().nid().short_name().unwrap_or("?");
-            let value = e.data().to_string().unwrap_or_default();
-            format!("{key}={value}")
-        })
-        .collect();
-    parts.join(", ")
 }

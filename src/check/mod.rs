@@ -140,6 +140,9 @@ pub struct Session {
     pub cipher: Option<String>,
     /// Milliseconds the section's own handshake took.
     pub ms: f64,
+    /// Whether a second connection resumed the session (None: not tried).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
 }
 
 /// The parts of the server certificate a person checks.

@@ -123,8 +123,29 @@ async fn target(svc: &ServiceConfig, t: &Target, map: &ConnectTo, client: &Resul
     };
     if let Some(tls) = handshake(svc, client, &t.host, tcp, addr, &mut r).await {
         ping(tls, svc.connect_timeout, &mut r).await;
+        resumption(client, &t.host, addr, svc.connect_timeout, &mut r).await;
     }
     r
+}
+
+/// A second handshake with the section's client, which now holds the first one's session:
+/// does the server let new connections resume (and skip the full handshake's cost)?
+async fn resumption(client: &TlsClient, host: &Host, addr: SocketAddr, limit: Duration, r: &mut TargetReport) {
+    let again = async {
+        let tcp = TcpStream::connect(addr).await.ok()?;
+        client.handshake(host, tcp).await.ok()
+    };
+    let Ok(Some(stream)) = timeout(limit, again).await else {
+        return;
+    };
+    let resumed = crate::tls::resumed(stream.session());
+    if let Some(s) = &mut r.session {
+        s.resumed = Some(resumed);
+    }
+    r.tls.message.push_str(match resumed {
+        true => "; a new connection resumed the session",
+        false => "; a new connection did not resume (the server keeps no session for it)",
+    });
 }
 
 fn untried(t: &Target, real: &Target) -> TargetReport {
@@ -255,7 +276,7 @@ async fn handshake(
     };
     // Side by side, so that a server that never answers costs one timeout, not two.
     let sni = client.sends_sni(host);
-    let ((result, ms), inspected) = tokio::join!(own, inspect(addr, svc, &name, sni));
+    let ((result, ms), inspected) = tokio::join!(own, cert::inspect(addr, &svc.tls, &name, sni, svc.connect_timeout));
     if let Ok(i) = &inspected {
         r.session = Some(super::Session {
             ms,
@@ -299,20 +320,6 @@ async fn handshake(
             r.tls = fail(e.to_string());
             None
         }
-    }
-}
-
-async fn inspect(addr: SocketAddr, svc: &ServiceConfig, name: &str, sni: bool) -> Result<cert::Inspection, String> {
-    let (tls, name, limit) = (svc.tls.clone(), name.to_string(), svc.connect_timeout);
-    let blocking = tokio::task::spawn_blocking(move || cert::inspect(addr, &tls, &name, sni, limit));
-    // The socket timeouts bound each read, not the handshake: a server that trickles bytes
-    // would keep `check` waiting. The thread is left to its socket timeouts.
-    match tokio::time::timeout(limit, blocking).await {
-        Ok(joined) => joined.map_err(|e| e.to_string())?,
-        Err(_) => Err(format!(
-            "no complete TLS handshake within {}s (TIMEOUTconnect)",
-            limit.as_secs()
-        )),
     }
 }
 

@@ -345,7 +345,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     }),
     section("sslVersionMin", "`TLSv1.2`", "The lowest TLS version.", |p, at, s| {
         if let Some(v) = p.value(at, values::tls_version_or_all) {
-            s.tls.min_version = v.unwrap_or(TlsVersion::Tls10);
+            s.tls.min_version = v.unwrap_or(TlsVersion::Tls12);
         }
     }),
     section("sslVersionMax", "newest", "The highest TLS version.", |p, at, s| {

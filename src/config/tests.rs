@@ -345,11 +345,17 @@ fn tls_versions() {
     assert_eq!(s.tls.min_version, TlsVersion::Tls13);
     let s = svc(&section("options = NO_TLSv1.1"));
     assert_eq!(s.tls.min_version, TlsVersion::Tls12);
-    // Allowing TLS 1.0 works, with a warning that names the section.
-    let (c, w) = ok(&section("sslVersionMin = TLSv1"));
-    assert_eq!(c.services[0].tls.min_version, TlsVersion::Tls10);
-    assert_eq!(w.len(), 1);
-    assert_has(&w[0], &["[redis]", "TLSv1", "deprecated"]);
+    // TLS 1.0 and 1.1 are refused with the fix; `all` means 1.2 and 1.3.
+    assert_has(
+        &one_err(&section("sslVersionMin = TLSv1")),
+        &["[redis]", "TLSv1 is not supported", "sslVersionMin = TLSv1.2"],
+    );
+    assert_has(
+        &one_err(&section("sslVersion = TLSv1.1")),
+        &["TLSv1.1 is not supported"],
+    );
+    assert_eq!(svc(&section("sslVersion = all")).tls.min_version, TlsVersion::Tls12);
+    assert_eq!(svc(&section("sslVersionMin = all")).tls.min_version, TlsVersion::Tls12);
     let e = one_err(&section("sslVersionMin = TLSv1.3\nsslVersionMax = TLSv1.2"));
     assert_has(&e, &["[redis]", "below the lowest"]);
     assert_has(

@@ -439,10 +439,10 @@ pub fn tls_version_or_all(v: &str) -> R<Option<TlsVersion>> {
     tls_version(v).map(Some).ok_or_else(|| unknown_version(v))
 }
 
-/// `sslVersion`: exactly one version, or `all` (TLSv1 and up, as stunnel).
+/// `sslVersion`: exactly one version, or `all` (every version retunnel speaks: 1.2 and 1.3).
 pub fn ssl_version_range(v: &str) -> R<(TlsVersion, Option<TlsVersion>)> {
     if v.eq_ignore_ascii_case("all") {
-        return Ok((TlsVersion::Tls10, None));
+        return Ok((TlsVersion::Tls12, None));
     }
     let ver = tls_version(v).ok_or_else(|| unknown_version(v))?;
     Ok((ver, Some(ver)))

@@ -1,0 +1,239 @@
+//! What can go wrong with TLS, as sentences that say what happened and what to do. Handshake
+//! failures are told apart by rustls's typed errors (`CertificateError::Expired`,
+//! `NotValidForName`, `UnknownIssuer`, alerts, …), never by matching message text.
+
+use std::io;
+use std::path::PathBuf;
+
+use rustls::{AlertDescription, CertificateError, Error, PeerIncompatible};
+
+use crate::config::TlsVersion;
+
+/// A problem with the TLS settings, found before anything listens.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A file or directory could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A trust-anchor file holds no usable certificate.
+    #[error("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give a PEM file of CA certificates")]
+    NoCertificates {
+        /// The file or directory.
+        path: PathBuf,
+    },
+    /// The `cert` file holds no certificate.
+    #[error(
+        "`cert`: {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----); point `cert` at the certificate chain, leaf first"
+    )]
+    NoChain {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A certificate is malformed.
+    #[error("{path}: bad certificate: {reason}")]
+    BadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The private key file holds no PEM private key.
+    #[error(
+        "{path} holds no PEM private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----); set `key` to the key file"
+    )]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The private key is protected by a password.
+    #[error(
+        "the private key in {path} is protected by a password, which retunnel cannot ask for; write an unprotected copy readable only by retunnel (`openssl pkey -in KEY -out KEY.plain`, then `chmod 600`) and point `key` at it"
+    )]
+    EncryptedKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The private key could not be parsed.
+    #[error("{path}: cannot read the private key ({reason}); give a PEM key in PKCS#8, RSA or EC form")]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong (never the key itself).
+        reason: String,
+    },
+    /// The key does not belong to the certificate.
+    #[error(
+        "the private key in {key} does not belong to the certificate in {cert}; give the key the certificate was issued for"
+    )]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// A protocol version rustls does not speak.
+    #[error(
+        "{0} is not supported: retunnel speaks TLS 1.2 and 1.3 only (TLS 1.0 and 1.1 are deprecated by RFC 8996; ElastiCache and MemoryDB need 1.2 or later); set sslVersionMin = TLSv1.2"
+    )]
+    OldVersion(TlsVersion),
+    /// The TLS library refused the settings.
+    #[error("TLS setup failed: {0}")]
+    Library(String),
+}
+
+/// Why a handshake failed, worded for the log (and for the client, in Redis mode).
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The certificate did not pass verification.
+    #[error("certificate of {name} rejected: {reason}; {hint}")]
+    Verify {
+        /// The name that was verified.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// The name to verify is not a valid DNS name or IP address.
+    #[error(
+        "`{0}` is not a valid TLS server name (a DNS name of at most 253 characters, or an IP address); check checkHost, sni and connect"
+    )]
+    BadName(String),
+    /// Any other failure (protocol mismatch, reset, not TLS at all…).
+    #[error("TLS handshake with {name} failed: {reason}")]
+    Other {
+        /// The name that was verified.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A client's handshake failed (server mode).
+    #[error("TLS handshake with the client failed: {0}")]
+    Client(String),
+}
+
+/// The rustls error inside an I/O error from tokio-rustls, if there is one.
+fn rustls_error(e: &io::Error) -> Option<&Error> {
+    e.get_ref()?.downcast_ref::<Error>()
+}
+
+/// A failed handshake with the upstream, explained.
+pub fn upstream(name: String, e: &io::Error) -> HandshakeError {
+    let reason = match rustls_error(e) {
+        Some(Error::InvalidCertificate(c)) => {
+            return HandshakeError::Verify {
+                name,
+                reason: certificate(c),
+                hint: hint(c),
+            };
+        }
+        Some(err) if version_mismatch(err) => {
+            "the server and this section share no TLS version; check sslVersion, sslVersionMin/sslVersionMax and `options = NO_TLSv1_x`".to_string()
+        }
+        Some(Error::AlertReceived(AlertDescription::CertificateRequired)) => {
+            "the server requires a client certificate; set `cert` and `key`".to_string()
+        }
+        Some(Error::AlertReceived(AlertDescription::HandshakeFailure))
+        | Some(Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon | PeerIncompatible::NoKxGroupsInCommon)) => {
+            "the server and this section share no cipher suite or key-exchange group; check ciphers, ciphersuites and curves".to_string()
+        }
+        Some(Error::InvalidMessage(_)) => "the server did not answer in TLS (is it a plain-TCP port?)".to_string(),
+        Some(other) => other.to_string(),
+        None => match e.kind() {
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
+                "the server closed the connection during the handshake (does it speak TLS, and accept this TLS version?)".to_string()
+            }
+            _ => crate::upstream::describe_io(e),
+        },
+    };
+    HandshakeError::Other { name, reason }
+}
+
+/// A TLS error met after the handshake (while relaying), explained when it has a known cause:
+/// a TLS 1.3 server says it wants a client certificate only after the handshake.
+pub fn after_handshake(e: &io::Error) -> Option<&'static str> {
+    match rustls_error(e)? {
+        Error::AlertReceived(AlertDescription::CertificateRequired) => {
+            Some("the server requires a client certificate; set `cert` and `key`")
+        }
+        Error::AlertReceived(
+            AlertDescription::UnknownCA | AlertDescription::BadCertificate | AlertDescription::CertificateUnknown,
+        ) => Some("the server refused our client certificate (`cert`); it must be issued by a CA the server trusts"),
+        _ => None,
+    }
+}
+
+/// A failed handshake with a server-mode client, explained.
+pub fn client(e: &io::Error) -> HandshakeError {
+    let reason = match rustls_error(e) {
+        Some(Error::InvalidMessage(_)) => {
+            "the client did not speak TLS (use `redis-cli --tls`, `ssl=True`, …)".to_string()
+        }
+        Some(err) if version_mismatch(err) => {
+            "the client offers only TLS versions outside sslVersionMin/sslVersionMax; upgrade the client or lower sslVersionMin".to_string()
+        }
+        Some(Error::AlertReceived(
+            AlertDescription::UnknownCA | AlertDescription::BadCertificate | AlertDescription::CertificateUnknown,
+        )) => "the client does not trust our certificate; give it the CA that issued `cert` (redis-cli --cacert)".to_string(),
+        Some(other) => other.to_string(),
+        None => "the client closed the connection during the handshake (does it trust our certificate?)".to_string(),
+    };
+    HandshakeError::Client(reason)
+}
+
+/// Whether the two sides found no protocol version in common.
+fn version_mismatch(e: &Error) -> bool {
+    match e {
+        Error::AlertReceived(AlertDescription::ProtocolVersion) => true,
+        Error::PeerIncompatible(p) => matches!(
+            p,
+            PeerIncompatible::ServerDoesNotSupportTls12Or13
+                | PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig
+                | PeerIncompatible::SupportedVersionsExtensionRequired
+                | PeerIncompatible::Tls12NotOffered
+                | PeerIncompatible::Tls12NotOfferedOrEnabled
+        ),
+        _ => false,
+    }
+}
+
+/// What is wrong with a certificate, in a few words.
+pub fn certificate(e: &CertificateError) -> String {
+    match e {
+        CertificateError::NotValidForNameContext { presented, .. } if !presented.is_empty() => {
+            format!("host name mismatch (the certificate is for {})", presented.join(", "))
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            "host name mismatch".to_string()
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => "certificate has expired".to_string(),
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            "certificate is not valid yet".to_string()
+        }
+        CertificateError::UnknownIssuer => {
+            "unknown issuer: no CA in the system store, CAfile or CApath issued it".to_string()
+        }
+        CertificateError::Revoked => "certificate revoked: its serial is on the CRL (CRLfile/CRLpath)".to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn hint(e: &CertificateError) -> &'static str {
+    match e {
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            "connect by the name the certificate carries, or set checkHost to it"
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            "renew the server's certificate, or check this host's clock"
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "check this host's clock",
+        CertificateError::UnknownIssuer => "if the server uses a private CA, point CAfile at that CA's PEM file",
+        CertificateError::Revoked => "the server needs a new certificate; do not trust this one",
+        _ => "check the server's certificate and CAfile",
+    }
+}

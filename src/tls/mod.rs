@@ -1,0 +1,282 @@
+//! Everything about TLS, on rustls with the aws-lc-rs provider: towards the upstream server
+//! (trust anchors, protocol versions, which name is verified and sent as SNI, a client
+//! certificate, session resumption), towards clients in server mode (`client = no`: our
+//! certificate, protocol versions, session tickets), the handshakes, and turning rustls's
+//! typed errors into sentences that name the fix. The relay only sees an
+//! `AsyncRead + AsyncWrite` stream. Private keys are read here and never logged.
+//!
+//! Unlike stunnel, the chain and the host name are verified by default, against the system
+//! trust store (`SSL_CERT_FILE`/`SSL_CERT_DIR` are honoured) plus `CAfile`/`CApath`.
+
+mod errors;
+mod keys;
+mod session;
+mod stream;
+mod trust;
+mod verify;
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls::server::ServerSessionMemoryCache;
+use rustls::{ClientConfig, HandshakeKind, ServerConfig, SupportedProtocolVersion};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+
+pub use errors::{HandshakeError, SetupError, after_handshake, certificate as describe_certificate_error};
+pub use trust::reread as reread_trust_stores;
+pub use verify::Seen;
+
+use crate::config::{CertKey, Host, TlsSettings, TlsVersion};
+
+/// The engine, for `--version`.
+pub const ENGINE: &str = "rustls 0.23, aws-lc-rs provider";
+
+/// The TLS stream the relay gets from the upstream side.
+pub type TlsStream = stream::Stream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// The TLS stream a server-mode client gets.
+pub type ServerTlsStream = stream::Stream<tokio_rustls::server::TlsStream<TcpStream>>;
+
+/// stunnel's `sessionCacheSize` default: sessions kept per section.
+const SESSION_CACHE_SIZE: usize = 1000;
+/// stunnel's `sessionCacheTimeout` default.
+const SESSION_CACHE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The one crypto provider.
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .clone()
+}
+
+/// The versions `s` allows; rustls speaks TLS 1.2 and 1.3 only.
+fn versions(s: &TlsSettings) -> Result<&'static [&'static SupportedProtocolVersion], SetupError> {
+    static BOTH: [&SupportedProtocolVersion; 2] = [&rustls::version::TLS13, &rustls::version::TLS12];
+    static ONLY_13: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    static ONLY_12: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
+    let max = s.max_version.unwrap_or(TlsVersion::Tls13);
+    for v in [s.min_version, max] {
+        if v < TlsVersion::Tls12 {
+            return Err(SetupError::OldVersion(v));
+        }
+    }
+    Ok(match (s.min_version, max) {
+        (TlsVersion::Tls13, _) => &ONLY_13,
+        (_, TlsVersion::Tls12) => &ONLY_12,
+        _ => &BOTH,
+    })
+}
+
+/// A TLS client set up for one service.
+#[derive(Clone)]
+pub struct TlsClient {
+    /// Sends SNI.
+    with_sni: Arc<ClientConfig>,
+    /// The same without SNI (IP targets, `sni =`): shares the verifier and the session store.
+    without_sni: Arc<ClientConfig>,
+    /// `sni` as configured.
+    sni: Option<String>,
+    /// `checkHost`, else a non-empty `sni`: the name verified (and sent) instead of the host.
+    name_override: Option<String>,
+    /// Whether certificates are checked at all.
+    verifying: bool,
+}
+
+impl fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("name_override", &self.name_override)
+            .field("verifying", &self.verifying)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsClient {
+    /// Builds the client: the (shared) trust store, the version bounds, a client certificate,
+    /// a session store of its own.
+    pub fn new(s: &TlsSettings) -> Result<TlsClient, SetupError> {
+        let name_override = s.check_host.clone().or_else(|| s.sni.clone().filter(|n| !n.is_empty()));
+        let provider = provider();
+        let roots = match s.verify_chain {
+            true => Some(trust::roots(s.ca_file.as_deref(), s.ca_path.as_deref())?),
+            false => None,
+        };
+        let verifier = verify::for_section(roots, &provider)?;
+        let mut config = client_config(s, &provider, verifier)?;
+        let store = session::Store::new(SESSION_CACHE_SIZE, SESSION_CACHE_TIMEOUT);
+        config.resumption = Resumption::store(Arc::new(store));
+        let mut without_sni = config.clone();
+        without_sni.enable_sni = false;
+        Ok(TlsClient {
+            with_sni: Arc::new(config),
+            without_sni: Arc::new(without_sni),
+            sni: s.sni.clone(),
+            name_override,
+            verifying: s.verify_chain,
+        })
+    }
+
+    /// Whether the handshake with `host` sends SNI (see [`sends_sni`]).
+    pub fn sends_sni(&self, host: &Host) -> bool {
+        sends_sni(self.sni.as_deref(), host)
+    }
+
+    /// The name verified for a connection to `host` (also sent as SNI unless it is an IP or
+    /// `sni` is empty).
+    pub fn verified_name(&self, host: &Host) -> String {
+        match (&self.name_override, host) {
+            (Some(n), _) => n.clone(),
+            (None, Host::Name(n)) => n.clone(),
+            (None, Host::Ip(ip)) => ip.to_string(),
+        }
+    }
+
+    /// A short description for the start-up line.
+    pub fn describe(&self) -> String {
+        match (&self.name_override, self.verifying) {
+            (_, false) => "NOT VERIFIED (verifyChain = no)".into(),
+            (Some(n), true) => format!("verify chain + host {n}"),
+            (None, true) => "verify chain + host".into(),
+        }
+    }
+
+    /// Runs the handshake over an established TCP connection.
+    pub async fn handshake(&self, host: &Host, tcp: TcpStream) -> Result<TlsStream, HandshakeError> {
+        let config = match self.sends_sni(host) {
+            true => &self.with_sni,
+            false => &self.without_sni,
+        };
+        connect(config.clone(), self.verified_name(host), tcp).await
+    }
+}
+
+/// A handshake with `config`, verifying `name`.
+async fn connect(config: Arc<ClientConfig>, name: String, tcp: TcpStream) -> Result<TlsStream, HandshakeError> {
+    let server_name = ServerName::try_from(name.clone()).map_err(|_| HandshakeError::BadName(name.clone()))?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(server_name, tcp)
+        .await
+        .map(stream::Stream)
+        .map_err(|e| errors::upstream(name, &e))
+}
+
+fn client_config(
+    s: &TlsSettings,
+    provider: &Arc<CryptoProvider>,
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+) -> Result<ClientConfig, SetupError> {
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions(s)?)
+        .map_err(|e| SetupError::Library(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    match &s.identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some(pair) => {
+            let keys::Pair { chain, key } = keys::load(pair, provider)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| SetupError::Library(e.to_string()))
+        }
+    }
+}
+
+/// Whether a handshake with `host` sends SNI: `sni =` (empty) sends none; a non-empty `sni`
+/// is always sent; by default a host name is sent and an IP address is not (even with
+/// `checkHost`, which only names what the certificate must carry).
+pub fn sends_sni(sni: Option<&str>, host: &Host) -> bool {
+    match sni {
+        Some(s) => !s.is_empty(),
+        None => matches!(host, Host::Name(_)),
+    }
+}
+
+/// Whether the handshake on `stream` resumed an earlier session.
+pub fn resumed(conn: &rustls::CommonState) -> bool {
+    conn.handshake_kind() == Some(HandshakeKind::Resumed)
+}
+
+/// The negotiated protocol and cipher suite, as `TLSv1.3` and `TLS_AES_256_GCM_SHA384`.
+pub fn negotiated(conn: &rustls::CommonState) -> (String, Option<String>) {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        other => format!("{other:?}"),
+    };
+    let suite = conn
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()).replacen("TLS13_", "TLS_", 1));
+    (version, suite)
+}
+
+/// For `check`: a handshake as the section's, but recording what verification finds instead
+/// of failing (the trust store is loaded even with `verifyChain = no`, to say what it would
+/// find). Returns the stream and what the verifier saw.
+pub async fn inspect(
+    s: &TlsSettings,
+    host_name: String,
+    sni: bool,
+    tcp: TcpStream,
+) -> Result<(TlsStream, Seen), HandshakeError> {
+    let provider = provider();
+    let setup = |e: SetupError| HandshakeError::Other {
+        name: host_name.clone(),
+        reason: e.to_string(),
+    };
+    let roots = trust::roots(s.ca_file.as_deref(), s.ca_path.as_deref()).map_err(setup)?;
+    let inner = verify::for_section(Some(roots.clone()), &provider).map_err(setup)?;
+    let recording = Arc::new(verify::Recording::new(inner, roots, &provider));
+    let mut config = client_config(s, &provider, recording.clone()).map_err(setup)?;
+    config.enable_sni = sni;
+    config.resumption = Resumption::disabled();
+    let stream = connect(Arc::new(config), host_name, tcp).await?;
+    let seen = recording.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok((stream, seen))
+}
+
+/// The accepting side of a server-mode service: our certificate, the version bounds, tickets.
+#[derive(Clone)]
+pub struct TlsServer {
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsServer").finish_non_exhaustive()
+    }
+}
+
+impl TlsServer {
+    /// Loads `cert`/`key` and applies the service's version bounds. Clients get session
+    /// tickets (TLS 1.3 and 1.2) and TLS 1.2 session ids, so they resume too.
+    pub fn new(pair: &CertKey, s: &TlsSettings) -> Result<TlsServer, SetupError> {
+        let provider = provider();
+        let keys::Pair { chain, key } = keys::load(pair, &provider)?;
+        let lib = |e: rustls::Error| SetupError::Library(e.to_string());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions(s)?)
+            .map_err(lib)?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(lib)?;
+        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(lib)?;
+        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+        Ok(TlsServer {
+            acceptor: Arc::new(config).into(),
+        })
+    }
+
+    /// Runs the handshake with a client.
+    pub async fn accept(&self, tcp: TcpStream) -> Result<ServerTlsStream, HandshakeError> {
+        self.acceptor
+            .accept(tcp)
+            .await
+            .map(stream::Stream)
+            .map_err(|e| errors::client(&e))
+    }
+}
