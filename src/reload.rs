@@ -31,6 +31,8 @@ pub async fn reload(tunnel: &mut Tunnel, current: &mut Config) -> Option<ReloadS
     for w in &warnings {
         warn!("{w}");
     }
+    // Files named by CAfile/CApath may have changed: read each again, once, and share it.
+    crate::tls::reread_trust_stores();
     let fixed = fixed_changes(&current.global, &new.global);
     if !fixed.is_empty() {
         warn!(

@@ -571,7 +571,11 @@ impl Parser<'_> {
                 tls.min_version
             ));
         }
-        if let Some(old) = [Some(tls.min_version), tls.max_version].into_iter().flatten().find(|v| *v < TlsVersion::Tls12) {
+        if let Some(old) = [Some(tls.min_version), tls.max_version]
+            .into_iter()
+            .flatten()
+            .find(|v| *v < TlsVersion::Tls12)
+        {
             self.problems.push(format!(
                 "{header}: {old} is not supported: retunnel speaks TLS 1.2 and 1.3 only (TLS 1.0 and 1.1 are deprecated by RFC 8996; ElastiCache and MemoryDB need 1.2 or later); set sslVersionMin = TLSv1.2"
             ));

@@ -148,3 +148,67 @@ fn pem_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, SetupError> {
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed CA certificate as PEM.
+    fn ca_pem(name: &str) -> Vec<u8> {
+        use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, x509};
+        let key = PKey::from_ec_key(
+            openssl::ec::EcKey::generate(
+                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut n = x509::X509NameBuilder::new().unwrap();
+        n.append_entry_by_text("CN", name).unwrap();
+        let n = n.build();
+        let mut b = x509::X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&n).unwrap();
+        b.set_issuer_name(&n).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+        b.append_extension(
+            x509::extension::BasicConstraints::new()
+                .critical()
+                .ca()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        b.build().to_pem().unwrap()
+    }
+
+    #[test]
+    fn each_store_is_read_once_and_shared_until_a_reload_reads_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.pem"), dir.path().join("b.pem"));
+        std::fs::write(&a, ca_pem("ca-a")).unwrap();
+        std::fs::write(&b, ca_pem("ca-b")).unwrap();
+        let first = roots(Some(&a), None).unwrap();
+        assert!(Arc::ptr_eq(&first, &roots(Some(&a), None).unwrap()), "read twice");
+        assert!(
+            !Arc::ptr_eq(&first, &roots(Some(&b), None).unwrap()),
+            "two files, one store"
+        );
+        // A reload reads the file again: a second CA added to it is trusted from then on.
+        let mut both = ca_pem("ca-a");
+        both.extend(ca_pem("ca-c"));
+        std::fs::write(&a, both).unwrap();
+        assert_eq!(
+            roots(Some(&a), None).unwrap().len(),
+            first.len(),
+            "changed before a reload"
+        );
+        reread();
+        let again = roots(Some(&a), None).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again));
+        assert_eq!(again.len(), first.len() + 1);
+    }
+}
