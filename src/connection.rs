@@ -40,6 +40,12 @@ pub async fn handle(client: Client, shared: Arc<Shared>) {
         Either::Left(tcp) => tcp.local_addr().map(|a| a.ip().to_canonical()),
         Either::Right(_) => Err(io::ErrorKind::Unsupported.into()),
     };
+    // The TCP socket under the client's stream: a Redis relay sends a closing reply and the
+    // close together.
+    let client_fd = match &client {
+        Either::Left(tcp) => Some(std::os::fd::AsRawFd::as_raw_fd(tcp)),
+        Either::Right(_) => None,
+    };
     let Some(mut client) = open_client(client, &shared).await else {
         shared.metrics.closed(Close::ClientHandshake);
         return;
@@ -65,9 +71,21 @@ pub async fn handle(client: Client, shared: Arc<Shared>) {
     let end = match (&shared.redis, local_ip) {
         (Some(cluster), Ok(ip)) => {
             cluster.reached(upstream_addr.ip());
-            // A redirect naming no host means the node this connection reached.
-            let base = upstream_addr.ip().to_string();
-            crate::redis::relay::relay(client, upstream, ip, cluster.clone(), base, idle, counters.clone()).await
+            let upstream = crate::redis::relay::Upstream {
+                stream: upstream,
+                addr: upstream_addr,
+                reach: &*shared,
+                on_readonly: shared.config.redis.as_ref().map(|r| r.on_readonly).unwrap_or_default(),
+            };
+            crate::redis::relay::relay(
+                (client, client_fd),
+                upstream,
+                ip,
+                cluster.clone(),
+                idle,
+                counters.clone(),
+            )
+            .await
         }
         _ => relay::relay(client, upstream, idle, counters.clone()).await,
     };
@@ -181,6 +199,28 @@ fn reaches_self(tcp: &TcpStream) -> bool {
     match (tcp.local_addr(), tcp.peer_addr()) {
         (Ok(local), Ok(peer)) => crate::own::reaches_self(local, peer),
         _ => false,
+    }
+}
+
+/// A Redis connection reaches its `connect` names again as a new connection would: after a
+/// failover, to tell a moved primary from a replica and to reach the new one.
+impl crate::redis::failover::Reach for Shared {
+    type Stream = UpstreamStream;
+
+    async fn still_resolves(&self, addr: SocketAddr) -> Option<bool> {
+        self.upstreams.still_resolves(&self.connect_to, addr).await
+    }
+
+    async fn reopen(&self) -> Result<(UpstreamStream, SocketAddr), String> {
+        let (stream, addr) = open_upstream(self).await?;
+        if let Some(cluster) = &self.redis {
+            cluster.reached(addr.ip());
+        }
+        Ok((stream, addr))
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        self.config.connect_timeout
     }
 }
 

@@ -168,6 +168,24 @@ pub async fn connect(addr: SocketAddr, opts: &[SocketOption]) -> io::Result<TcpS
     sock.connect(addr).await
 }
 
+/// Holds back what is written to TCP socket `fd` until it is shut down (`TCP_CORK`): the last
+/// reply and the close then leave in one segment, and a client that checks its connection
+/// before its next command sees the close. Best effort: failing changes only the timing.
+pub fn cork(fd: std::os::fd::RawFd) {
+    let on: libc::c_int = 1;
+    // SAFETY: `fd` is the caller's open socket for the whole call, and the option value is
+    // a c_int of the size given.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

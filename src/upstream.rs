@@ -223,6 +223,21 @@ impl Upstreams {
         err.timed_out = Instant::now() >= deadline;
         Err(err)
     }
+
+    /// Whether `addr` is still among the addresses the targets resolve to now (`--connect-to`
+    /// applied; a fresh lookup). `None` when a lookup failed: then nobody can tell. A Redis
+    /// connection asks this on `-READONLY` to tell a primary that moved from a replica.
+    pub async fn still_resolves(&self, overrides: &ConnectTo, addr: SocketAddr) -> Option<bool> {
+        let mut unknown = false;
+        for t in &self.targets {
+            match resolve(overrides.apply(t)).await {
+                Ok(addrs) if addrs.contains(&addr) => return Some(true),
+                Ok(_) => {}
+                Err(_) => unknown = true,
+            }
+        }
+        (!unknown).then_some(false)
+    }
 }
 
 /// An equal share of what is left until `deadline` for one of `left` candidates.

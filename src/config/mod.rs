@@ -121,6 +121,22 @@ impl ServiceConfig {
 pub struct RedisSettings {
     /// Ports for the cluster node listeners (`clusterPorts = A-B`); `None`: any free port.
     pub cluster_ports: Option<(u16, u16)>,
+    /// What a `-READONLY` reply from a primary that has moved away does (`onReadonly`).
+    pub on_readonly: OnReadonly,
+}
+
+/// `onReadonly`: what a connection does when its node answers `-READONLY` and the `connect`
+/// name no longer resolves to that node (the primary moved: a failover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnReadonly {
+    /// `replay`: where the connection's state can be rebuilt, reconnect to the new primary and
+    /// send the refused command there; otherwise as `close`.
+    #[default]
+    Replay,
+    /// `close`: deliver the error, then close the client connection so that it reconnects.
+    Close,
+    /// `pass`: deliver the error and keep the connection (a tunnel that sees no replies).
+    Pass,
 }
 
 /// `failover`: which `connect` target a new connection tries first.
@@ -294,6 +310,8 @@ struct Draft {
     redis: Option<RedisSettings>,
     /// `clusterPorts`.
     cluster_ports: Option<(u16, u16)>,
+    /// `onReadonly`.
+    on_readonly: Option<OnReadonly>,
     /// Where `sni` was written, for the message when it disagrees with `checkHost`.
     sni_at: Option<String>,
 }
@@ -319,6 +337,7 @@ impl Default for Draft {
             options_min: None,
             redis: None,
             cluster_ports: None,
+            on_readonly: None,
             sni_at: None,
         }
     }
@@ -557,6 +576,7 @@ impl Parser<'_> {
             options_min,
             mut redis,
             cluster_ports,
+            on_readonly,
             sni_at,
         } = draft;
         // `options = NO_TLSv1_1` and the like can only raise the floor.
@@ -600,6 +620,13 @@ impl Parser<'_> {
                 "{header}: `clusterPorts` only applies to Redis Cluster tunnels; add `protocol = redis` or remove it"
             )),
             (None, None) => {}
+        }
+        match (&mut redis, on_readonly) {
+            (Some(r), Some(policy)) => r.on_readonly = policy,
+            (None, Some(_)) => self.problems.push(format!(
+                "{header}: `onReadonly` only applies to Redis tunnels, which see replies; add `protocol = redis` or remove it"
+            )),
+            _ => {}
         }
         // A line that failed to parse has its own message already.
         if connect.is_empty() && !written("connect") {

@@ -426,6 +426,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         "`A-B`: the ports cluster node listeners take.",
         |p, at, s| s.cluster_ports = p.value(at, values::port_range),
     ),
+    section(
+        "onReadonly",
+        "`replay`",
+        "What a READONLY from a primary that moved away does: `replay`, `close` or `pass`.",
+        |p, at, s| s.on_readonly = p.value(at, values::on_readonly),
+    ),
     // Ignored with a warning: skipping them changes neither security nor what is tunnelled.
     ignored("ciphers", Service),
     ignored("ciphersuites", Service),

@@ -816,7 +816,12 @@ fn writing_a_default_changes_nothing() {
         if value.contains('`') {
             continue; // prose, not one value
         }
-        let extra = if o.name == "connectTLS" { server.as_str() } else { "" };
+        // Options that only mean something in server mode or in a Redis section.
+        let extra = match o.name {
+            "connectTLS" => server.as_str(),
+            "onReadonly" => "protocol = redis\n",
+            _ => "",
+        };
         let line = format!("{} = {value}", o.name);
         let (with, without) = match o.scope {
             options::Scope::Global => (format!("{line}\n{}", section(extra)), section(extra)),

@@ -481,6 +481,17 @@ pub fn port_range(v: &str) -> R<(u16, u16)> {
     Ok((a, b))
 }
 
+/// `onReadonly = replay|close|pass`.
+pub fn on_readonly(v: &str) -> R<super::OnReadonly> {
+    use super::OnReadonly::*;
+    match v.to_ascii_lowercase().as_str() {
+        "replay" => Ok(Replay),
+        "close" => Ok(Close),
+        "pass" => Ok(Pass),
+        _ => Err(format!("`{v}` is not replay, close or pass")),
+    }
+}
+
 /// `failover = prio|rr`.
 pub fn failover(v: &str) -> R<super::Failover> {
     match v.to_ascii_lowercase().as_str() {

@@ -7,7 +7,9 @@
 //! - [`rewrite`]: swapping node addresses inside whole replies.
 //! - [`nodes`]: the per-section registry of node listeners.
 //! - [`relay`]: pairing replies with commands and rewriting on the way.
+//! - [`failover`]: moving a connection to a new primary after `-READONLY` (`onReadonly`).
 
+pub mod failover;
 pub mod nodes;
 pub mod relay;
 pub mod resp;
@@ -15,7 +17,7 @@ pub mod rewrite;
 
 pub use nodes::Cluster;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Tells a Redis client why its tunnel failed, as a Redis error it prints
 /// (`(error) ERR retunnel: …`) instead of a bare disconnect.
@@ -28,22 +30,12 @@ pub async fn send_error<C: AsyncRead + AsyncWrite + Unpin>(client: &mut C, why: 
     let _ = client.shutdown().await;
     // Closing with the client's command still unread would send a reset, which can destroy
     // the error before the client reads it: read what it sends until it closes (bounded).
-    let drain = async {
-        let mut buf = [0u8; 4096];
-        let mut total = 0;
-        while total < 1 << 20 {
-            match client.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => total += n,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+    failover::drain(client).await;
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Config, RedisSettings};
+    use crate::config::{Config, OnReadonly, RedisSettings};
     use std::path::Path;
 
     fn parse(extra: &str) -> Result<Config, String> {
@@ -59,8 +51,15 @@ mod tests {
         let c = parse("protocol = Redis\nclusterPorts = 17000-17099\n").unwrap();
         let want = RedisSettings {
             cluster_ports: Some((17000, 17099)),
+            ..Default::default()
         };
         assert_eq!(c.services[0].redis, Some(want));
+        let c = parse("protocol = redis\nonReadonly = Close\n").unwrap();
+        assert_eq!(c.services[0].redis.as_ref().unwrap().on_readonly, OnReadonly::Close);
+        let e = parse("onReadonly = close\n").unwrap_err();
+        assert!(e.contains("`onReadonly` only applies to Redis tunnels"), "{e}");
+        let e = parse("protocol = redis\nonReadonly = reconnect\n").unwrap_err();
+        assert!(e.contains("`reconnect` is not replay, close or pass"), "{e}");
         let e = parse("protocol = smtp\n").unwrap_err();
         assert!(
             e.contains("t.conf:4: [c] protocol: `smtp`: stunnel's STARTTLS protocols are not supported"),

@@ -540,6 +540,7 @@ mod tests {
         let mut section = redis_section();
         section.redis = Some(RedisSettings {
             cluster_ports: Some((port, port)),
+            ..Default::default()
         });
         let cluster = Cluster::for_section(
             &section,

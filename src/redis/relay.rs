@@ -8,19 +8,31 @@
 //! `SUBSCRIBE`, `MONITOR`, commands that are not RESP, or when the commands awaiting replies
 //! would take over 4 MiB to follow), both directions stop pairing and only `-MOVED`/`-ASK` are
 //! rewritten: they are recognised by their content alone, so that never needs the pairing.
+//!
+//! A `-READONLY` reply may mean the primary moved (a failover: the `connect` name now resolves
+//! elsewhere, and this connection still talks to the old primary, now a replica). Then, by
+//! `onReadonly`: the refused command is sent again to the new primary, with the connection's
+//! state rebuilt first, when [`failover`] can rebuild it (`replay`); else the error is
+//! delivered and the client connection closed at that reply, so that the client reconnects
+//! (`close`); or the error just passes (`pass`). A READONLY from a node the name still
+//! resolves to (a replica or reader endpoint) always passes.
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tracing::{debug, warn};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
+use super::failover::{self, Reach, Recorder, Switch, Verdict};
 use super::nodes::Cluster;
 use super::resp::{Scanner, Side};
 use super::rewrite::{self, Addresses, Topo};
+use crate::config::OnReadonly;
 use crate::metrics::{Rewrite, ServiceMetrics};
 use crate::relay::{Counters, End};
 
@@ -103,6 +115,10 @@ struct Pairing {
     /// Replies are no longer paired with commands (either side decided): nothing is queued
     /// any more, or the queue would grow with every command for the rest of the connection.
     stopped: bool,
+    /// What moving to a new primary needs (`onReadonly = replay`).
+    replay: failover::Published,
+    /// The upstream is being replaced: the command side holds its bytes until it is.
+    frozen: bool,
 }
 
 impl Pairing {
@@ -113,8 +129,12 @@ impl Pairing {
 }
 
 /// Queues a batch of expectations; false once pairing has stopped (then or before).
+#[cfg(test)]
 fn queue_batch(pairing: &Mutex<Pairing>, batch: &mut Vec<Expect>) -> bool {
-    let mut p = pairing.lock().unwrap_or_else(|p| p.into_inner());
+    queue_locked(&mut pairing.lock().unwrap_or_else(|p| p.into_inner()), batch)
+}
+
+fn queue_locked(p: &mut Pairing, batch: &mut Vec<Expect>) -> bool {
     if p.stopped {
         batch.clear();
         return false;
@@ -146,6 +166,17 @@ struct Session {
     skip_next: bool,
     /// `HELLO 3` was sent: pub/sub confirmations come as push frames, answering no command.
     resp3: bool,
+}
+
+impl Session {
+    /// Why the session's state forbids sending the last command again, if it does.
+    fn unreplayable(&self) -> Option<&'static str> {
+        match () {
+            _ if self.multi.is_some() => Some("inside MULTI"),
+            _ if self.reply_off || self.skip_next => Some("replies are switched off (CLIENT REPLY)"),
+            _ => None,
+        }
+    }
 }
 
 /// Commands whose confirmations depend on the protocol version.
@@ -299,24 +330,54 @@ fn topology_command(s: &Scanner) -> Option<Topo> {
     Some(topo)
 }
 
+/// The connection's upstream, and how to reach its `connect` name again.
+pub struct Upstream<'a, R: Reach> {
+    /// The stream, connected (and TLS set up).
+    pub stream: R::Stream,
+    /// The address it reached.
+    pub addr: SocketAddr,
+    /// How to tell a moved primary and reach the new one.
+    pub reach: &'a R,
+    /// What a READONLY from a primary that moved away does.
+    pub on_readonly: OnReadonly,
+}
+
+/// What both directions of a connection share.
+struct Conn<'a, R: Reach> {
+    pairing: Mutex<Pairing>,
+    /// Hands a new upstream's write half to the command side.
+    switch: Switch<WriteHalf<R::Stream>>,
+    reach: &'a R,
+    on_readonly: OnReadonly,
+    /// The client's TCP socket, to send a closing reply and the close together.
+    client_fd: Option<RawFd>,
+}
+
 /// Relays one client of a `protocol = redis` section (or node listener) until both
-/// directions are done, a side fails, or the connection idles too long.
-pub async fn relay<C, U>(
-    client: C,
-    upstream: U,
+/// directions are done, a side fails, the connection idles too long, or a failover closes it.
+pub async fn relay<C, R>(
+    (client, client_fd): (C, Option<RawFd>),
+    upstream: Upstream<'_, R>,
     local_ip: IpAddr,
     cluster: Arc<Cluster>,
-    base_host: String,
     idle: Option<Duration>,
     counters: Arc<Counters>,
 ) -> End
 where
     C: AsyncRead + AsyncWrite + Unpin,
-    U: AsyncRead + AsyncWrite + Unpin,
+    R: Reach,
 {
     let (client_r, client_w) = tokio::io::split(client);
-    let (up_r, up_w) = tokio::io::split(upstream);
-    let pairing = Mutex::new(Pairing::default());
+    let (up_r, up_w) = tokio::io::split(upstream.stream);
+    let conn = Conn {
+        pairing: Mutex::new(Pairing::default()),
+        switch: Switch::default(),
+        reach: upstream.reach,
+        on_readonly: upstream.on_readonly,
+        client_fd,
+    };
+    // A redirect naming no host means the node this connection reached.
+    let base_host = upstream.addr.ip().to_string();
     let map = |host: &str, port: u16, seen| cluster.local_port(host, port, seen);
     let addrs = Addresses {
         local_ip: local_ip.to_string(),
@@ -325,34 +386,72 @@ where
     };
     let both = async {
         tokio::try_join!(
-            commands(client_r, up_w, &pairing, &counters),
-            replies(up_r, client_w, &pairing, &addrs, &counters, cluster.metrics())
+            commands(client_r, up_w, &conn, &counters),
+            replies(
+                up_r,
+                client_w,
+                &conn,
+                upstream.addr,
+                &addrs,
+                &counters,
+                cluster.metrics()
+            )
         )
         .map(|_| ())
     };
     crate::relay::until_idle(both, idle, &counters).await
 }
 
-/// Client → server: forwards every byte, queueing what each command's reply will be.
-async fn commands<R, W>(mut from: R, mut to: W, pairing: &Mutex<Pairing>, counters: &Counters) -> io::Result<()>
+/// Client → server: forwards every byte, queueing what each command's reply will be. When
+/// the upstream is being replaced, holds the bytes until the new one is in place.
+async fn commands<Rd, R>(
+    mut from: Rd,
+    mut to: WriteHalf<R::Stream>,
+    conn: &Conn<'_, R>,
+    counters: &Counters,
+) -> io::Result<()>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    Rd: AsyncRead + Unpin,
+    R: Reach,
 {
     let mut buf = vec![0u8; BUF_SIZE];
     let mut scanner = Scanner::new(Side::Client);
     let mut session = Session::default();
+    let mut recorder = (conn.on_readonly == OnReadonly::Replay).then(Recorder::new);
     let mut following = true;
     let mut batch = Vec::new();
+    let mut generation = 0;
     loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return to.shutdown().await;
-        }
+        let n = tokio::select! {
+            r = from.read(&mut buf) => r?,
+            () = conn.switch.closing.cancelled() => {
+                failover::drain(&mut from).await;
+                return Ok(());
+            }
+        };
         counters.add_up(n as u64);
         if following {
-            following = scan_commands(&buf[..n], &mut scanner, &mut session, &mut batch);
-            following &= queue_batch(pairing, &mut batch);
+            following = scan_commands(&buf[..n], &mut scanner, &mut session, &mut batch, recorder.as_mut());
+        }
+        let frozen = {
+            let mut p = conn.pairing.lock().unwrap_or_else(|p| p.into_inner());
+            following &= queue_locked(&mut p, &mut batch);
+            if let Some(r) = &mut recorder {
+                r.publish(&mut p.replay, !scanner.at_frame_start(), session.unreplayable());
+            }
+            p.frozen
+        };
+        if frozen || conn.switch.generation() != generation {
+            match conn.switch.next(&mut generation).await {
+                Some(w) => to = w,
+                None => {
+                    failover::drain(&mut from).await;
+                    return Ok(());
+                }
+            }
+        }
+        if n == 0 {
+            return to.shutdown().await;
         }
         // Queued before it is sent: the reply cannot arrive before its expectation.
         if let Err(e) = crate::relay::write_flushed(&mut to, &buf[..n]).await {
@@ -363,13 +462,28 @@ where
 }
 
 /// Scans one read of commands; false when the stream can no longer be followed.
-fn scan_commands(data: &[u8], scanner: &mut Scanner, session: &mut Session, batch: &mut Vec<Expect>) -> bool {
+fn scan_commands(
+    data: &[u8],
+    scanner: &mut Scanner,
+    session: &mut Session,
+    batch: &mut Vec<Expect>,
+    mut recorder: Option<&mut Recorder>,
+) -> bool {
     let mut i = 0;
     while i < data.len() {
         match scanner.feed(&data[i..]) {
             Ok((used, done)) => {
+                if let Some(r) = recorder.as_deref_mut() {
+                    r.bytes(&data[i..i + used]);
+                }
                 i += used;
-                if done && let Some(e) = session.command(scanner) {
+                if !done {
+                    continue;
+                }
+                if let Some(r) = recorder.as_deref_mut() {
+                    r.command(scanner, session.multi.is_some());
+                }
+                if let Some(e) = session.command(scanner) {
                     batch.push(e);
                 }
             }
@@ -417,6 +531,10 @@ struct Replies<'a> {
     addrs: &'a Addresses<'a>,
     /// Counts the rewrites.
     metrics: &'a ServiceMetrics,
+    /// What the frame being read answers, as far as known.
+    answering: Option<Expect>,
+    /// A lookup found the `connect` name still pointing at this node; believed until then.
+    still_there_until: Option<Instant>,
 }
 
 impl<'a> Replies<'a> {
@@ -430,6 +548,8 @@ impl<'a> Replies<'a> {
             held: Vec::new(),
             addrs,
             metrics,
+            answering: None,
+            still_there_until: None,
         }
     }
 
@@ -489,6 +609,7 @@ impl<'a> Replies<'a> {
             }
             _ => {}
         }
+        self.answering = expect.clone();
         self.hold = match expect {
             _ if first == b'-' => Hold::Redirect,
             Some(e @ (Expect::Topo(_) | Expect::Exec(_))) => Hold::Reply(e),
@@ -518,21 +639,22 @@ impl<'a> Replies<'a> {
 
 /// Server → client: forwards replies, rewriting those that name cluster nodes. A reply that
 /// is not RESP ends the connection: passing it on could split a later rewrite mid-frame.
-async fn replies<R, W>(
-    mut from: R,
+async fn replies<W, R>(
+    mut from: ReadHalf<R::Stream>,
     mut to: W,
-    pairing: &Mutex<Pairing>,
+    conn: &Conn<'_, R>,
+    mut upstream: SocketAddr,
     addrs: &Addresses<'_>,
     counters: &Counters,
     metrics: &ServiceMetrics,
 ) -> io::Result<()>
 where
-    R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
+    R: Reach,
 {
     let mut buf = vec![0u8; DOWN_BUF_SIZE];
-    let mut st = Replies::new(pairing, addrs, metrics);
-    loop {
+    let mut st = Replies::new(&conn.pairing, addrs, metrics);
+    'read: loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
             return to.shutdown().await;
@@ -566,12 +688,98 @@ where
                 }
             }
             i += used;
-            if done && !matches!(st.hold, Hold::No) {
-                let out = st.release();
-                to.write_all(&out).await?;
+            if !done || matches!(st.hold, Hold::No) {
+                continue;
             }
+            if conn.on_readonly != OnReadonly::Pass && is_readonly(&st.held) {
+                match st.readonly(conn, upstream, i < n).await {
+                    Verdict::Pass => {}
+                    Verdict::Close => {
+                        if let Some(fd) = conn.client_fd {
+                            crate::sockopt::cork(fd);
+                        }
+                        to.write_all(&std::mem::take(&mut st.held)).await?;
+                        to.flush().await?;
+                        let _ = to.shutdown().await;
+                        conn.switch.closing.cancel();
+                        return Ok(());
+                    }
+                    Verdict::Replayed(stream, addr) => {
+                        let (r, w) = tokio::io::split(stream);
+                        conn.switch.put(w);
+                        conn.pairing.lock().unwrap_or_else(|p| p.into_inner()).frozen = false;
+                        (from, upstream) = (r, addr);
+                        st.held.clear();
+                        st.hold = Hold::No;
+                        continue 'read;
+                    }
+                }
+            }
+            let out = st.release();
+            to.write_all(&out).await?;
         }
         to.write_all(&data[from_i..n]).await?;
+    }
+}
+
+/// A `-READONLY` error: the node is a replica now.
+fn is_readonly(frame: &[u8]) -> bool {
+    frame.starts_with(b"-READONLY ") || frame.starts_with(b"-READONLY\r")
+}
+
+impl Replies<'_> {
+    /// The node answered READONLY (`more`: further replies are already here). Tells a primary
+    /// that moved (the name no longer resolves to `upstream`) from a replica, and for a moved
+    /// one sends the command to the new primary where the state allows it.
+    async fn readonly<R: Reach>(&mut self, conn: &Conn<'_, R>, upstream: SocketAddr, more: bool) -> Verdict<R::Stream> {
+        if self.still_there_until.is_some_and(|t| Instant::now() < t) {
+            return Verdict::Pass;
+        }
+        match conn.reach.still_resolves(upstream).await {
+            Some(false) => {}
+            Some(true) => {
+                debug!(%upstream, "READONLY from a node the name still resolves to (a replica or reader endpoint): passed on");
+                self.still_there_until = Some(Instant::now() + failover::STILL_THERE_FOR);
+                return Verdict::Pass;
+            }
+            None => {
+                debug!(%upstream, "READONLY, and the name cannot be looked up now: passed on");
+                return Verdict::Pass;
+            }
+        }
+        if conn.on_readonly == OnReadonly::Close {
+            info!(%upstream, "the primary moved away from this node (READONLY); closing the client connection after the error so that it reconnects (onReadonly = close)");
+            return Verdict::Close;
+        }
+        let plan = {
+            let mut p = conn.pairing.lock().unwrap_or_else(|p| p.into_inner());
+            let others = more || !self.local.runs.is_empty() || !p.queue.runs.is_empty();
+            let plan = match p.stopped {
+                true => Err("replies can no longer be paired (subscriptions, MONITOR, or a stream not followed)"),
+                false => failover::plan(&p.replay, others),
+            };
+            p.frozen = plan.is_ok();
+            plan
+        };
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(why) => {
+                info!(%upstream, reason = why, "the primary moved away from this node (READONLY), and the command cannot be sent again; closing the client connection after the error so that it reconnects");
+                return Verdict::Close;
+            }
+        };
+        match failover::rebuild(conn.reach, plan).await {
+            Ok((stream, addr)) => {
+                info!(%upstream, new = %addr, "the primary moved away from this node (READONLY); the connection moved to the new primary and the command was sent again");
+                let answering = self.answering.take().unwrap_or(Expect::Plain);
+                self.local.push(answering);
+                Verdict::Replayed(stream, addr)
+            }
+            Err(e) => {
+                warn!(%upstream, error = %e, "the primary moved away from this node (READONLY), and the new primary could not take the connection; closing the client connection after the error");
+                Verdict::Close
+            }
+        }
     }
 }
 
@@ -579,7 +787,25 @@ where
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use tokio::io::duplex;
+    use tokio::io::{DuplexStream, duplex};
+
+    const NODE: &str = "127.0.0.1:6379";
+
+    /// A name that still resolves to the node: READONLY passes.
+    struct Fixed;
+
+    impl Reach for Fixed {
+        type Stream = DuplexStream;
+        async fn still_resolves(&self, _: SocketAddr) -> Option<bool> {
+            Some(true)
+        }
+        async fn reopen(&self) -> Result<(DuplexStream, SocketAddr), String> {
+            Err("not in this test".into())
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_secs(5)
+        }
+    }
 
     /// Runs `replies` over `server`'s bytes, written `step` bytes at a time, with `expects`
     /// queued as if the commands had been sent; returns what the client got.
@@ -589,9 +815,18 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let pairing = Mutex::new(Pairing::default());
-            expects.into_iter().for_each(|e| pairing.lock().unwrap().queue.push(e));
+            let conn = Conn {
+                pairing: Mutex::new(Pairing::default()),
+                switch: Switch::default(),
+                reach: &Fixed,
+                on_readonly: OnReadonly::Replay,
+                client_fd: None,
+            };
+            expects
+                .into_iter()
+                .for_each(|e| conn.pairing.lock().unwrap().queue.push(e));
             let (mut srv, relay_in) = duplex(step.max(1));
+            let relay_in = tokio::io::split(relay_in).0;
             let (relay_out, mut cli) = duplex(1 << 20);
             let addrs = Addresses {
                 local_ip: "127.0.0.1".into(),
@@ -613,7 +848,15 @@ mod tests {
             };
             let (_, r, out) = tokio::join!(
                 writer,
-                replies(relay_in, relay_out, &pairing, &addrs, &counters, &metrics),
+                replies(
+                    relay_in,
+                    relay_out,
+                    &conn,
+                    NODE.parse().unwrap(),
+                    &addrs,
+                    &counters,
+                    &metrics
+                ),
                 reader
             );
             r.unwrap();
@@ -681,7 +924,7 @@ mod tests {
         let mut s = Scanner::new(Side::Client);
         let mut session = Session::default();
         let mut out = Vec::new();
-        assert!(scan_commands(commands, &mut s, &mut session, &mut out));
+        assert!(scan_commands(commands, &mut s, &mut session, &mut out, None));
         out
     }
 
@@ -856,5 +1099,156 @@ mod tests {
         assert_eq!(q.pop(), Some(Expect::Plain));
         assert_eq!(q.pop(), Some(Expect::Topo(Topo::Nodes)));
         assert_eq!(q.pop(), None);
+    }
+
+    /// The primary moved: the name resolves elsewhere, and `reopen` reaches `new` (once).
+    struct Moved {
+        new: Mutex<Option<DuplexStream>>,
+    }
+
+    impl Reach for Moved {
+        type Stream = DuplexStream;
+        async fn still_resolves(&self, _: SocketAddr) -> Option<bool> {
+            Some(false)
+        }
+        async fn reopen(&self) -> Result<(DuplexStream, SocketAddr), String> {
+            let new = self.new.lock().unwrap().take().ok_or("reopened twice")?;
+            Ok((new, "127.0.0.3:6379".parse().unwrap()))
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_secs(5)
+        }
+    }
+
+    /// A server that, for each `(command, reply)`, reads until `command` came and answers;
+    /// then reads until the relay closes (after `QUIT`: closes itself, as Redis does).
+    async fn serve(mut s: DuplexStream, script: &[(&str, &str)]) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        for (command, reply) in script {
+            while !got.ends_with(command.as_bytes()) {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(
+                    n > 0,
+                    "closed before {command:?}; got {:?}",
+                    String::from_utf8_lossy(&got)
+                );
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(reply.as_bytes()).await.unwrap();
+        }
+        if script.last().is_some_and(|(c, _)| c.starts_with("QUIT")) {
+            return got;
+        }
+        while s.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        got
+    }
+
+    const READONLY: &str = "-READONLY You can't write against a read only replica.\r\n";
+
+    /// Runs a client through the relay: each `(command, reply)` is sent and its reply awaited,
+    /// then (`hang_up`: after closing its side) the client reads until the relay closes, and
+    /// nothing more may come. `new`: the new primary's server end and script, if it is to be
+    /// reached; returns what it received.
+    async fn through<R: Reach<Stream = DuplexStream>>(
+        reach: &R,
+        on_readonly: OnReadonly,
+        hang_up: bool,
+        client: &[(&str, &str)],
+        old: &[(&str, &str)],
+        new: Option<(DuplexStream, &[(&str, &str)])>,
+    ) -> Vec<u8> {
+        let text = "[c]\naccept = 127.0.0.1:7000\nconnect = db.example.com:6379\nprotocol = redis\n";
+        let (config, _) = crate::config::Config::parse(text, std::path::Path::new("t.conf")).unwrap();
+        let metrics = crate::metrics::Metrics::default().service("c");
+        let cluster = Cluster::for_section(&config.services[0], &Default::default(), &metrics).unwrap();
+        let (mut cli, cli_end) = duplex(4096);
+        let (old_end, old_srv) = duplex(4096);
+        let upstream = Upstream {
+            stream: old_end,
+            addr: NODE.parse().unwrap(),
+            reach,
+            on_readonly,
+        };
+        let counters = Arc::new(Counters::default());
+        let relay = relay(
+            (cli_end, None),
+            upstream,
+            "127.0.0.1".parse().unwrap(),
+            cluster,
+            None,
+            counters,
+        );
+        // Moved in: the client closes once it has read everything, as a real one does.
+        let client = async move {
+            for (command, reply) in client {
+                cli.write_all(command.as_bytes()).await.unwrap();
+                let mut got = vec![0u8; reply.len()];
+                cli.read_exact(&mut got).await.unwrap();
+                assert_eq!(String::from_utf8_lossy(&got), *reply, "after {command:?}");
+            }
+            if hang_up {
+                cli.shutdown().await.unwrap();
+            }
+            let mut rest = Vec::new();
+            cli.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(String::from_utf8_lossy(&rest), "", "nothing more for the client");
+        };
+        let new_side = async {
+            match new {
+                Some((srv, script)) => serve(srv, script).await,
+                None => Vec::new(),
+            }
+        };
+        let all = async { tokio::join!(client, relay, serve(old_srv, old), new_side) };
+        let (_, _, _, reached) = tokio::time::timeout(Duration::from_secs(20), all)
+            .await
+            .expect("the relay hangs");
+        reached
+    }
+
+    fn moved_to() -> (Moved, DuplexStream) {
+        let (new_end, new_srv) = duplex(4096);
+        let moved = Moved {
+            new: Mutex::new(Some(new_end)),
+        };
+        (moved, new_srv)
+    }
+
+    #[tokio::test]
+    async fn replay_rebuilds_the_state_and_resends_the_refused_command() {
+        let auth = ("AUTH u p\r\n", "+OK\r\n");
+        let old = [auth, ("SET k v\r\n", READONLY)];
+        let rest = [
+            ("SET k v\r\n", "+OK\r\n"),
+            ("GET k\r\n", "$1\r\nv\r\n"),
+            ("QUIT\r\n", "+OK\r\n"),
+        ];
+        let new = [&[auth][..], &rest].concat();
+        let (moved, new_srv) = moved_to();
+        let got = through(&moved, OnReadonly::Replay, false, &new, &old, Some((new_srv, &new))).await;
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            "AUTH u p\r\nSET k v\r\nGET k\r\nQUIT\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn close_delivers_the_error_and_closes_where_replay_is_unsafe() {
+        // Inside MULTI, replay mode closes too.
+        let script = [("MULTI\r\n", "+OK\r\n"), ("SET k v\r\n", READONLY)];
+        let (moved, _new_srv) = moved_to();
+        through(&moved, OnReadonly::Replay, false, &script, &script, None).await;
+        assert!(moved.new.lock().unwrap().is_some(), "the new primary was reached");
+        let script = [("SET k v\r\n", READONLY)];
+        let (moved, _new_srv) = moved_to();
+        through(&moved, OnReadonly::Close, false, &script, &script, None).await;
+        assert!(moved.new.lock().unwrap().is_some(), "the new primary was reached");
+    }
+
+    #[tokio::test]
+    async fn readonly_from_a_node_the_name_still_points_at_passes() {
+        let script = [("SET k v\r\n", READONLY), ("PING\r\n", "+PONG\r\n")];
+        through(&Fixed, OnReadonly::Replay, true, &script, &script, None).await;
     }
 }
