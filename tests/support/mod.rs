@@ -246,6 +246,11 @@ impl Redis {
 
     /// As [`Redis::start_tls`], on a given port (an upstream that comes back where it was).
     pub fn start_tls_on(port: u16, leaf: &Leaf, ca: &Ca, args: &[&str]) -> Redis {
+        Self::start_tls_at("127.0.0.1", port, leaf, ca, args)
+    }
+
+    /// As [`Redis::start_tls`], on `ip`:`port` (failover drills put two on one port).
+    pub fn start_tls_at(ip: &str, port: u16, leaf: &Leaf, ca: &Ca, args: &[&str]) -> Redis {
         let mode: Vec<OsString> = vec![
             "--port".into(),
             "0".into(),
@@ -260,21 +265,21 @@ impl Redis {
             "--tls-auth-clients".into(),
             "no".into(),
         ];
-        Self::start(port, &mode, args)
+        Self::start(ip, port, &mode, args)
     }
 
     /// Starts a plain-TCP redis-server (what a server-mode section sits in front of).
     pub fn start_plain(args: &[&str]) -> Redis {
         let port = free_port();
-        Self::start(port, &["--port".into(), port.to_string().into()], args)
+        Self::start("127.0.0.1", port, &["--port".into(), port.to_string().into()], args)
     }
 
-    /// Runs redis-server on 127.0.0.1 in a fresh directory with `mode` (its port options)
-    /// plus `args`, and waits until `port` accepts.
-    fn start(port: u16, mode: &[OsString], args: &[&str]) -> Redis {
+    /// Runs redis-server on `ip` in a fresh directory with `mode` (its port options) plus
+    /// `args`, and waits until `port` accepts.
+    fn start(ip: &str, port: u16, mode: &[OsString], args: &[&str]) -> Redis {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", ip, "--save", "", "--appendonly", "no"])
             .args(mode)
             .arg("--dir")
             .arg(dir.path())
@@ -287,7 +292,9 @@ impl Redis {
             child,
             name: "redis-server".into(),
         };
-        wait_port(port);
+        wait_until(&format!("redis-server on {ip}:{port}"), || {
+            TcpStream::connect((ip, port)).ok().map(|_| ())
+        });
         Redis { port, dir, proc }
     }
 }
