@@ -29,10 +29,10 @@ OUT=target/dist
 STAGE="$OUT/stage"                         # fixed path: Cargo.toml's package metadata names it
 NAME="retunnel-$VERSION-$ARCH-linux"
 
-# Tool versions that are known to work together (zig 0.16's `ar` cannot create archives).
+# Tool versions known to work together here (zig 0.16's `ar` could not create archives).
 ZIGBUILD_VERSION=0.24.1
 DEB_VERSION=3.8.0
-RPM_VERSION=0.16.1
+RPM_VERSION=0.21.1
 ZIG_VERSION=0.17.1
 
 need_cargo_tool() { # SUBCOMMAND CRATE VERSION
@@ -107,7 +107,8 @@ tarball() {
 
 packages() {
   cargo deb --no-build --no-strip --target "$TRIPLE" --output "$OUT/" >/dev/null
-  cargo generate-rpm --target "$TRIPLE" --output "$OUT/" >/dev/null
+  # xz, not the default zstd: Amazon Linux 2's rpm 4.11 cannot read zstd payloads.
+  cargo generate-rpm --target "$TRIPLE" --payload-compress xz --output "$OUT/" >/dev/null
 }
 
 need_cargo_tool zigbuild cargo-zigbuild "$ZIGBUILD_VERSION"
