@@ -319,14 +319,14 @@ fn server_mode_section_checks_its_plain_upstream() {
 
 #[test]
 fn offline_prints_warnings_and_needs_no_network() {
-    let conf = "[cache]\naccept = 127.0.0.1:6379\nconnect = no-such-cache.invalid:6379\nciphers = HIGH\n";
+    let conf = "[cache]\naccept = 127.0.0.1:6379\nconnect = no-such-cache.invalid:6379\nrenegotiation = no\n";
     let dir = tempfile::tempdir().unwrap();
     let path = write_conf(dir.path(), conf);
     let out = run_retunnel(&["check".as_ref(), "--offline".as_ref(), path.as_os_str()]);
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     assert!(
         out.stderr
-            .contains("ciphers: is a stunnel option retunnel does not use"),
+            .contains("renegotiation: is a stunnel option retunnel does not use"),
         "{}",
         out.stderr
     );

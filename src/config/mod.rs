@@ -177,6 +177,36 @@ pub struct TlsSettings {
     pub max_version: Option<TlsVersion>,
     /// Client certificate for mutual TLS towards `connect` (`cert`/`key` in client mode).
     pub identity: Option<CertKey>,
+    /// Session resumption (`sessionResume`, `sessionCacheSize`, `sessionCacheTimeout`).
+    pub session: SessionSettings,
+    /// `ciphers`: the TLS 1.2 suites (OpenSSL names), in order; `None`: rustls's defaults.
+    pub ciphers: Option<Vec<String>>,
+    /// `ciphersuites`: the TLS 1.3 suites, in order; `None`: rustls's defaults.
+    pub ciphersuites: Option<Vec<String>>,
+    /// `curves`/`ECDHcurve`: the key-exchange groups, in order; `None`: rustls's defaults.
+    pub curves: Option<Vec<String>>,
+}
+
+/// TLS session resumption, as stunnel's options set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// `sessionResume`: offer stored sessions (client side) and issue tickets (server mode).
+    pub resume: bool,
+    /// `sessionCacheSize`: most sessions kept per section; 0 = no limit.
+    pub cache_size: usize,
+    /// `sessionCacheTimeout`: a session older than this is not offered.
+    pub cache_timeout: Duration,
+}
+
+impl Default for SessionSettings {
+    /// stunnel's defaults: resume, 1000 sessions, 300 seconds.
+    fn default() -> SessionSettings {
+        SessionSettings {
+            resume: true,
+            cache_size: 1000,
+            cache_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 impl Default for TlsSettings {
@@ -191,6 +221,10 @@ impl Default for TlsSettings {
             min_version: TlsVersion::Tls12,
             max_version: None,
             identity: None,
+            session: SessionSettings::default(),
+            ciphers: None,
+            ciphersuites: None,
+            curves: None,
         }
     }
 }

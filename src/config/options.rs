@@ -432,11 +432,65 @@ pub const OPTIONS: &[OptionSpec] = &[
         "What a READONLY from a primary that moved away does: `replay`, `close` or `pass`.",
         |p, at, s| s.on_readonly = p.value(at, values::on_readonly),
     ),
+    section(
+        "sessionResume",
+        "`yes`",
+        "Resume TLS sessions: towards the upstream, and (server mode) for clients.",
+        |p, at, s| s.tls.session.resume = p.value(at, values::yes_no).unwrap_or(s.tls.session.resume),
+    ),
+    section(
+        "sessionCacheSize",
+        "`1000`",
+        "Most TLS sessions kept per section; 0 = no limit.",
+        |p, at, s| s.tls.session.cache_size = p.value(at, values::count_or_zero).unwrap_or(s.tls.session.cache_size),
+    ),
+    section(
+        "sessionCacheTimeout",
+        "`300`",
+        "Seconds a stored TLS session may be resumed.",
+        |p, at, s| s.tls.session.cache_timeout = p.value(at, values::seconds).unwrap_or(s.tls.session.cache_timeout),
+    ),
+    section(
+        "ciphers",
+        "rustls's TLS 1.2 suites",
+        "TLS 1.2 cipher suites, OpenSSL names separated by `:`.",
+        |p, at, s| {
+            s.tls.ciphers = p
+                .value(at, |v| owned(crate::tls::suites::tls12_names(v)))
+                .or(s.tls.ciphers.take())
+        },
+    ),
+    section(
+        "ciphersuites",
+        "rustls's TLS 1.3 suites",
+        "TLS 1.3 cipher suites separated by `:`.",
+        |p, at, s| {
+            s.tls.ciphersuites = p
+                .value(at, |v| owned(crate::tls::suites::tls13_names(v)))
+                .or(s.tls.ciphersuites.take())
+        },
+    ),
+    section(
+        "curves",
+        "rustls's groups: X25519, P-256, P-384, X25519MLKEM768",
+        "Key-exchange groups, in order, separated by `:`.",
+        |p, at, s| {
+            s.tls.curves = p
+                .value(at, |v| owned(crate::tls::suites::group_names(v)))
+                .or(s.tls.curves.take())
+        },
+    ),
+    section(
+        "ECDHcurve",
+        "as `curves`",
+        "stunnel's older name for `curves`.",
+        |p, at, s| {
+            s.tls.curves = p
+                .value(at, |v| owned(crate::tls::suites::group_names(v)))
+                .or(s.tls.curves.take())
+        },
+    ),
     // Ignored with a warning: skipping them changes neither security nor what is tunnelled.
-    ignored("ciphers", Service),
-    ignored("ciphersuites", Service),
-    ignored("curves", Service),
-    ignored("ECDHcurve", Service),
     ignored("compression", Global),
     ignored("EGD", Global),
     ignored("RNDbytes", Global),
@@ -453,9 +507,6 @@ pub const OPTIONS: &[OptionSpec] = &[
         "is ignored: retunnel does not consult /etc/hosts.allow or /etc/hosts.deny; limit who can connect with `accept` on 127.0.0.1 or a firewall",
     ),
     ignored("logId", Service),
-    ignored("sessionCacheSize", Service),
-    ignored("sessionCacheTimeout", Service),
-    ignored("sessionResume", Service),
     ignored("sessiond", Service),
     ignored("ticketKeySecret", Service),
     ignored("ticketMacSecret", Service),
@@ -517,6 +568,11 @@ pub const OPTIONS: &[OptionSpec] = &[
 ];
 
 /// A yes/no option of which retunnel can only honour `no`: `yes` is the problem `why`.
+/// A list of names, owned.
+fn owned(r: Result<Vec<&'static str>, String>) -> Result<Vec<String>, String> {
+    r.map(|v| v.into_iter().map(str::to_string).collect())
+}
+
 fn only_no(p: &mut Parser<'_>, at: &At<'_>, why: &str) {
     if p.value(at, values::yes_no) == Some(true) {
         p.problem(at, why);

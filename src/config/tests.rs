@@ -124,6 +124,7 @@ fn aws_file_parses_into_typed_values() {
                 min_version: TlsVersion::Tls12,
                 max_version: None,
                 identity: None,
+                ..TlsSettings::default()
             }
         );
         assert_eq!(s.connect_timeout, defaults::CONNECT_TIMEOUT);
@@ -281,6 +282,7 @@ fn every_honoured_option_sets_its_value() {
                 min_version: TlsVersion::Tls12,
                 max_version: Some(TlsVersion::Tls13),
                 identity: None,
+                ..TlsSettings::default()
             },
             connect_timeout: Duration::from_secs(4),
             close_timeout: Duration::ZERO,
@@ -449,10 +451,51 @@ fn debug_in_a_section_is_a_warning_not_an_error() {
 }
 
 #[test]
+fn tls_suites_groups_and_sessions_are_honoured_or_refused_naming_what_is_available() {
+    let s = svc(&section(
+        "ciphers = HIGH:!aNULL:!ECDHE-RSA-CHACHA20-POLY1305\nciphersuites = TLS_AES_128_GCM_SHA256\ncurves = P-256:x25519\nsessionCacheSize = 0\nsessionCacheTimeout = 60\nsessionResume = no",
+    ));
+    let ciphers = s.tls.ciphers.unwrap();
+    assert!(
+        ciphers.contains(&"ECDHE-ECDSA-AES256-GCM-SHA384".to_string()),
+        "{ciphers:?}"
+    );
+    assert!(
+        !ciphers.contains(&"ECDHE-RSA-CHACHA20-POLY1305".to_string()),
+        "{ciphers:?}"
+    );
+    assert_eq!(s.tls.ciphersuites.unwrap(), ["TLS_AES_128_GCM_SHA256"]);
+    assert_eq!(s.tls.curves.unwrap(), ["secp256r1", "X25519"]);
+    assert_eq!(s.tls.session.cache_size, 0);
+    assert_eq!(s.tls.session.cache_timeout, Duration::from_secs(60));
+    assert!(!s.tls.session.resume);
+    assert_has(
+        &one_err(&section("ciphers = AES256-SHA")),
+        &[
+            "[redis] ciphers",
+            "`AES256-SHA`",
+            "available: ECDHE-ECDSA-AES256-GCM-SHA384",
+        ],
+    );
+    assert_has(
+        &one_err(&section("ciphersuites = TLS_AES_128_CCM_SHA256")),
+        &["`TLS_AES_128_CCM_SHA256`", "available: TLS_AES_256_GCM_SHA384"],
+    );
+    assert_has(
+        &one_err(&section("curves = brainpoolP256r1")),
+        &["`brainpoolP256r1`", "X25519"],
+    );
+    assert_has(
+        &one_err(&section("ECDHcurve = secp521r1")),
+        &["[redis] ECDHcurve", "`secp521r1`"],
+    );
+}
+
+#[test]
 fn ignored_options_warn_naming_the_option() {
     for opt in [
-        "ciphers = HIGH",
-        "sessionCacheSize = 1000",
+        "renegotiation = no",
+        "sessiond = 127.0.0.1:54321",
         "libwrap = no",
         "TIMEOUTbusy = 300",
     ] {

@@ -508,6 +508,14 @@ pub fn failover(v: &str) -> R<super::Failover> {
 /// (two descriptors each), and small enough for every counter that uses it.
 const MAX_COUNT: usize = 1_000_000;
 
+/// A count where 0 means no limit (`sessionCacheSize`).
+pub fn count_or_zero(v: &str) -> R<usize> {
+    match v {
+        "0" => Ok(0),
+        _ => count(v).map_err(|e| e.replace("at least 1; remove the line for no limit", "at least 0 (0: no limit)")),
+    }
+}
+
 pub fn count(v: &str) -> R<usize> {
     match v.parse::<usize>() {
         Ok(n) if (1..=MAX_COUNT).contains(&n) => Ok(n),

@@ -12,16 +12,16 @@ mod errors;
 mod keys;
 mod session;
 mod stream;
+pub mod suites;
 mod trust;
 mod verify;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
-use rustls::server::ServerSessionMemoryCache;
+use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache};
 use rustls::{ClientConfig, HandshakeKind, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -41,17 +41,35 @@ pub type TlsStream = stream::Stream<tokio_rustls::client::TlsStream<TcpStream>>;
 /// The TLS stream a server-mode client gets.
 pub type ServerTlsStream = stream::Stream<tokio_rustls::server::TlsStream<TcpStream>>;
 
-/// stunnel's `sessionCacheSize` default: sessions kept per section.
-const SESSION_CACHE_SIZE: usize = 1000;
-/// stunnel's `sessionCacheTimeout` default.
-const SESSION_CACHE_TIMEOUT: Duration = Duration::from_secs(300);
+/// TLS 1.2 session ids a server-mode section keeps when `sessionCacheSize = 0` (no limit):
+/// rustls's server cache needs a bound (tickets, which most clients use, need none).
+const SERVER_IDS_UNLIMITED: usize = 10_000;
 
-/// The one crypto provider.
-fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .clone()
+/// The crypto provider for `s`: aws-lc-rs, restricted to `ciphers`, `ciphersuites` and
+/// `curves` when they are set (shared when they are not).
+fn provider(s: &TlsSettings) -> Arc<CryptoProvider> {
+    static DEFAULT: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    let fresh = rustls::crypto::aws_lc_rs::default_provider;
+    if s.ciphers.is_none() && s.ciphersuites.is_none() && s.curves.is_none() {
+        return DEFAULT.get_or_init(|| Arc::new(fresh())).clone();
+    }
+    Arc::new(suites::restrict(
+        fresh(),
+        s.ciphers.as_deref(),
+        s.ciphersuites.as_deref(),
+        s.curves.as_deref(),
+    ))
+}
+
+/// The client side's resumption: a store of the section's own, or none (`sessionResume = no`).
+fn resumption(s: &TlsSettings) -> Resumption {
+    match s.session.resume {
+        true => Resumption::store(Arc::new(session::Store::new(
+            s.session.cache_size,
+            s.session.cache_timeout,
+        ))),
+        false => Resumption::disabled(),
+    }
 }
 
 /// The versions `s` allows; rustls speaks TLS 1.2 and 1.3 only.
@@ -101,15 +119,14 @@ impl TlsClient {
     /// a session store of its own.
     pub fn new(s: &TlsSettings) -> Result<TlsClient, SetupError> {
         let name_override = s.check_host.clone().or_else(|| s.sni.clone().filter(|n| !n.is_empty()));
-        let provider = provider();
+        let provider = provider(s);
         let roots = match s.verify_chain {
             true => Some(trust::roots(s.ca_file.as_deref(), s.ca_path.as_deref())?),
             false => None,
         };
         let verifier = verify::for_section(roots, &provider)?;
         let mut config = client_config(s, &provider, verifier)?;
-        let store = session::Store::new(SESSION_CACHE_SIZE, SESSION_CACHE_TIMEOUT);
-        config.resumption = Resumption::store(Arc::new(store));
+        config.resumption = resumption(s);
         let mut without_sni = config.clone();
         without_sni.enable_sni = false;
         Ok(TlsClient {
@@ -223,7 +240,7 @@ pub async fn inspect(
     sni: bool,
     tcp: TcpStream,
 ) -> Result<(TlsStream, Seen), HandshakeError> {
-    let provider = provider();
+    let provider = provider(s);
     let setup = |e: SetupError| HandshakeError::Other {
         name: host_name.clone(),
         reason: e.to_string(),
@@ -255,7 +272,7 @@ impl TlsServer {
     /// Loads `cert`/`key` and applies the service's version bounds. Clients get session
     /// tickets (TLS 1.3 and 1.2) and TLS 1.2 session ids, so they resume too.
     pub fn new(pair: &CertKey, s: &TlsSettings) -> Result<TlsServer, SetupError> {
-        let provider = provider();
+        let provider = provider(s);
         let keys::Pair { chain, key } = keys::load(pair, &provider)?;
         let lib = |e: rustls::Error| SetupError::Library(e.to_string());
         let mut config = ServerConfig::builder_with_provider(provider)
@@ -264,8 +281,17 @@ impl TlsServer {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .map_err(lib)?;
-        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(lib)?;
-        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+        if s.session.resume {
+            config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(lib)?;
+            let ids = match s.session.cache_size {
+                0 => SERVER_IDS_UNLIMITED,
+                n => n,
+            };
+            config.session_storage = ServerSessionMemoryCache::new(ids);
+        } else {
+            config.session_storage = Arc::new(NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
         Ok(TlsServer {
             acceptor: Arc::new(config).into(),
         })
