@@ -266,3 +266,34 @@ fn server_mode_bounds_a_silent_client_handshake_without_stalling_others() {
     sm.rt.log.wait_for("client TLS handshake timed out (TIMEOUTconnect)");
     drop(silent);
 }
+
+#[test]
+fn ciphers_and_ciphersuites_restrict_what_is_offered() {
+    let tls12 = TlsUpstream::start(&[
+        "--tls-protocols",
+        "TLSv1.2",
+        "--tls-ciphers",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+    ]);
+    let tls13 = TlsUpstream::start(&[
+        "--tls-protocols",
+        "TLSv1.3",
+        "--tls-ciphersuites",
+        "TLS_AES_128_GCM_SHA256",
+    ]);
+    let (ok12, bad12, ok13, bad13) = (free_port(), free_port(), free_port(), free_port());
+    let conf = [
+        tls12.section("ok12", ok12, "ciphers = ECDHE-ECDSA-AES128-GCM-SHA256\n"),
+        tls12.section("bad12", bad12, "ciphers = ECDHE-ECDSA-AES256-GCM-SHA384\n"),
+        tls13.section("ok13", ok13, "ciphersuites = TLS_AES_128_GCM_SHA256\n"),
+        tls13.section("bad13", bad13, "ciphersuites = TLS_AES_256_GCM_SHA384\n"),
+    ]
+    .concat();
+    let rt = Retunnel::start(&conf, 4);
+    assert_eq!(redis_cli(ok12, &["ping"]), "PONG");
+    assert_eq!(redis_cli(ok13, &["ping"]), "PONG");
+    assert_ne!(redis_cli(bad12, &["ping"]), "PONG");
+    assert_ne!(redis_cli(bad13, &["ping"]), "PONG");
+    let log = rt.log.wait_for_n("TLS handshake failed", 2);
+    assert!(log.contains("share no cipher suite"), "{log}");
+}
