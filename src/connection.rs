@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -130,37 +131,18 @@ pub async fn open_client(client: Client, shared: &Shared) -> Option<ClientStream
     }
 }
 
-/// Connects to the first upstream that answers and, unless the section connects in plain
-/// TCP, completes the TLS handshake with it; a target that fails either step is a failed
-/// target, and the next one is tried. `Err`: no upstream (already logged), and why, for the
-/// client.
+/// Hands out a warm connection when the section keeps some (`prewarm`), or connects to the
+/// first upstream that answers. `Err`: no upstream (already logged), and why, for the client.
 pub async fn open_upstream(shared: &Shared) -> Result<(UpstreamStream, SocketAddr), String> {
-    let svc = &shared.config;
-    let targets = shared.upstreams.targets();
     let metrics = &shared.metrics;
-    let start = Instant::now();
-    // Called once TCP is up: the time so far is the connect time (DNS and any failed target
-    // included).
-    let finish = |i: usize, tcp: TcpStream| async move {
-        metrics.connected(start.elapsed());
-        if shared.redis.is_some() && reaches_self(&tcp) {
-            return Err(OpenError::Loop);
-        }
-        if !svc.connect_tls {
-            return Ok(Either::Right(tcp));
-        }
-        let handshake = Instant::now();
-        let tls = shared.tls.handshake(&targets[i].host, tcp).await;
-        if tls.is_ok() {
-            metrics.handshaken(handshake.elapsed());
-        }
-        tls.map(Either::Left).map_err(OpenError::Tls)
-    };
-    match shared
-        .upstreams
-        .connect(&shared.connect_to, svc.connect_timeout, &svc.socket_options, finish)
-        .await
+    if let Some(warm) = &shared.warm
+        && let Some(ready) = warm.take(shared).await
     {
+        debug!(upstream = %ready.addr, "using a warm upstream connection (prewarm)");
+        metrics.reached();
+        return Ok((ready.stream, ready.addr));
+    }
+    match dial(shared).await {
         Ok(r) => {
             metrics.reached();
             Ok((r.stream, r.addr))
@@ -172,6 +154,59 @@ pub async fn open_upstream(shared: &Shared) -> Result<(UpstreamStream, SocketAdd
             Err(format!("cannot reach upstream: {e}"))
         }
     }
+}
+
+/// Connects to the first upstream that answers and, unless the section connects in plain
+/// TCP, completes the TLS handshake with it; a target that fails either step is a failed
+/// target, and the next one is tried. Logs nothing itself: a client and the prewarm refill
+/// report failures differently.
+pub async fn dial(shared: &Shared) -> Result<Dialed, upstream::ConnectError> {
+    let svc = &shared.config;
+    let targets = shared.upstreams.targets();
+    let metrics = &shared.metrics;
+    let start = Instant::now();
+    // Called once TCP is up: the time so far is the connect time (DNS and any failed target
+    // included).
+    let finish = |i: usize, tcp: TcpStream| async move {
+        metrics.connected(start.elapsed());
+        if shared.redis.is_some() && reaches_self(&tcp) {
+            return Err(OpenError::Loop);
+        }
+        let fd = tcp.as_raw_fd();
+        if !svc.connect_tls {
+            return Ok((Either::Right(tcp), fd));
+        }
+        let handshake = Instant::now();
+        let tls = shared.tls.handshake(&targets[i].host, tcp).await;
+        if tls.is_ok() {
+            metrics.handshaken(handshake.elapsed());
+        }
+        tls.map(|t| (Either::Left(t), fd)).map_err(OpenError::Tls)
+    };
+    let r = shared
+        .upstreams
+        .connect(&shared.connect_to, svc.connect_timeout, &svc.socket_options, finish)
+        .await?;
+    let (stream, fd) = r.stream;
+    Ok(Dialed {
+        stream,
+        addr: r.addr,
+        target: r.target,
+        fd,
+    })
+}
+
+/// An upstream connection, ready to relay.
+#[derive(Debug)]
+pub struct Dialed {
+    /// TLS (or plain TCP) to the upstream.
+    pub stream: UpstreamStream,
+    /// The address it reached.
+    pub addr: SocketAddr,
+    /// Which `connect` target.
+    pub target: usize,
+    /// Its TCP socket, owned by `stream`: for checking that the server has not closed it.
+    pub fd: RawFd,
 }
 
 /// Why the step after the TCP connect failed.

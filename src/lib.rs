@@ -9,6 +9,7 @@
 //! - [`listener`]: one `accept` address bound: TCP (port 0 too) or a Unix socket.
 //! - [`service`]: one service's accept loop; it only accepts.
 //! - [`connection`]: one client: resolve, connect, handshake, relay, log.
+//! - [`prewarm`]: `prewarm = N`: upstream connections kept ready, refilled in the background.
 //! - [`upstream`]: DNS at connect time, failover order and TCP connect with a deadline.
 //! - [`own`]: the addresses retunnel listens on, so that nothing tunnels back into it.
 //! - [`sockopt`]: `socket = a|l|r:OPTION=VALUE`, parsed and set on the sockets.
@@ -33,6 +34,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod own;
+pub mod prewarm;
 pub mod privileges;
 pub mod process;
 pub mod redis;

@@ -15,6 +15,7 @@ use tracing::{Instrument, error, info_span, warn};
 use crate::config::ServiceConfig;
 use crate::listener::{Client, Listener, Peer};
 use crate::metrics::ServiceMetrics;
+use crate::prewarm::Warm;
 use crate::tls::{self, TlsClient, TlsServer};
 use crate::upstream::{ConnectTo, Upstreams};
 
@@ -37,6 +38,8 @@ pub struct Shared {
     pub redis: Option<Arc<crate::redis::Cluster>>,
     /// The section's counters (node listeners count under their section).
     pub metrics: Arc<ServiceMetrics>,
+    /// `prewarm` > 0: the upstream connections kept ready for new clients.
+    pub warm: Option<Arc<Warm>>,
 }
 
 impl Shared {
@@ -68,6 +71,7 @@ impl Shared {
         Shared {
             upstreams: Upstreams::new(config.connect.clone(), config.failover),
             limit: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
+            warm: Warm::new(config.prewarm),
             tls,
             acceptor,
             redis,

@@ -128,6 +128,9 @@ impl Tunnel {
         if let Some(cluster) = &shared.redis {
             cluster.attach(&self.tracker, &lifetime);
         }
+        if let Some(warm) = &shared.warm {
+            warm.start(shared.clone(), &lifetime);
+        }
         let bound: Vec<String> = listeners.iter().map(|l| l.local().to_string()).collect();
         shared.metrics.listening(&shared.config, bound.join(", "));
         let stop = lifetime.child_token();
@@ -241,9 +244,11 @@ impl Tunnel {
         if old.config.max_connections == fresh.config.max_connections {
             fresh.limit.clone_from(&old.limit);
         }
-        // Unchanged: cluster clients keep the node listener ports they were told about.
+        // Unchanged: cluster clients keep the node listener ports they were told about, and
+        // the warm connections stay.
         if same {
             fresh.redis.clone_from(&old.redis);
+            fresh.warm.clone_from(&old.warm);
         }
         let shared = Arc::new(fresh);
         let new_only = shared

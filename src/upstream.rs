@@ -151,6 +151,12 @@ impl Upstreams {
         &self.targets
     }
 
+    /// What target `i` resolves to now (after `--connect-to`): a warm connection is handed out
+    /// only while its address is still among these.
+    pub async fn addresses_now(&self, overrides: &ConnectTo, i: usize) -> io::Result<Vec<SocketAddr>> {
+        resolve(overrides.apply(&self.targets[i])).await
+    }
+
     /// The order in which to try the targets now: by policy, then whatever failed within
     /// [`FAILED_TRIED_LAST`] moved to the back (keeping their relative order).
     pub fn order(&self, now: Instant) -> Vec<usize> {

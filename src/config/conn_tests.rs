@@ -96,3 +96,14 @@ fn server_mode_refuses_what_would_mean_client_verification() {
     let e = parse(&format!("{BASE}connectTLS = no\n")).unwrap_err();
     assert!(e.contains("`connectTLS = no` with `client = yes`"), "{e}");
 }
+
+#[test]
+fn prewarm_defaults_to_none_and_takes_zero_to_the_cap() {
+    assert_eq!(parse(BASE).unwrap().services[0].prewarm, 0);
+    assert_eq!(parse(&format!("{BASE}prewarm = 8\n")).unwrap().services[0].prewarm, 8);
+    assert_eq!(parse(&format!("{BASE}prewarm = 0\n")).unwrap().services[0].prewarm, 0);
+    let e = parse(&format!("{BASE}prewarm = many\n")).unwrap_err();
+    assert!(e.contains("[s] prewarm: `many` is not a whole number; write 0"), "{e}");
+    let e = parse(&format!("{BASE}prewarm = 5000\n")).unwrap_err();
+    assert!(e.contains("prewarm: `5000` is more than 1024"), "{e}");
+}

@@ -100,6 +100,8 @@ pub struct ServiceConfig {
     pub socket_options: Vec<SocketOption>,
     /// Refuse clients beyond this many open connections (`maxConnections`); `None`: no limit.
     pub max_connections: Option<usize>,
+    /// Upstream connections kept ready for new clients (`prewarm`); 0: none.
+    pub prewarm: usize,
     /// Server mode (`client = no`): clients speak TLS, answered with this `cert`/`key`.
     pub accept_tls: Option<CertKey>,
     /// Whether the upstream is reached with TLS: always in client mode; `connectTLS` in server mode.
@@ -332,6 +334,8 @@ struct Draft {
     socket_options: Vec<SocketOption>,
     /// `maxConnections`.
     max_connections: Option<usize>,
+    /// `prewarm`.
+    prewarm: usize,
     /// `TIMEOUTconnect`.
     connect_timeout: Duration,
     /// `TIMEOUTclose`.
@@ -365,6 +369,7 @@ impl Default for Draft {
             failover: Failover::default(),
             socket_options: Vec::new(),
             max_connections: None,
+            prewarm: 0,
             connect_timeout: defaults::CONNECT_TIMEOUT,
             close_timeout: defaults::CLOSE_TIMEOUT,
             idle_timeout: Some(defaults::IDLE_TIMEOUT),
@@ -604,6 +609,7 @@ impl Parser<'_> {
             failover,
             socket_options,
             max_connections,
+            prewarm,
             connect_timeout,
             close_timeout,
             idle_timeout,
@@ -706,6 +712,7 @@ impl Parser<'_> {
             failover,
             socket_options,
             max_connections,
+            prewarm,
             accept_tls,
             connect_tls,
             redis,

@@ -409,6 +409,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         "At most this many open connections in the section.",
         |p, at, s| s.max_connections = p.value(at, values::count).or(s.max_connections),
     ),
+    section(
+        "prewarm",
+        "`0`",
+        "Keep this many upstream connections connected and handshaken for new clients.",
+        |p, at, s| s.prewarm = p.value(at, values::prewarm).unwrap_or(s.prewarm),
+    ),
     // `protocol = redis` (retunnel's own value; stunnel's STARTTLS values are refused when parsed).
     section(
         "protocol",

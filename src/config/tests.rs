@@ -290,6 +290,7 @@ fn every_honoured_option_sets_its_value() {
             failover: Default::default(),
             socket_options: Vec::new(),
             max_connections: None,
+            prewarm: 0,
             accept_tls: None,
             connect_tls: true,
             redis: None,

@@ -526,6 +526,23 @@ pub fn count(v: &str) -> R<usize> {
     }
 }
 
+/// The most warm connections a section may keep: each is a socket and a TLS session held
+/// open on the server.
+pub const MAX_PREWARM: usize = 1024;
+
+/// `prewarm`: 0 (none) up to [`MAX_PREWARM`].
+pub fn prewarm(v: &str) -> R<usize> {
+    match v.parse::<usize>() {
+        Ok(n) if n <= MAX_PREWARM => Ok(n),
+        Ok(_) => Err(format!(
+            "`{v}` is more than {MAX_PREWARM}; keep a few per expected new client per second (0 turns it off)"
+        )),
+        _ => Err(format!(
+            "`{v}` is not a whole number; write 0 to keep no warm connections"
+        )),
+    }
+}
+
 /// The longest timeout accepted: a year. Longer values would overflow the clock arithmetic
 /// and mean "never" in practice (`TIMEOUTidle = 0` says that).
 const MAX_SECONDS: u64 = 365 * 24 * 3600;

@@ -1,0 +1,307 @@
+//! `prewarm = N`: up to N upstream connections kept TCP-connected and TLS-handshaken, so that a
+//! new client is relayed at once instead of waiting for resolve + connect + handshake.
+//!
+//! A background task per section refills the set with the section's own resolve, failover
+//! order and `TIMEOUTconnect` (the same [`dial`] a client uses). When the upstream is down it
+//! backs off (doubling up to [`MAX_BACKOFF`]) and logs once until it recovers; it never spins.
+//! A connection is handed out only when it is still open (the server may close idle
+//! connections, restart or fail over: the kernel's TCP state says so without reading) and its
+//! address is still among those its `connect` host resolves to now (ElastiCache moves the
+//! primary endpoint's name on failover). Warm connections are not clients: `maxConnections`
+//! does not count them. A reload that changes the section drops them; one that leaves it
+//! unchanged keeps them.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::connection::{Dialed, dial};
+use crate::service::Shared;
+
+/// The first wait after a failed refill.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest wait between refill attempts while the upstream stays down.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A section's warm connections and what wakes its refill task.
+#[derive(Debug)]
+pub struct Warm {
+    pool: Pool<Dialed>,
+    /// Stops the current refill task (replaced when an unchanged reload restarts it).
+    refill: Mutex<Option<CancellationToken>>,
+}
+
+impl Warm {
+    /// `None` for `prewarm = 0`.
+    pub fn new(want: usize) -> Option<Arc<Warm>> {
+        (want > 0).then(|| {
+            Arc::new(Warm {
+                pool: Pool::new(want),
+                refill: Mutex::new(None),
+            })
+        })
+    }
+
+    /// Starts (or, after an unchanged reload, restarts with the new `shared`) the refill
+    /// task. When `lifetime` is cancelled (the section stopped or changed) the warm
+    /// connections are closed.
+    pub fn start(self: &Arc<Self>, shared: Arc<Shared>, lifetime: &CancellationToken) {
+        let stop = lifetime.child_token();
+        let previous = lock(&self.refill).replace(stop.clone());
+        if let Some(p) = previous {
+            p.cancel();
+        }
+        let warm = self.clone();
+        let lifetime = lifetime.clone();
+        let span = tracing::info_span!("prewarm");
+        let task = async move {
+            let dial = || dial(&shared);
+            warm.pool.keep_filled(dial, &stop).await;
+            if lifetime.is_cancelled() {
+                let n = warm.pool.clear();
+                debug!(closed = n, "section stopped or changed: warm connections closed");
+            }
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span));
+    }
+
+    /// A warm connection that is still open and still reaches an address the `connect` host
+    /// resolves to now; `None` when there is none (the caller connects afresh). Whatever is
+    /// taken or dropped is refilled in the background.
+    pub async fn take(&self, shared: &Shared) -> Option<Dialed> {
+        loop {
+            let c = self.pool.pop()?;
+            if !still_open(c.fd) {
+                debug!(upstream = %c.addr, "a warm connection was closed by the server; dropped");
+                continue;
+            }
+            match shared.upstreams.addresses_now(&shared.connect_to, c.target).await {
+                Ok(now) if now.contains(&c.addr) => return Some(c),
+                Ok(now) => {
+                    let stale = 1 + self.pool.retain(|d| d.target != c.target || now.contains(&d.addr));
+                    info!(upstream = %c.addr, dropped = stale, "the upstream name no longer resolves to this address; warm connections to it closed");
+                }
+                Err(e) => {
+                    debug!(error = %e, "cannot resolve the upstream now; not using a warm connection");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// `TCP_ESTABLISHED` of the kernel's TCP states (`include/net/tcp_states.h`).
+const TCP_ESTABLISHED: u8 = 1;
+
+/// Whether the server has not closed the connection: its TCP state is still ESTABLISHED (a
+/// FIN moves it to CLOSE_WAIT, a reset to CLOSE). Reads nothing, so TLS records the server
+/// sent meanwhile (session tickets) stay for the TLS layer.
+fn still_open(fd: RawFd) -> bool {
+    // SAFETY: `fd` is a socket owned by the connection being checked (alive for this call);
+    // getsockopt writes at most `len` bytes into `info`.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len) };
+    r == 0 && info.tcpi_state == TCP_ESTABLISHED
+}
+
+/// Up to `want` items and the signal that one was taken.
+#[derive(Debug)]
+struct Pool<T> {
+    want: usize,
+    ready: Mutex<VecDeque<T>>,
+    taken: Notify,
+}
+
+impl<T> Pool<T> {
+    fn new(want: usize) -> Pool<T> {
+        Pool {
+            want,
+            ready: Mutex::new(VecDeque::with_capacity(want)),
+            taken: Notify::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.ready).len()
+    }
+
+    /// The oldest item; wakes the refill.
+    fn pop(&self) -> Option<T> {
+        let item = lock(&self.ready).pop_front();
+        if item.is_some() {
+            self.taken.notify_one();
+        }
+        item
+    }
+
+    /// Keeps the items `keep` approves; wakes the refill. Returns how many went.
+    fn retain(&self, keep: impl FnMut(&T) -> bool) -> usize {
+        let mut ready = lock(&self.ready);
+        let before = ready.len();
+        ready.retain(keep);
+        let gone = before - ready.len();
+        drop(ready);
+        if gone > 0 {
+            self.taken.notify_one();
+        }
+        gone
+    }
+
+    /// Drops every item; returns how many.
+    fn clear(&self) -> usize {
+        let mut ready = lock(&self.ready);
+        let n = ready.len();
+        ready.clear();
+        n
+    }
+
+    /// Dials until `want` items are ready, then waits until one is taken, until `stop`. A
+    /// failed dial waits a back-off that doubles up to [`MAX_BACKOFF`]; the first failure of a
+    /// run is logged as a warning, the rest at debug, and the recovery once.
+    async fn keep_filled<E, F, Fut>(&self, dial: F, stop: &CancellationToken)
+    where
+        E: std::fmt::Display,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut backoff: Option<Duration> = None;
+        loop {
+            while self.len() < self.want {
+                let r = tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = dial() => r,
+                };
+                match r {
+                    Ok(item) => {
+                        if backoff.take().is_some() {
+                            info!("upstream reachable again; refilling warm connections");
+                        }
+                        let n = {
+                            let mut ready = lock(&self.ready);
+                            ready.push_back(item);
+                            ready.len()
+                        };
+                        debug!(ready = n, "warm upstream connection ready");
+                    }
+                    Err(e) => {
+                        let wait = match backoff {
+                            None => {
+                                warn!(error = %e, "cannot open a warm upstream connection; retrying with back-off (logged once until it works)");
+                                FIRST_BACKOFF
+                            }
+                            Some(w) => (w * 2).min(MAX_BACKOFF),
+                        };
+                        debug!(error = %e, retry_in_ms = wait.as_millis() as u64, "warm connection failed");
+                        backoff = Some(wait);
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.taken.notified() => {}
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::time::Instant;
+
+    /// A down upstream (a real refused port) is retried with a doubling back-off, not in a
+    /// loop: the clock is paused, so the runtime jumps from one back-off timer to the next and
+    /// the attempts are counted against virtual time.
+    #[tokio::test(start_paused = true)]
+    async fn a_down_upstream_is_retried_with_a_doubling_back_off() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = dead.local_addr().unwrap();
+        drop(dead);
+        let pool: Arc<Pool<tokio::net::TcpStream>> = Arc::new(Pool::new(4));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let (p, a, s) = (pool.clone(), attempts.clone(), stop.clone());
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            let dial = || {
+                a.fetch_add(1, Ordering::SeqCst);
+                tokio::net::TcpStream::connect(addr)
+            };
+            p.keep_filled(dial, &s).await;
+        });
+        while attempts.load(Ordering::SeqCst) < 8 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Seven back-offs came before the eighth attempt: 0.2 s doubling.
+        let waited: Duration = (0..7).map(|k| FIRST_BACKOFF * 2u32.pow(k)).sum();
+        assert!(started.elapsed() >= waited, "{:?} < {waited:?}", started.elapsed());
+        // Past the cap, one attempt per MAX_BACKOFF.
+        let before = attempts.load(Ordering::SeqCst);
+        tokio::time::sleep(MAX_BACKOFF * 4).await;
+        let more = attempts.load(Ordering::SeqCst) - before;
+        assert!(more <= 5, "{more} attempts in {:?}", MAX_BACKOFF * 4);
+        assert_eq!(pool.len(), 0);
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    /// Filled to `want`, refilled after a take, and nothing more.
+    #[tokio::test]
+    async fn fills_to_want_and_refills_what_is_taken() {
+        let pool: Arc<Pool<usize>> = Arc::new(Pool::new(3));
+        let n = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let (p, c, s) = (pool.clone(), n.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            let dial = || {
+                let k = c.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, String>(k) }
+            };
+            p.keep_filled(dial, &s).await;
+        });
+        while pool.len() < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.pop(), Some(0));
+        while pool.len() < 3 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(n.load(Ordering::SeqCst), 4);
+        stop.cancel();
+        task.await.unwrap();
+        assert_eq!(pool.clear(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_socket_the_peer_closed_is_noticed_without_reading() {
+        use std::os::fd::AsRawFd;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (mut s, _) = l.accept().await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut s, b"unread").await.unwrap();
+        assert!(still_open(c.as_raw_fd()));
+        drop(s);
+        // Reading to the end waits for the FIN; the check must then say closed.
+        let mut c = c;
+        let mut all = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut c, &mut all).await.unwrap();
+        assert_eq!(all, b"unread");
+        assert!(!still_open(c.as_raw_fd()));
+    }
+}
