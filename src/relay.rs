@@ -106,13 +106,15 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; BUF_SIZE];
     loop {
-        let n = from.read(&mut buf).await?;
+        let (buf, n) = read_lent(&mut from, BUF_SIZE).await?;
         if n == 0 {
+            lend::give(buf);
             return to.shutdown().await;
         }
-        if let Err(e) = write_flushed(&mut to, &buf[..n]).await {
+        let written = write_flushed(&mut to, &buf[..n]).await;
+        lend::give(buf);
+        if let Err(e) = written {
             return drain_then(&mut from, e).await;
         }
     }
@@ -124,13 +126,70 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; size];
     loop {
-        let n = from.read(&mut buf).await?;
+        let (buf, n) = read_lent(&mut from, size).await?;
         if n == 0 {
+            lend::give(buf);
             return to.shutdown().await;
         }
-        write_flushed(&mut to, &buf[..n]).await?;
+        let written = write_flushed(&mut to, &buf[..n]).await;
+        lend::give(buf);
+        written?;
+    }
+}
+
+/// Reads into a buffer lent only while the read has bytes to give: while `from` has nothing
+/// (an idle connection) no buffer is held. The caller gives the buffer back once its bytes
+/// are written out.
+async fn read_lent<R: AsyncRead + Unpin>(from: &mut R, size: usize) -> io::Result<(Box<[u8]>, usize)> {
+    std::future::poll_fn(|cx| {
+        let mut b = lend::take(size);
+        let mut rb = ReadBuf::new(&mut b);
+        match Pin::new(&mut *from).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                Poll::Ready(Ok((b, n)))
+            }
+            Poll::Ready(Err(e)) => {
+                lend::give(b);
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => {
+                lend::give(b);
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// Relay buffers lent while bytes are in flight, kept per thread for reuse (at most
+/// [`lend::KEPT`] free ones per thread), so that a busy relay does not allocate per read.
+mod lend {
+    use std::cell::RefCell;
+
+    /// The most free buffers a thread keeps.
+    pub const KEPT: usize = 64;
+
+    thread_local! {
+        static FREE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A buffer of `size` bytes: a kept one, or a new one.
+    pub fn take(size: usize) -> Box<[u8]> {
+        FREE.with_borrow_mut(|free| match free.iter().position(|b| b.len() == size) {
+            Some(i) => free.swap_remove(i),
+            None => vec![0; size].into_boxed_slice(),
+        })
+    }
+
+    /// Gives a buffer back for reuse.
+    pub fn give(b: Box<[u8]>) {
+        FREE.with_borrow_mut(|free| {
+            if free.len() < KEPT {
+                free.push(b);
+            }
+        });
     }
 }
 
