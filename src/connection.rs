@@ -178,8 +178,8 @@ pub async fn dial(shared: &Shared) -> Result<Dialed, upstream::ConnectError> {
         }
         let handshake = Instant::now();
         let tls = shared.tls.handshake(&targets[i].host, tcp).await;
-        if tls.is_ok() {
-            metrics.handshaken(handshake.elapsed());
+        if let Ok(s) = &tls {
+            metrics.handshaken(handshake.elapsed(), crate::tls::resumed(s.session()));
         }
         tls.map(|t| (Either::Left(t), fd)).map_err(OpenError::Tls)
     };

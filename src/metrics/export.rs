@@ -82,6 +82,12 @@ const HANDSHAKE_SECONDS: Spec = spec(
     &["service"],
     "Time of the TLS handshake with the upstream, successful handshakes.",
 );
+const HANDSHAKES: Spec = spec(
+    "retunnel_upstream_handshakes_total",
+    Counter,
+    &["service", "kind"],
+    "Successful TLS handshakes with the upstream, by kind: full, or resumed (a session from an earlier connection, skipping the full handshake's cost).",
+);
 const BYTES: Spec = spec(
     "retunnel_bytes_total",
     Counter,
@@ -146,6 +152,7 @@ pub const METRICS: &[Spec] = &[
     FAILURES,
     CONNECT_SECONDS,
     HANDSHAKE_SECONDS,
+    HANDSHAKES,
     BYTES,
     LISTENING,
     NODE_LISTENERS,
@@ -199,6 +206,10 @@ impl Collector for Exporter {
         })?;
         histograms(&mut enc, &CONNECT_SECONDS, &all, |s| &s.connect_seconds)?;
         histograms(&mut enc, &HANDSHAKE_SECONDS, &all, |s| &s.handshake_seconds)?;
+        one_each(&mut enc, &HANDSHAKES, &all, |s| {
+            let each = ["full", "resumed"].into_iter().zip(&s.handshakes);
+            each.map(|(k, n)| (vec![("kind", k)], n as &dyn EncodeMetric)).collect()
+        })?;
         let mut e = descriptor(&mut enc, &BYTES)?;
         for (name, s) in &all {
             let up = ConstCounter::new(s.bytes.up.load(Ordering::Relaxed));

@@ -222,6 +222,8 @@ pub struct ServiceMetrics {
     pub(crate) connect_seconds: Histogram,
     /// TLS handshake durations (successful ones).
     pub(crate) handshake_seconds: Histogram,
+    /// Successful TLS handshakes: full (0) and resumed (1).
+    pub(crate) handshakes: [Counter; 2],
     /// Bytes relayed, both ways; every connection's counters add to these.
     pub bytes: Arc<Counters>,
     /// `protocol = redis`: node listeners open now.
@@ -261,6 +263,7 @@ impl ServiceMetrics {
             failures: Default::default(),
             connect_seconds: Histogram::default(),
             handshake_seconds: Histogram::default(),
+            handshakes: Default::default(),
             bytes: Arc::default(),
             node_listeners: Gauge::default(),
             rewrites: Default::default(),
@@ -293,9 +296,10 @@ impl ServiceMetrics {
         self.connect_seconds.observe(took);
     }
 
-    /// The TLS handshake with the upstream succeeded after `took`.
-    pub fn handshaken(&self, took: Duration) {
+    /// The TLS handshake with the upstream succeeded after `took`, resuming a session or not.
+    pub fn handshaken(&self, took: Duration, resumed: bool) {
         self.handshake_seconds.observe(took);
+        self.handshakes[usize::from(resumed)].inc();
     }
 
     /// The upstream is reached (TCP, and TLS when the section speaks it).
