@@ -219,8 +219,18 @@ pub fn certificate(e: &CertificateError) -> String {
             "unknown issuer: no CA in the system store, CAfile or CApath issued it".to_string()
         }
         CertificateError::Revoked => "certificate revoked: its serial is on the CRL (CRLfile/CRLpath)".to_string(),
+        e if ca_as_server(e) => {
+            "the server presents a CA certificate (basicConstraints CA:TRUE) as its own, as `openssl req -x509` makes by default".to_string()
+        }
         other => format!("{other:?}"),
     }
+}
+
+/// webpki's typed reason for a self-signed certificate that is also a CA (what `openssl req
+/// -x509` makes): rustls carries it as an opaque `Other` error.
+fn ca_as_server(e: &CertificateError) -> bool {
+    matches!(e, CertificateError::Other(o)
+        if o.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity))
 }
 
 fn hint(e: &CertificateError) -> &'static str {
@@ -234,6 +244,25 @@ fn hint(e: &CertificateError) -> &'static str {
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "check this host's clock",
         CertificateError::UnknownIssuer => "if the server uses a private CA, point CAfile at that CA's PEM file",
         CertificateError::Revoked => "the server needs a new certificate; do not trust this one",
+        e if ca_as_server(e) => {
+            "give the server a certificate with CA:FALSE (e.g. -addext basicConstraints=critical,CA:FALSE) signed by a CA, and point CAfile at that CA"
+        }
         _ => "check the server's certificate and CAfile",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::{CertificateError, OtherError};
+
+    #[test]
+    fn a_ca_certificate_used_by_a_server_is_named_with_the_fix() {
+        let e = CertificateError::Other(OtherError(Arc::new(webpki::Error::CaUsedAsEndEntity)));
+        assert!(super::certificate(&e).contains("CA:TRUE"), "{}", super::certificate(&e));
+        assert!(super::hint(&e).contains("CA:FALSE"));
+        let other = CertificateError::Other(OtherError(Arc::new(webpki::Error::BadDer)));
+        assert!(!super::certificate(&other).contains("CA:TRUE"));
     }
 }
