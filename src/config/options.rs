@@ -91,6 +91,13 @@ const fn process(
 }
 
 /// A per-section option (above the first section: the default of every section).
+/// `curves` and its older name `ECDHcurve`: one setter, so the two spellings cannot drift.
+fn set_curves(p: &mut Parser<'_>, at: &At<'_>, s: &mut Draft) {
+    s.tls.curves = p
+        .value(at, |v| owned(crate::tls::suites::group_names(v)))
+        .or(s.tls.curves.take());
+}
+
 const fn section(
     name: &'static str,
     default: &'static str,
@@ -480,21 +487,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         "curves",
         "rustls's groups: X25519, P-256, P-384, X25519MLKEM768",
         "Key-exchange groups, in order, separated by `:`.",
-        |p, at, s| {
-            s.tls.curves = p
-                .value(at, |v| owned(crate::tls::suites::group_names(v)))
-                .or(s.tls.curves.take())
-        },
+        set_curves,
     ),
     section(
         "ECDHcurve",
         "as `curves`",
         "stunnel's older name for `curves`.",
-        |p, at, s| {
-            s.tls.curves = p
-                .value(at, |v| owned(crate::tls::suites::group_names(v)))
-                .or(s.tls.curves.take())
-        },
+        set_curves,
     ),
     // Ignored with a warning: skipping them changes neither security nor what is tunnelled.
     ignored("compression", Global),
