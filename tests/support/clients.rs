@@ -1,0 +1,129 @@
+//! The client side of a test: raw sockets, redis-cli, and reading until a reply or a close.
+#![allow(dead_code)]
+
+use super::*;
+
+/// Sends `data` over an open connection and reads until `want` has arrived (or fails the test).
+pub fn exchange(s: &mut TcpStream, data: &[u8], want: &[u8]) {
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(data).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.windows(want.len()).any(|w| w == want) {
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert!(
+            n > 0,
+            "connection closed before {:?}; got {:?}",
+            String::from_utf8_lossy(want),
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Runs `redis-cli -s PATH` (a Unix socket); returns stdout, trimmed.
+pub fn redis_cli_unix(path: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("redis-cli");
+    cmd.arg("-s").arg(path).args(args);
+    run_cli(cmd)
+}
+
+/// Runs `redis-cli` (plain TCP) against 127.0.0.1:`port`; returns stdout, trimmed.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args);
+    run_cli(cmd)
+}
+
+/// Runs `redis-cli --tls` against 127.0.0.1:`port`, trusting `ca`; returns stdout, trimmed.
+pub fn redis_cli_tls(port: u16, ca: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "--tls", "--cacert"])
+        .arg(ca)
+        .args(args);
+    run_cli(cmd)
+}
+
+/// Runs a client to completion; stdout, trimmed, plus the exit code and stderr on failure.
+pub fn run_cli(mut cmd: Command) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli must be installed (apt-get install redis-tools)");
+    let mut s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() {
+        s.push_str(&format!(
+            " [exit {:?}: {}]",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    s
+}
+
+/// Sends raw bytes over plain TCP, shuts the write side, and reads everything until close.
+pub fn raw_exchange(port: u16, data: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(data).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
+
+/// A plain TCP connection to 127.0.0.1:`port` (a tunnel's accept side) with read and write
+/// timeouts of [`WAIT`], so that a hang fails the test instead of stalling it.
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// Reads from `s` until what was read ends with `want`; fails the test on close or timeout.
+pub fn read_until(s: &mut TcpStream, want: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(want) {
+        match s.read(&mut buf) {
+            Ok(0) => panic!(
+                "closed before {:?}; got {:?}",
+                String::from_utf8_lossy(want),
+                String::from_utf8_lossy(&got)
+            ),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "{e} waiting for {:?}; got {:?}",
+                String::from_utf8_lossy(want),
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    got
+}
+
+/// Asserts that the other end closes `s` (EOF or reset) without sending a byte, and returns
+/// how long that took.
+pub fn expect_closed(s: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!(
+            "expected a close, got {n} bytes: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => panic!("expected a close, got {e} after {:?}", started.elapsed()),
+    }
+    started.elapsed()
+}
+
+/// Asserts that nothing listens on 127.0.0.1:`port` any more.
+pub fn assert_refused(port: u16) {
+    match TcpStream::connect(("127.0.0.1", port)) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+        other => panic!("127.0.0.1:{port} should refuse connections, got {other:?}"),
+    }
+}
