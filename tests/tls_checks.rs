@@ -127,38 +127,46 @@ fn verify_chain_no_is_accepted_with_a_warning_naming_the_section() {
     }
 }
 
-#[test]
-fn protocol_floor_from_options_is_applied() {
-    // A server that speaks only TLS 1.2: fine by default, refused once `options = NO_TLSv1_2`
-    // raises the floor to 1.3.
+/// A server speaking only `protocol` answers a section without `options`, and refuses the
+/// one with `options = {flag}`: the handshake failure names the version mismatch.
+fn options_flag_refuses_a_server_speaking_only(protocol: &str, flag: &str) {
     let pki = Pki::new();
     let (ca, leaf) = pki.standard(&[]);
-    let redis = Redis::start_tls(&leaf, &ca, &["--tls-protocols", "TLSv1.2"]);
-    let (ok_port, floor_port) = (free_port(), free_port());
+    let redis = Redis::start_tls(&leaf, &ca, &["--tls-protocols", protocol]);
+    let (ok_port, flagged_port) = (free_port(), free_port());
     let target = format!("localhost:{}", redis.port);
     let ca_line = format!("CAfile = {}", ca.pem.display());
-    let text = format!(
-        "{}{}",
-        conf("tls12", ok_port, &target, &ca_line),
-        conf(
-            "tls13-only",
-            floor_port,
-            &target,
-            &format!("{ca_line}\noptions = NO_TLSv1_2")
-        )
-    );
+    let flagged = format!("{ca_line}\noptions = {flag}");
+    let text = [
+        conf("plain", ok_port, &target, &ca_line),
+        conf("flagged", flagged_port, &target, &flagged),
+    ]
+    .concat();
     let rt = Retunnel::start(&text, 2);
     assert_eq!(redis_cli(ok_port, &["ping"]), "PONG");
-    let mut s = connect(floor_port);
+    let mut s = connect(flagged_port);
     assert!(expect_closed(&mut s) < PROMPT);
     let log = rt.log.wait_for("closing client");
-    let lines = lines_with(&log, &["TLS handshake failed", "service=tls13-only"]);
+    let lines = lines_with(&log, &["TLS handshake failed", "service=flagged"]);
     assert_eq!(lines.len(), 1, "{log}");
     assert!(
         lines[0].contains("share no TLS version; check sslVersion"),
         "{}",
         lines[0]
     );
+    assert!(!log.contains("is ignored"), "{log}");
+}
+
+#[test]
+fn protocol_floor_from_options_is_applied() {
+    // `options = NO_TLSv1_2` raises the floor to 1.3.
+    options_flag_refuses_a_server_speaking_only("TLSv1.2", "NO_TLSv1_2");
+}
+
+#[test]
+fn no_tls13_in_options_caps_the_version_at_tls12() {
+    // `options = NO_TLSv1.3` caps the version at 1.2 (it used to be ignored with a warning).
+    options_flag_refuses_a_server_speaking_only("TLSv1.3", "NO_TLSv1.3");
 }
 
 #[test]

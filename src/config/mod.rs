@@ -344,6 +344,8 @@ struct Draft {
     idle_timeout: Option<Duration>,
     /// The floor that `options = NO_…` lines raise the version to.
     options_min: Option<TlsVersion>,
+    /// The ceiling `options = NO_TLSv1.3` lowers the version to.
+    options_max: Option<TlsVersion>,
     /// `protocol = redis`.
     redis: Option<RedisSettings>,
     /// `clusterPorts`.
@@ -374,6 +376,7 @@ impl Default for Draft {
             close_timeout: defaults::CLOSE_TIMEOUT,
             idle_timeout: Some(defaults::IDLE_TIMEOUT),
             options_min: None,
+            options_max: None,
             redis: None,
             cluster_ports: None,
             on_readonly: None,
@@ -614,32 +617,13 @@ impl Parser<'_> {
             close_timeout,
             idle_timeout,
             options_min,
+            options_max,
             mut redis,
             cluster_ports,
             on_readonly,
             sni_at,
         } = draft;
-        // `options = NO_TLSv1_1` and the like can only raise the floor.
-        if let Some(m) = options_min {
-            tls.min_version = tls.min_version.max(m);
-        }
-        if let Some(max) = tls.max_version
-            && max < tls.min_version
-        {
-            self.problems.push(format!(
-                "{header}: the highest TLS version allowed ({max}) is below the lowest ({}); check sslVersionMin/sslVersionMax and options",
-                tls.min_version
-            ));
-        }
-        if let Some(old) = [Some(tls.min_version), tls.max_version]
-            .into_iter()
-            .flatten()
-            .find(|v| *v < TlsVersion::Tls12)
-        {
-            self.problems.push(format!(
-                "{header}: {old} is not supported: retunnel speaks TLS 1.2 and 1.3 only (TLS 1.0 and 1.1 are deprecated by RFC 8996; ElastiCache and MemoryDB need 1.2 or later); set sslVersionMin = TLSv1.2"
-            ));
-        }
+        self.version_bounds(header, &mut tls, options_min, options_max);
         if let (Some(sni), Some(host)) = (&tls.sni, &tls.check_host)
             && !sni.is_empty()
             && !sni.eq_ignore_ascii_case(host)
@@ -717,6 +701,36 @@ impl Parser<'_> {
             connect_tls,
             redis,
         })
+    }
+
+    /// Applies `options = NO_…` to the version bounds: they only ever narrow them. Bounds
+    /// that leave no version are a problem naming what left none.
+    fn version_bounds(
+        &mut self,
+        header: &str,
+        tls: &mut TlsSettings,
+        options_min: Option<TlsVersion>,
+        options_max: Option<TlsVersion>,
+    ) {
+        if let Some(m) = options_min {
+            tls.min_version = tls.min_version.max(m);
+        }
+        if let Some(m) = options_max {
+            tls.max_version = Some(tls.max_version.map_or(m, |v| v.min(m)));
+        }
+        let Some(max) = tls.max_version.filter(|max| *max < tls.min_version) else {
+            return;
+        };
+        let why = match (options_min, options_max) {
+            (Some(TlsVersion::Tls13), Some(_)) => {
+                "`options = NO_TLSv1.2` and `options = NO_TLSv1.3` leave no TLS version retunnel speaks (it has 1.2 and 1.3 only); remove one of them".to_string()
+            }
+            _ => format!(
+                "no TLS version is left: the highest allowed ({max}) is below the lowest ({}); check sslVersionMin, sslVersionMax, sslVersion and options",
+                tls.min_version
+            ),
+        };
+        self.problems.push(format!("{header}: {why}"));
     }
 
     /// What each end speaks, from `client`, `cert`/`key` and `connectTLS`: the accepting

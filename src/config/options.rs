@@ -337,26 +337,33 @@ pub const OPTIONS: &[OptionSpec] = &[
     section(
         "options",
         "—",
-        "OpenSSL flags: `NO_TLSv1`… raise the protocol floor, others are ignored.",
+        "OpenSSL flags: `NO_TLSv1`… raise the protocol floor, `NO_TLSv1.3` caps it at 1.2, others are ignored.",
         |p, at, s| match p.value(at, values::ssl_option) {
             Some(values::SslOption::Min(m)) => s.options_min = s.options_min.max(Some(m)),
+            Some(values::SslOption::Max(m)) => s.options_max = Some(s.options_max.map_or(m, |o| o.min(m))),
             Some(values::SslOption::Other(flag)) => p.warn(at, format!("OpenSSL option {flag} is ignored")),
             None => {}
         },
     ),
     section("sslVersion", "—", "Exactly one TLS version, or `all`.", |p, at, s| {
-        if let Some((min, max)) = p.value(at, values::ssl_version_range) {
+        if let Some((min, max)) = p.value(at, values::ssl_version_range)
+            && spoken(p, at, Some(min))
+        {
             s.tls.min_version = min;
             s.tls.max_version = max;
         }
     }),
     section("sslVersionMin", "`TLSv1.2`", "The lowest TLS version.", |p, at, s| {
-        if let Some(v) = p.value(at, values::tls_version_or_all) {
+        if let Some(v) = p.value(at, values::tls_version_or_all)
+            && spoken(p, at, v)
+        {
             s.tls.min_version = v.unwrap_or(TlsVersion::Tls12);
         }
     }),
     section("sslVersionMax", "newest", "The highest TLS version.", |p, at, s| {
-        if let Some(v) = p.value(at, values::tls_version_or_all) {
+        if let Some(v) = p.value(at, values::tls_version_or_all)
+            && spoken(p, at, v)
+        {
             s.tls.max_version = v;
         }
     }),
@@ -576,6 +583,22 @@ pub const OPTIONS: &[OptionSpec] = &[
 /// A list of names, owned.
 fn owned(r: Result<Vec<&'static str>, String>) -> Result<Vec<String>, String> {
     r.map(|v| v.into_iter().map(str::to_string).collect())
+}
+
+/// Whether retunnel speaks `v` (`None`: no bound); TLS 1.0/1.1 are a problem at this line,
+/// naming the option as written and the fix.
+fn spoken(p: &mut Parser<'_>, at: &At<'_>, v: Option<TlsVersion>) -> bool {
+    let Some(old) = v.filter(|v| *v < TlsVersion::Tls12) else {
+        return true;
+    };
+    p.problem(
+        at,
+        format!(
+            "{old} is not supported: retunnel speaks TLS 1.2 and 1.3 only (TLS 1.0 and 1.1 are deprecated by RFC 8996; ElastiCache and MemoryDB need 1.2 or later); set `{} = TLSv1.2`",
+            at.entry.key
+        ),
+    );
+    false
 }
 
 fn only_no(p: &mut Parser<'_>, at: &At<'_>, why: &str) {

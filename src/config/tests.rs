@@ -348,14 +348,53 @@ fn tls_versions() {
     assert_eq!(s.tls.min_version, TlsVersion::Tls13);
     let s = svc(&section("options = NO_TLSv1.1"));
     assert_eq!(s.tls.min_version, TlsVersion::Tls12);
-    // TLS 1.0 and 1.1 are refused with the fix; `all` means 1.2 and 1.3.
-    assert_has(
-        &one_err(&section("sslVersionMin = TLSv1")),
-        &["[redis]", "TLSv1 is not supported", "sslVersionMin = TLSv1.2"],
+    // NO_TLSv1.3 caps the version at 1.2; with NO_TLSv1.2 too nothing is left.
+    let s = svc(&section("options = NO_TLSv1.3"));
+    assert_eq!(
+        (s.tls.min_version, s.tls.max_version),
+        (TlsVersion::Tls12, Some(TlsVersion::Tls12))
+    );
+    assert_eq!(
+        svc(&section("options = NO_TLSv1_3\nsslVersionMax = TLSv1.3"))
+            .tls
+            .max_version,
+        Some(TlsVersion::Tls12)
     );
     assert_has(
-        &one_err(&section("sslVersion = TLSv1.1")),
-        &["TLSv1.1 is not supported"],
+        &one_err(&section("options = NO_TLSv1.2\noptions = NO_TLSv1.3")),
+        &["[redis]", "NO_TLSv1.2", "NO_TLSv1.3", "no TLS version", "remove one"],
+    );
+    assert_has(
+        &one_err(&section("options = NO_TLSv1.2\nsslVersionMax = TLSv1.2")),
+        &["[redis]", "no TLS version", "sslVersionMax"],
+    );
+    // TLS 1.0 and 1.1 are refused at their own line, naming the option written and the fix;
+    // `all` means 1.2 and 1.3.
+    assert_has(
+        &one_err(&section("sslVersionMin = TLSv1")),
+        &[
+            "[redis] sslVersionMin",
+            "TLSv1 is not supported",
+            "sslVersionMin = TLSv1.2",
+        ],
+    );
+    let e = one_err(&section("sslVersion = TLSv1"));
+    assert_has(
+        &e,
+        &[
+            &format!("{FILE}:4: [redis] sslVersion:"),
+            "TLSv1 is not supported",
+            "`sslVersion = TLSv1.2`",
+        ],
+    );
+    assert!(!e.contains("sslVersionMin"), "{e}");
+    assert_has(
+        &one_err(&section("sslVersionMax = TLSv1.1")),
+        &[
+            "[redis] sslVersionMax",
+            "TLSv1.1 is not supported",
+            "sslVersionMax = TLSv1.2",
+        ],
     );
     assert_eq!(svc(&section("sslVersion = all")).tls.min_version, TlsVersion::Tls12);
     assert_eq!(svc(&section("sslVersionMin = all")).tls.min_version, TlsVersion::Tls12);

@@ -340,6 +340,8 @@ pub fn verify_level(v: &str) -> R<u8> {
 pub enum SslOption {
     /// `NO_SSLv2`…`NO_TLSv1_2`: the lowest version still allowed.
     Min(TlsVersion),
+    /// `NO_TLSv1_3`: the highest version still allowed.
+    Max(TlsVersion),
     /// Any other flag stunnel knows.
     Other(String),
 }
@@ -383,8 +385,6 @@ const OPENSSL_FLAGS: &[&str] = &[
     "IGNORE_UNEXPECTED_EOF",
     "NO_EXTENDED_MASTER_SECRET",
     "ENABLE_KTLS",
-    "NO_TLSv1_3",
-    "NO_TLSv1.3",
 ];
 
 pub fn ssl_option(v: &str) -> R<SslOption> {
@@ -408,13 +408,20 @@ pub fn ssl_option(v: &str) -> R<SslOption> {
     if let Some(m) = min {
         return Ok(SslOption::Min(m));
     }
+    if matches!(flag.as_str(), "NO_TLSv1_3" | "NO_TLSv1.3") {
+        return Ok(SslOption::Max(TlsVersion::Tls12));
+    }
     if OPENSSL_FLAGS.iter().any(|f| f.eq_ignore_ascii_case(&flag)) {
         return Ok(SslOption::Other(flag));
     }
-    let all = OPENSSL_FLAGS
-        .iter()
-        .copied()
-        .chain(["NO_SSLv2", "NO_SSLv3", "NO_TLSv1", "NO_TLSv1_1", "NO_TLSv1_2"]);
+    let all = OPENSSL_FLAGS.iter().copied().chain([
+        "NO_SSLv2",
+        "NO_SSLv3",
+        "NO_TLSv1",
+        "NO_TLSv1_1",
+        "NO_TLSv1_2",
+        "NO_TLSv1_3",
+    ]);
     let hint = suggest_from(&flag, all)
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_default();
@@ -729,6 +736,7 @@ mod tests {
         assert_eq!(ssl_option("NO_SSLv2").unwrap(), SslOption::Min(TlsVersion::Tls10));
         assert_eq!(ssl_option("no_tlsv1.1").unwrap(), SslOption::Min(TlsVersion::Tls12));
         assert_eq!(ssl_option("NO_TLSv1_2").unwrap(), SslOption::Min(TlsVersion::Tls13));
+        assert_eq!(ssl_option("no_tlsv1.3").unwrap(), SslOption::Max(TlsVersion::Tls12));
         assert!(matches!(ssl_option("NO_COMPRESSION").unwrap(), SslOption::Other(_)));
         assert!(ssl_option("NO_SSLv4").unwrap_err().contains("did you mean"));
     }
