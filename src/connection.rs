@@ -51,7 +51,11 @@ pub async fn handle(client: Client, shared: Arc<Shared>) {
         shared.metrics.closed(Close::ClientHandshake);
         return;
     };
-    let (upstream, upstream_addr) = match open_upstream(&shared).await {
+    let Opened {
+        stream: upstream,
+        addr: upstream_addr,
+        warm,
+    } = match open_upstream(&shared, true).await {
         Ok(u) => u,
         Err(why) => {
             shared.metrics.closed(Close::UpstreamFailed);
@@ -76,6 +80,7 @@ pub async fn handle(client: Client, shared: Arc<Shared>) {
                 stream: upstream,
                 addr: upstream_addr,
                 reach: &*shared,
+                reset_first: warm,
                 on_readonly: shared.config.redis.as_ref().map(|r| r.on_readonly).unwrap_or_default(),
             };
             crate::redis::relay::relay(
@@ -131,21 +136,41 @@ pub async fn open_client(client: Client, shared: &Shared) -> Option<ClientStream
     }
 }
 
-/// Hands out a warm connection when the section keeps some (`prewarm`), or connects to the
-/// first upstream that answers. `Err`: no upstream (already logged), and why, for the client.
-pub async fn open_upstream(shared: &Shared) -> Result<(UpstreamStream, SocketAddr), String> {
+/// An upstream connection handed to a client, and whether it was kept warm before.
+pub struct Opened {
+    /// TLS (or plain TCP) to the upstream.
+    pub stream: UpstreamStream,
+    /// The address it reached.
+    pub addr: SocketAddr,
+    /// It came from the warm set (`prewarm`): it was opened, and logged in as whatever the
+    /// server grants a new connection, before this client came.
+    pub warm: bool,
+}
+
+/// Hands out a warm connection when the section keeps some (`prewarm`) and `warm` allows
+/// it, or connects to the first upstream that answers. `Err`: no upstream (already logged),
+/// and why, for the client.
+pub async fn open_upstream(shared: &Shared, warm: bool) -> Result<Opened, String> {
     let metrics = &shared.metrics;
-    if let Some(warm) = &shared.warm
-        && let Some(ready) = warm.take(shared).await
+    if let Some(set) = shared.warm.as_ref().filter(|_| warm)
+        && let Some(ready) = set.take(shared).await
     {
         debug!(upstream = %ready.addr, "using a warm upstream connection (prewarm)");
         metrics.reached();
-        return Ok((ready.stream, ready.addr));
+        return Ok(Opened {
+            stream: ready.stream,
+            addr: ready.addr,
+            warm: true,
+        });
     }
     match dial(shared).await {
         Ok(r) => {
             metrics.reached();
-            Ok((r.stream, r.addr))
+            Ok(Opened {
+                stream: r.stream,
+                addr: r.addr,
+                warm: false,
+            })
         }
         Err(e) => {
             let (stage, reason) = e.last.unwrap_or((Stage::Connect, Reason::Unreachable));
@@ -247,7 +272,9 @@ impl crate::redis::failover::Reach for Shared {
     }
 
     async fn reopen(&self) -> Result<(UpstreamStream, SocketAddr), String> {
-        let (stream, addr) = open_upstream(self).await?;
+        // Never a warm connection: it could carry a login from before the server's password
+        // changed, and the rebuilt state would not reset it.
+        let Opened { stream, addr, .. } = open_upstream(self, false).await?;
         if let Some(cluster) = &self.redis {
             cluster.reached(addr.ip());
         }

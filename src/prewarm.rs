@@ -59,7 +59,8 @@ impl Warm {
         }
         let warm = self.clone();
         let lifetime = lifetime.clone();
-        let span = tracing::info_span!("prewarm");
+        // Spawned outside the section's accept-loop span: name the section as those lines do.
+        let span = tracing::info_span!("prewarm", service = %shared.config.name);
         let task = async move {
             let dial = || dial(&shared);
             warm.pool.keep_filled(dial, &stop).await;

@@ -239,6 +239,10 @@ fn a_down_upstream_is_retried_with_back_off_and_logged_once() {
     assert!((4..=5).contains(&n), "{n} connects for 4 logged failures");
     let warned = log.matches("cannot open a warm upstream connection").count();
     assert_eq!(warned, 1, "{log}");
+    // Every prewarm line names its section, as the accept loop's lines do.
+    for line in log.lines().filter(|l| l.contains("warm connection failed")) {
+        assert!(line.contains("prewarm{service=down}"), "{line}");
+    }
 }
 
 /// SIGHUP: an unchanged section keeps its warm connections; a changed one drops them and
@@ -265,4 +269,50 @@ fn reload_keeps_warm_connections_of_an_unchanged_section_and_replaces_a_changed_
     });
     rt.log.wait_for("warm upstream connection ready ready=3");
     assert_eq!(redis_cli(port, &["ping"]), "PONG");
+}
+
+/// A password set on the server after a connection was warmed (`CONFIG SET requirepass`;
+/// Redis keeps connections it already let in logged in) is asked of the client that gets that
+/// connection: in `protocol = redis` a warm connection is logged in afresh (`RESET`, sent
+/// with the client's first command) before the client's command runs. The client with the
+/// password is still served, on a warm connection too.
+#[test]
+fn a_password_set_after_warming_is_asked_for() {
+    let up = TlsUpstream::start(&[]);
+    let port = free_port();
+    let conf = format!(
+        "debug = 7\n{}",
+        up.section("warm", port, "prewarm = 1\nprotocol = redis\n")
+    );
+    let rt = Retunnel::start(&conf, 1);
+    wait_warm(&rt, 1);
+    let warm = wait_idle("127.0.0.1", up.redis.port, &up.ca.pem, 1, any);
+    let set = direct(
+        "127.0.0.1",
+        up.redis.port,
+        &up.ca.pem,
+        &["config", "set", "requirepass", "s3cret"],
+    );
+    assert_eq!(set, "OK");
+    // Still logged in, as Redis leaves it: what a client would inherit without the RESET.
+    let auth = ["--no-auth-warning", "-a", "s3cret"];
+    let list = direct(
+        "127.0.0.1",
+        up.redis.port,
+        &up.ca.pem,
+        &[&auth[..], &["client", "list"]].concat(),
+    );
+    let id = warm.first().unwrap();
+    assert!(
+        list.contains(&format!("id={id} ")),
+        "the warm connection must survive the password change: {list}"
+    );
+    let reply = redis_cli(port, &["set", "k", "v"]);
+    assert!(reply.starts_with("NOAUTH"), "got {reply:?}");
+    rt.log.wait_for_n("using a warm upstream connection (prewarm)", 1);
+    // The next one (refilled after the change, or warm again) with the password works.
+    wait_warm(&rt, 1);
+    let reply = redis_cli(port, &[&auth[..], &["set", "k", "v"]].concat());
+    assert_eq!(reply, "OK");
+    assert!(!rt.log.text().contains("refused RESET"), "{}", rt.log.text());
 }

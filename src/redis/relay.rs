@@ -340,7 +340,17 @@ pub struct Upstream<'a, R: Reach> {
     pub reach: &'a R,
     /// What a READONLY from a primary that moved away does.
     pub on_readonly: OnReadonly,
+    /// Send `RESET` ahead of the client's first command and drop its reply: the connection
+    /// was opened (and logged in as the server then allowed) before this client came; see
+    /// [`RESET_FIRST`].
+    pub reset_first: bool,
 }
+
+/// What goes ahead of the first command on a connection kept warm. Redis logs a new
+/// connection in as `default` when `default` needs no password, and keeps it logged in when
+/// a password is set later (`CONFIG SET requirepass`); `RESET` logs it in again as a new
+/// connection would be now. Pipelined with the client's bytes, it costs no round trip.
+pub const RESET_FIRST: &[u8] = b"RESET\r\n";
 
 /// What both directions of a connection share.
 struct Conn<'a, R: Reach> {
@@ -351,6 +361,8 @@ struct Conn<'a, R: Reach> {
     on_readonly: OnReadonly,
     /// The client's TCP socket, to send a closing reply and the close together.
     client_fd: Option<RawFd>,
+    /// [`Upstream::reset_first`].
+    reset_first: bool,
 }
 
 /// Relays one client of a `protocol = redis` section (or node listener) until both
@@ -375,6 +387,7 @@ where
         reach: upstream.reach,
         on_readonly: upstream.on_readonly,
         client_fd,
+        reset_first: upstream.reset_first,
     };
     // A redirect naming no host means the node this connection reached.
     let base_host = upstream.addr.ip().to_string();
@@ -421,6 +434,7 @@ where
     let mut following = true;
     let mut batch = Vec::new();
     let mut generation = 0;
+    let mut reset_first = conn.reset_first;
     loop {
         let n = tokio::select! {
             r = from.read(&mut buf) => r?,
@@ -454,7 +468,11 @@ where
             return to.shutdown().await;
         }
         // Queued before it is sent: the reply cannot arrive before its expectation.
-        if let Err(e) = crate::relay::write_flushed(&mut to, &buf[..n]).await {
+        let sent = match std::mem::take(&mut reset_first) {
+            true => crate::relay::write_flushed(&mut to, &[RESET_FIRST, &buf[..n]].concat()).await,
+            false => crate::relay::write_flushed(&mut to, &buf[..n]).await,
+        };
+        if let Err(e) = sent {
             // Redis closed (QUIT, a protocol error): its last replies still go out.
             return crate::relay::drain_then(&mut from, e).await;
         }
@@ -506,13 +524,15 @@ enum Hold {
     Redirect,
     /// A reply to rewrite.
     Reply(Expect),
+    /// The reply to [`RESET_FIRST`], which the client did not ask for: dropped.
+    Dropped,
 }
 
 impl Hold {
     /// The most bytes held for this; past it the frame passes unchanged.
     fn limit(&self) -> usize {
         match self {
-            Hold::Redirect => MAX_ERROR_HELD,
+            Hold::Redirect | Hold::Dropped => MAX_ERROR_HELD,
             _ => MAX_HELD,
         }
     }
@@ -535,6 +555,8 @@ struct Replies<'a> {
     answering: Option<Expect>,
     /// A lookup found the `connect` name still pointing at this node; believed until then.
     still_there_until: Option<Instant>,
+    /// The first reply answers [`RESET_FIRST`]: not the client's.
+    drop_first: bool,
 }
 
 impl<'a> Replies<'a> {
@@ -550,6 +572,7 @@ impl<'a> Replies<'a> {
             metrics,
             answering: None,
             still_there_until: None,
+            drop_first: false,
         }
     }
 
@@ -579,6 +602,10 @@ impl<'a> Replies<'a> {
         self.hold = Hold::No;
         if matches!(first, b'>' | b'|') {
             return; // push frames and attributes answer no command
+        }
+        if std::mem::take(&mut self.drop_first) {
+            self.hold = Hold::Dropped;
+            return;
         }
         let mut expect = if self.tracking { self.next_expect() } else { None };
         while expect == Some(Expect::Pushes) && first != b'-' {
@@ -626,6 +653,10 @@ impl<'a> Replies<'a> {
             Hold::Reply(Expect::Topo(t)) => (rewrite::topology(&held, t, self.addrs), Rewrite::Topology),
             Hold::Reply(Expect::Exec(q)) => (rewrite::exec(&held, &q, self.addrs), Rewrite::Topology),
             Hold::Reply(_) => (None, Rewrite::Topology),
+            Hold::Dropped => {
+                reset_answered(&held);
+                return Vec::new();
+            }
         };
         match new {
             Some(new) => {
@@ -654,6 +685,7 @@ where
 {
     let mut buf = vec![0u8; DOWN_BUF_SIZE];
     let mut st = Replies::new(&conn.pairing, addrs, metrics);
+    st.drop_first = conn.reset_first;
     'read: loop {
         let n = from.read(&mut buf).await?;
         if n == 0 {
@@ -680,6 +712,12 @@ where
                 st.held.extend_from_slice(&data[i..i + used]);
                 from_i = i + used;
                 if st.held.len() > st.hold.limit() {
+                    if matches!(st.hold, Hold::Dropped) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the server answered RESET with a long reply; closing the connection",
+                        ));
+                    }
                     if matches!(st.hold, Hold::Reply(_)) {
                         warn!(max_bytes = MAX_HELD, "reply too large to rewrite; passing it unchanged");
                     }
@@ -720,6 +758,17 @@ where
         }
         to.write_all(&data[from_i..n]).await?;
     }
+}
+
+/// Says, once per process, when a server does not take `RESET` (Redis before 6.2): warm
+/// connections then cannot be logged in afresh.
+fn reset_answered(reply: &[u8]) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if reply.starts_with(b"+RESET\r") || SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let first = String::from_utf8_lossy(reply.split(|&b| b == b'\r').next().unwrap_or_default());
+    warn!(reply = %first, "the server refused RESET (Redis before 6.2?): a warm connection keeps the login it was opened with, so a password set on the server since then is not asked for (see README, Warm connections)");
 }
 
 /// A `-READONLY` error: the node is a replica now.
@@ -821,6 +870,7 @@ mod tests {
                 reach: &Fixed,
                 on_readonly: OnReadonly::Replay,
                 client_fd: None,
+                reset_first: false,
             };
             expects
                 .into_iter()
@@ -1169,6 +1219,7 @@ mod tests {
             addr: NODE.parse().unwrap(),
             reach,
             on_readonly,
+            reset_first: false,
         };
         let counters = Arc::new(Counters::default());
         let relay = relay(
