@@ -428,9 +428,9 @@ fn redis_mode_replays_the_refused_write_on_the_new_primary() {
     need_namespaces!();
     let pair = Pair::start();
     let hosts = Hosts::new();
-    let (p, r) = (free_port(), free_port());
+    let (p, r, m) = (free_port(), free_port(), free_port());
     let conf = format!(
-        "debug = 7\n{}{}",
+        "debug = 7\nmetrics = 127.0.0.1:{m}\n{}{}",
         pair.section("primary", p, PRIMARY, "protocol = redis\n"),
         pair.section("replica", r, REPLICA, "protocol = redis\n")
     );
@@ -446,6 +446,19 @@ fn redis_mode_replays_the_refused_write_on_the_new_primary() {
     }
     assert!(log.contains("the command was sent again"), "{log}");
     assert!(!log.contains(PASSWORD), "the password is in the log");
+    // Each replay is counted; the replica section's READONLY passed, and is not.
+    let replays = log.matches("the command was sent again").count();
+    assert_readonly_counts(m, "primary", replays, 0);
+    assert_readonly_counts(m, "replica", 0, 0);
+}
+
+/// `retunnel_redis_readonly_total` of `service` says `replayed` and `closed`.
+fn assert_readonly_counts(metrics: u16, service: &str, replayed: usize, closed: usize) {
+    let text = scrape(metrics);
+    for (outcome, want) in [("replayed", replayed), ("closed", closed)] {
+        let series = format!("retunnel_redis_readonly_total{{service=\"{service}\",outcome=\"{outcome}\"}}");
+        assert_eq!(sample(&text, &series), Some(want as f64), "{series}:\n{text}");
+    }
 }
 
 /// A replica endpoint answers writes with READONLY; its name still resolves to it, so the
@@ -465,18 +478,30 @@ fn replica_section_keeps_its_connection(port: u16) {
 #[ignore = "needs root for `unshare --mount`; .ci/run runs it"]
 fn redis_mode_close_ends_the_connection_at_the_readonly_reply() {
     need_namespaces!();
-    let (pair, hosts, p, rt) = one_section("protocol = redis\nonReadonly = close\n");
+    let pair = Pair::start();
+    let hosts = Hosts::new();
+    let (p, m) = (free_port(), free_port());
+    let section = pair.section("primary", p, PRIMARY, "protocol = redis\nonReadonly = close\n");
+    let rt = retunnel_in(&hosts, &format!("metrics = 127.0.0.1:{m}\n{section}"), 1);
     let (ops, resumed) = drill(&pair, &hosts, p);
     let figures = report("redis/close", &ops, resumed);
     assert_all_acknowledged_kept(&pair, &ops);
     let log = rt.log.text();
+    // Every READONLY a client saw closed its connection, and was counted.
+    let readonly = |e: &str| e.to_lowercase().contains("read only replica");
+    let seen = ops
+        .iter()
+        .flat_map(|(_, o)| o)
+        .filter(|o| !o.ok && readonly(&o.what))
+        .count();
+    assert!(seen >= 1, "no client saw READONLY");
+    assert_readonly_counts(m, "primary", 0, seen);
     for ((name, _), f) in ops.iter().zip(&figures) {
         // redis-py sees the READONLY, notices the close before its next command and
         // reconnects. redis-cli sends its next command into the closed connection before it
         // notices: that one fails too ("Server closed the connection"), and was not applied.
         let most = if *name == "redis-py" { 1 } else { 2 };
         assert!(f.failed <= most, "{name}: {f:?}\n{log}");
-        let readonly = |e: &str| e.to_lowercase().contains("read only replica");
         assert!(f.first_error.as_deref().is_some_and(readonly), "{name}: {f:?}");
         assert!(f.recovery.is_some_and(|d| d < Duration::from_secs(1)), "{name}: {f:?}");
     }

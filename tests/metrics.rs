@@ -7,45 +7,8 @@ mod support;
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Command;
 
 use support::*;
-
-/// `curl -s -w CODE http://127.0.0.1:PORT/PATH`: the HTTP status and the body.
-fn get(port: u16, path: &str) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .expect("curl must be installed (apt-get install curl)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "curl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_string())
-}
-
-/// The value of one sample in a `/metrics` scrape (`name{labels}` exactly as written).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// Scrapes until `series` has value `want`; fails the test with the scrape otherwise.
-fn wait_sample(port: u16, series: &str, want: f64) -> String {
-    let mut last = String::new();
-    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until(&format!("{series} = {want}"), || {
-            last = get(port, "/metrics").1;
-            (sample(&last, series) == Some(want)).then_some(())
-        })
-    }));
-    assert!(found.is_ok(), "{series} never became {want}; last scrape:\n{last}");
-    last
-}
 
 fn ping(port: u16) {
     let mut s = connect(port);

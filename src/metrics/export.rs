@@ -118,6 +118,12 @@ const ERROR_REPLIES: Spec = spec(
     &["service"],
     "protocol = redis: `-ERR retunnel: ...` replies sent to clients when no upstream could be reached.",
 );
+const READONLY: Spec = spec(
+    "retunnel_redis_readonly_total",
+    Counter,
+    &["service", "outcome"],
+    "protocol = redis: -READONLY replies from a demoted primary, by outcome: replayed (the connection moved to the new primary) or closed (the client got the error and the connection closed).",
+);
 const START_TIME: Spec = spec(
     "retunnel_start_time_seconds",
     Gauge,
@@ -158,6 +164,7 @@ pub const METRICS: &[Spec] = &[
     NODE_LISTENERS,
     REWRITES,
     ERROR_REPLIES,
+    READONLY,
     START_TIME,
     RELOADS,
     GENERATION,
@@ -230,6 +237,11 @@ impl Collector for Exporter {
                 .collect()
         })?;
         one_each(&mut enc, &ERROR_REPLIES, &redis, |s| vec![(vec![], &s.error_replies)])?;
+        one_each(&mut enc, &READONLY, &redis, |s| {
+            let each = ["replayed", "closed"].into_iter().zip(&s.readonly);
+            each.map(|(o, n)| (vec![("outcome", o)], n as &dyn EncodeMetric))
+                .collect()
+        })?;
         process(&mut enc, m)
     }
 }
@@ -308,6 +320,7 @@ mod tests {
         s.failed(Stage::Handshake, Reason::TlsVerify);
         s.connected(Duration::from_millis(3));
         s.rewritten(Rewrite::Redirect);
+        s.readonly(true);
         s.bytes.up.fetch_add(5, Ordering::Relaxed);
         m.reloaded(false, false);
         let out = render(&m);
@@ -341,6 +354,8 @@ mod tests {
             "retunnel_section_listening{service=\"db\"} 1\n",
             "retunnel_cluster_node_listeners{service=\"db\"} 0\n",
             "retunnel_redis_rewrites_total{service=\"db\",kind=\"redirect\"} 1\n",
+            "retunnel_redis_readonly_total{service=\"db\",outcome=\"replayed\"} 1\n",
+            "retunnel_redis_readonly_total{service=\"db\",outcome=\"closed\"} 0\n",
             "retunnel_reloads_total{result=\"failed\"} 1\n",
             "retunnel_config_generation 1\n",
         ] {

@@ -232,6 +232,9 @@ pub struct ServiceMetrics {
     pub(crate) rewrites: [Counter; Rewrite::ALL.len()],
     /// `-ERR retunnel: …` replies sent to Redis clients.
     pub(crate) error_replies: Counter,
+    /// `-READONLY` replies met (a primary that was demoted): the connection replayed onto the
+    /// new primary (0) or closed after the error (1).
+    pub(crate) readonly: [Counter; 2],
     /// When the upstream was last reached (0: never).
     last_ok_ms: AtomicU64,
     /// When an attempt last failed (0: never).
@@ -268,6 +271,7 @@ impl ServiceMetrics {
             node_listeners: Gauge::default(),
             rewrites: Default::default(),
             error_replies: Counter::default(),
+            readonly: Default::default(),
             last_ok_ms: AtomicU64::new(0),
             last_failed_ms: AtomicU64::new(0),
             last_reason: AtomicU8::new(0),
@@ -323,6 +327,11 @@ impl ServiceMetrics {
     /// A Redis client was sent `-ERR retunnel: …`.
     pub fn error_reply(&self) {
         self.error_replies.inc();
+    }
+
+    /// A `-READONLY` reply moved the connection to the new primary (`replayed`) or closed it.
+    pub fn readonly(&self, replayed: bool) {
+        self.readonly[usize::from(!replayed)].inc();
     }
 
     /// A reply was rewritten to name local node listeners.

@@ -733,6 +733,7 @@ where
                 match st.readonly(conn, upstream, i < n).await {
                     Verdict::Pass => {}
                     Verdict::Close => {
+                        metrics.readonly(false);
                         if let Some(fd) = conn.client_fd {
                             crate::sockopt::cork(fd);
                         }
@@ -743,6 +744,7 @@ where
                         return Ok(());
                     }
                     Verdict::Replayed(stream, addr) => {
+                        metrics.readonly(true);
                         let (r, w) = tokio::io::split(stream);
                         conn.switch.put(w);
                         conn.pairing.lock().unwrap_or_else(|p| p.into_inner()).frozen = false;
