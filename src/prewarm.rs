@@ -17,6 +17,7 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -38,11 +39,11 @@ pub struct Warm {
 }
 
 impl Warm {
-    /// `None` for `prewarm = 0`.
-    pub fn new(want: usize) -> Option<Arc<Warm>> {
+    /// `None` for `prewarm = 0`. `counted` follows how many are ready (the section's gauge).
+    pub fn new(want: usize, counted: Gauge) -> Option<Arc<Warm>> {
         (want > 0).then(|| {
             Arc::new(Warm {
-                pool: Pool::new(want),
+                pool: Pool::new(want, counted),
                 refill: Mutex::new(None),
             })
         })
@@ -118,14 +119,23 @@ struct Pool<T> {
     want: usize,
     ready: Mutex<VecDeque<T>>,
     taken: Notify,
+    /// Up and down with every item in or out (the metrics' warm-connections gauge).
+    counted: Gauge,
+}
+
+impl<T> Drop for Pool<T> {
+    fn drop(&mut self) {
+        self.counted.dec_by(lock(&self.ready).len() as i64);
+    }
 }
 
 impl<T> Pool<T> {
-    fn new(want: usize) -> Pool<T> {
+    fn new(want: usize, counted: Gauge) -> Pool<T> {
         Pool {
             want,
             ready: Mutex::new(VecDeque::with_capacity(want)),
             taken: Notify::new(),
+            counted,
         }
     }
 
@@ -137,6 +147,7 @@ impl<T> Pool<T> {
     fn pop(&self) -> Option<T> {
         let item = lock(&self.ready).pop_front();
         if item.is_some() {
+            self.counted.dec();
             self.taken.notify_one();
         }
         item
@@ -149,6 +160,7 @@ impl<T> Pool<T> {
         ready.retain(keep);
         let gone = before - ready.len();
         drop(ready);
+        self.counted.dec_by(gone as i64);
         if gone > 0 {
             self.taken.notify_one();
         }
@@ -160,6 +172,7 @@ impl<T> Pool<T> {
         let mut ready = lock(&self.ready);
         let n = ready.len();
         ready.clear();
+        self.counted.dec_by(n as i64);
         n
     }
 
@@ -187,6 +200,7 @@ impl<T> Pool<T> {
                         let n = {
                             let mut ready = lock(&self.ready);
                             ready.push_back(item);
+                            self.counted.inc();
                             ready.len()
                         };
                         debug!(ready = n, "warm upstream connection ready");
@@ -234,7 +248,7 @@ mod tests {
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = dead.local_addr().unwrap();
         drop(dead);
-        let pool: Arc<Pool<tokio::net::TcpStream>> = Arc::new(Pool::new(4));
+        let pool: Arc<Pool<tokio::net::TcpStream>> = Arc::new(Pool::new(4, Gauge::default()));
         let attempts = Arc::new(AtomicUsize::new(0));
         let stop = CancellationToken::new();
         let (p, a, s) = (pool.clone(), attempts.clone(), stop.clone());
@@ -265,7 +279,7 @@ mod tests {
     /// Filled to `want`, refilled after a take, and nothing more.
     #[tokio::test]
     async fn fills_to_want_and_refills_what_is_taken() {
-        let pool: Arc<Pool<usize>> = Arc::new(Pool::new(3));
+        let pool: Arc<Pool<usize>> = Arc::new(Pool::new(3, Gauge::default()));
         let n = Arc::new(AtomicUsize::new(0));
         let stop = CancellationToken::new();
         let (p, c, s) = (pool.clone(), n.clone(), stop.clone());
@@ -279,14 +293,19 @@ mod tests {
         while pool.len() < 3 {
             tokio::task::yield_now().await;
         }
+        assert_eq!(pool.counted.get(), 3, "the gauge follows the items");
         assert_eq!(pool.pop(), Some(0));
         while pool.len() < 3 {
             tokio::task::yield_now().await;
         }
         assert_eq!(n.load(Ordering::SeqCst), 4);
+        assert_eq!(pool.counted.get(), 3);
         stop.cancel();
         task.await.unwrap();
-        assert_eq!(pool.clear(), 3);
+        assert_eq!(pool.retain(|&k| k != 1), 1);
+        assert_eq!(pool.counted.get(), 2);
+        assert_eq!(pool.clear(), 2);
+        assert_eq!(pool.counted.get(), 0);
     }
 
     #[tokio::test]

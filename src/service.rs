@@ -71,7 +71,7 @@ impl Shared {
         Shared {
             upstreams: Upstreams::new(config.connect.clone(), config.failover),
             limit: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
-            warm: Warm::new(config.prewarm),
+            warm: Warm::new(config.prewarm, metrics.warm_gauge()),
             tls,
             acceptor,
             redis,

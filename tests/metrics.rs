@@ -337,3 +337,31 @@ fn refusals_by_max_connections_and_idle_closes_are_counted() {
         Some(0.0)
     );
 }
+
+#[test]
+fn warm_connections_are_counted_while_ready_and_not_once_gone() {
+    let up = TlsUpstream::start(&[]);
+    let (warm, cold, metrics) = (free_port(), free_port(), free_port());
+    let conf = format!(
+        "metrics = {metrics}\n{}{}",
+        up.section("warm", warm, "prewarm = 2\n"),
+        up.section("cold", cold, "")
+    );
+    let rt = Retunnel::start(&conf, 2);
+    rt.log.wait_for("metrics listening");
+    let gauge = r#"retunnel_upstream_warm_connections{service="warm"}"#;
+    let text = wait_sample(metrics, gauge, 2.0);
+    assert_eq!(
+        sample(&text, r#"retunnel_upstream_warm_connections{service="cold"}"#),
+        None,
+        "only sections with prewarm have the gauge"
+    );
+    // A client takes one; the pool fills up again.
+    ping(warm);
+    wait_sample(metrics, gauge, 2.0);
+    // The upstream goes away: the next client finds both warm connections closed by the
+    // server, drops them, and none can be opened again.
+    drop(up);
+    refused_by_tunnel(warm);
+    wait_sample(metrics, gauge, 0.0);
+}

@@ -94,6 +94,12 @@ const BYTES: Spec = spec(
     &["service", "direction"],
     "Bytes relayed: direction up is client to upstream, down is upstream to client.",
 );
+const WARM: Spec = spec(
+    "retunnel_upstream_warm_connections",
+    Gauge,
+    &["service"],
+    "prewarm: upstream connections connected and handshaken, ready for new clients now.",
+);
 const LISTENING: Spec = spec(
     "retunnel_section_listening",
     Gauge,
@@ -160,6 +166,7 @@ pub const METRICS: &[Spec] = &[
     HANDSHAKE_SECONDS,
     HANDSHAKES,
     BYTES,
+    WARM,
     LISTENING,
     NODE_LISTENERS,
     REWRITES,
@@ -228,6 +235,8 @@ impl Collector for Exporter {
         for (name, s) in &all {
             ConstGauge::new(i64::from(s.is_listening())).encode(e.encode_family(&vec![("service", name.as_str())])?)?;
         }
+        let warm: Vec<_> = all.iter().filter(|(_, s)| s.info().prewarm).cloned().collect();
+        one_each(&mut enc, &WARM, &warm, |s| vec![(vec![], &s.warm)])?;
         // The Redis metrics only for `protocol = redis` sections.
         let redis: Vec<_> = all.iter().filter(|(_, s)| s.info().redis).cloned().collect();
         one_each(&mut enc, &NODE_LISTENERS, &redis, |s| vec![(vec![], &s.node_listeners)])?;

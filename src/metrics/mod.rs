@@ -196,6 +196,8 @@ pub struct SectionInfo {
     pub connect: String,
     /// `protocol = redis`.
     pub redis: bool,
+    /// `prewarm` > 0.
+    pub prewarm: bool,
 }
 
 /// One section's counters. Shared by its connections, its node listeners and the scrapes; it
@@ -226,6 +228,8 @@ pub struct ServiceMetrics {
     pub(crate) handshakes: [Counter; 2],
     /// Bytes relayed, both ways; every connection's counters add to these.
     pub bytes: Arc<Counters>,
+    /// `prewarm`: upstream connections ready for new clients now.
+    pub(crate) warm: Gauge,
     /// `protocol = redis`: node listeners open now.
     pub(crate) node_listeners: Gauge,
     /// Replies rewritten, by [`Rewrite`].
@@ -268,6 +272,7 @@ impl ServiceMetrics {
             handshake_seconds: Histogram::default(),
             handshakes: Default::default(),
             bytes: Arc::default(),
+            warm: Gauge::default(),
             node_listeners: Gauge::default(),
             rewrites: Default::default(),
             error_replies: Counter::default(),
@@ -339,6 +344,12 @@ impl ServiceMetrics {
         self.rewrites[Rewrite::ALL.iter().position(|&k| k == kind).unwrap_or(0)].inc();
     }
 
+    /// The gauge of warm connections, for the section's `prewarm` pool to move (a pool
+    /// replaced by a reload adds and takes away its own, so the sum stays right).
+    pub fn warm_gauge(&self) -> Gauge {
+        self.warm.clone()
+    }
+
     /// A cluster node listener opened; the guard closes it in the counts.
     pub fn node_listener(self: &Arc<Self>) -> NodeListenerGuard {
         self.node_listeners.inc();
@@ -353,6 +364,7 @@ impl ServiceMetrics {
             accept,
             connect: connect.join(", "),
             redis: config.redis.is_some(),
+            prewarm: config.prewarm > 0,
         };
         self.listening.store(true, Ordering::Relaxed);
     }
