@@ -2,7 +2,7 @@
 //! page are generated from the same definition, so they cannot drift from what is accepted.
 //! Turning flags into a [`Config`] also lives here; running it does not.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use clap_complete::Shell;
@@ -102,13 +102,42 @@ impl StatusArgs {
             return Err("give `-c FILE` (the running retunnel's configuration) or `--metrics ADDR:PORT`".into());
         };
         let (config, _) = Config::load(path).map_err(|e| e.to_string())?;
-        config.global.metrics.ok_or_else(|| {
+        let addr = config.global.metrics.ok_or_else(|| {
             format!(
                 "{} sets no `metrics = ADDR:PORT`, so the running retunnel has no endpoint to ask; add one (for example `metrics = 127.0.0.1:9187`) and restart it",
                 path.display()
             )
-        })
+        })?;
+        match addr.port() {
+            0 => given_port(path, addr, config.global.pid.as_deref()),
+            _ => Ok(addr),
+        }
     }
+}
+
+/// `metrics = ADDR:0`: the port the running retunnel was given, from the file it writes
+/// beside its pid file.
+fn given_port(config: &Path, addr: std::net::SocketAddr, pid: Option<&Path>) -> Result<std::net::SocketAddr, String> {
+    let chosen = format!(
+        "{} sets `metrics = {addr}`, so the running retunnel chose a free port at start",
+        config.display()
+    );
+    let Some(pid) = pid else {
+        return Err(format!(
+            "{chosen}, and with no `pid` it notes that port nowhere; set `pid = PATH` (retunnel then writes the address to PATH.metrics, which `status -c` reads) or a fixed port in `metrics`, and restart it; or ask with `--metrics ADDR:PORT` (retunnel logs it: `metrics listening`)"
+        ));
+    };
+    let file = crate::metrics::server::address_file(pid);
+    let text = std::fs::read_to_string(&file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "{chosen} and writes it to {}, which does not exist: is retunnel running with this file?",
+            file.display()
+        ),
+        _ => format!("{chosen}; cannot read it from {}: {e}", file.display()),
+    })?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{chosen}; {} does not hold an ADDR:PORT", file.display()))
 }
 
 /// A config file or the flags of a one-off tunnel.

@@ -73,7 +73,16 @@ fn run_daemon(source: &Source, daemon: bool, metrics: Option<&str>) -> ExitCode 
     };
     if let Some(m) = metrics {
         match retunnel::config::parse_accept(m) {
-            Ok(addr) => config.global.metrics = Some(addr),
+            Ok(addr) => match retunnel::config::accepting_on(&config.services, addr) {
+                None => config.global.metrics = Some(addr),
+                Some(s) => {
+                    eprintln!(
+                        "retunnel: --metrics {m}: [{}] accepts clients on {addr}; two listeners cannot share a port: choose another port for --metrics",
+                        s.name
+                    );
+                    return ExitCode::from(2);
+                }
+            },
             Err(e) => {
                 eprintln!("retunnel: --metrics {m}: {e}");
                 return ExitCode::from(2);

@@ -17,6 +17,12 @@ impl PidFile {
     /// afresh (never through a symbolic link) with mode 0644: retunnel often starts as root,
     /// and a link planted in a writable pid directory must not make root truncate its target.
     pub fn create(path: &Path) -> io::Result<PidFile> {
+        PidFile::create_with(path, &format!("{}\n", std::process::id()))
+    }
+
+    /// Writes `text` to `path` with the same care (the metrics address beside the pid file);
+    /// removed when dropped, like the pid file.
+    pub fn create_with(path: &Path, text: &str) -> io::Result<PidFile> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         match std::fs::remove_file(path) {
@@ -29,7 +35,7 @@ impl PidFile {
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)?;
-        file.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+        file.write_all(text.as_bytes())?;
         Ok(PidFile {
             path: path.to_path_buf(),
         })

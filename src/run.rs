@@ -52,7 +52,7 @@ pub enum RunError {
         /// What the OS said.
         source: io::Error,
         /// What to do.
-        hint: &'static str,
+        hint: String,
     },
 }
 
@@ -81,6 +81,12 @@ pub async fn run(
             source,
         })?),
         None => None,
+    };
+    let _address = match (&endpoint, &config.global.pid) {
+        (Some(listener), Some(pid)) if config.global.metrics.is_some_and(|a| a.port() == 0) => {
+            Some(note_address(listener, pid)?)
+        }
+        _ => None,
     };
     // `exit` skips destructors: the pid file has to be removed by hand on that path.
     let pid_path = config.global.pid.clone();
@@ -121,6 +127,7 @@ pub async fn run(
         let second = signals.next_stop().await;
         warn!(signal = ?second, "second signal: exiting now");
         if let Some(path) = pid_path {
+            let _ = std::fs::remove_file(metrics::server::address_file(&path));
             let _ = std::fs::remove_file(path);
         }
         std::process::exit(130);
@@ -134,7 +141,7 @@ pub async fn run(
 fn listen_metrics(addr: SocketAddr) -> Result<TcpListener, RunError> {
     let listener = sockopt::bind_listener(addr, &[]).map_err(|source| RunError::Metrics {
         addr,
-        hint: crate::tunnel::bind_hint(&source),
+        hint: metrics_bind_hint(&source),
         source,
     })?;
     let shown = listener.local_addr().unwrap_or(addr);
@@ -143,6 +150,27 @@ fn listen_metrics(addr: SocketAddr) -> Result<TcpListener, RunError> {
         warn!("{w}");
     }
     Ok(listener)
+}
+
+/// `metrics = ADDR:0`: writes the port it was given beside the pid file, where `retunnel
+/// status -c FILE` looks.
+fn note_address(listener: &TcpListener, pid: &std::path::Path) -> Result<PidFile, RunError> {
+    let path = metrics::server::address_file(pid);
+    let written = listener
+        .local_addr()
+        .and_then(|a| PidFile::create_with(&path, &format!("{a}\n")));
+    written.map_err(|source| RunError::PidFile { path, source })
+}
+
+/// What to do when the `metrics` address cannot be bound: the hints for `accept`, about
+/// `metrics`.
+fn metrics_bind_hint(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            "another program, or one of these sections on an overlapping address, listens there (see `ss -ltnp`); choose another port in `metrics`".into()
+        }
+        _ => crate::tunnel::bind_hint(e).replace("`accept`", "`metrics`"),
+    }
 }
 
 fn reopen(log: &logging::Handle, signal: &str) {

@@ -365,3 +365,95 @@ fn warm_connections_are_counted_while_ready_and_not_once_gone() {
     refused_by_tunnel(warm);
     wait_sample(metrics, gauge, 0.0);
 }
+
+/// The endpoint on a section's port: `check --offline` names both lines, `--metrics` is refused
+/// before anything starts, and a port another program holds is blamed on `metrics`, not
+/// `accept`.
+#[test]
+fn metrics_on_a_port_in_use_names_metrics_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let (accept, metrics) = (free_port(), free_port());
+    let conf = format!("metrics = {accept}\n[a]\naccept = {accept}\nconnect = localhost:1\n");
+    let path = write_conf(dir.path(), &conf);
+    let check = run_retunnel(&["check".as_ref(), "--offline".as_ref(), "-c".as_ref(), path.as_os_str()]);
+    assert_ne!(check.code, Some(0), "{}{}", check.stdout, check.stderr);
+    let all = format!("{}{}", check.stdout, check.stderr);
+    let want = format!(
+        "{}:1: metrics 127.0.0.1:{accept} is also where [a] accepts clients (`accept` on {}:3)",
+        path.display(),
+        path.display()
+    );
+    assert!(
+        all.contains(&want) && all.contains("give `metrics` a port of its own"),
+        "{all}"
+    );
+
+    let conf = format!("[a]\naccept = {accept}\nconnect = localhost:1\n");
+    let (code, out) = run_to_exit(&conf, &["--metrics", &accept.to_string()]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("choose another port for --metrics"), "{out}");
+
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", metrics)).unwrap();
+    let conf = format!("metrics = {metrics}\n[a]\naccept = {accept}\nconnect = localhost:1\n");
+    let (code, out) = run_to_exit(&conf, &[]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!("metrics: cannot listen on 127.0.0.1:{metrics}"))
+            && out.contains("choose another port in `metrics`")
+            && !out.contains("`accept`"),
+        "{out}"
+    );
+}
+
+/// `metrics = 127.0.0.1:0` picks a free port: with `pid` set, retunnel notes it in
+/// PID.metrics and `status -c` finds it there; the note goes at exit; without `pid`, `status`
+/// says why it cannot know the port and what to do.
+#[test]
+fn status_finds_a_metrics_port_chosen_at_start_through_the_pid_file() {
+    let up = TlsUpstream::start(&[]);
+    let run = tempfile::tempdir().unwrap();
+    let pid = run.path().join("retunnel.pid");
+    let port = free_port();
+    let conf = format!(
+        "pid = {}\nmetrics = 127.0.0.1:0\n{}",
+        pid.display(),
+        up.section("good", port, "")
+    );
+    let mut rt = Retunnel::start(&conf, 1);
+    rt.log.wait_for("metrics listening");
+    let note = run.path().join("retunnel.pid.metrics");
+    // Written after the endpoint listens, beside the pid file.
+    let text = wait_file_for(&note, "\n");
+    let logged = rt.log.text();
+    assert!(
+        logged.contains(&format!("metrics={}", text.trim())),
+        "{text:?} not in:\n{logged}"
+    );
+    ping(port);
+    let config = rt.config.clone().unwrap();
+    let ok = run_retunnel(&["status".as_ref(), "-c".as_ref(), config.as_os_str()]);
+    assert_eq!(ok.code, Some(0), "{}{}", ok.stdout, ok.stderr);
+    assert!(ok.stdout.lines().any(|l| l.starts_with("good ")), "{}", ok.stdout);
+    rt.signal(libc::SIGTERM);
+    assert_eq!(rt.wait_exit(), Some(0));
+    assert!(!note.exists() && !pid.exists(), "left behind at exit");
+    let gone = run_retunnel(&["status".as_ref(), "-c".as_ref(), config.as_os_str()]);
+    assert_eq!(gone.code, Some(2));
+    assert!(
+        gone.stderr.contains("does not exist: is retunnel running"),
+        "{}",
+        gone.stderr
+    );
+
+    let no_pid = write_conf(
+        run.path(),
+        "metrics = 127.0.0.1:0\n[a]\naccept = 1\nconnect = localhost:2\n",
+    );
+    let r = run_retunnel(&["status".as_ref(), "-c".as_ref(), no_pid.as_os_str()]);
+    assert_eq!(r.code, Some(2));
+    assert!(
+        r.stderr.contains("chose a free port at start") && r.stderr.contains("set `pid = PATH`"),
+        "{}",
+        r.stderr
+    );
+}

@@ -12,6 +12,7 @@ pub mod options;
 mod values;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -247,6 +248,13 @@ impl fmt::Display for Warning {
 pub struct ConfigError {
     /// Each problem, already worded for the user.
     pub problems: Vec<String>,
+}
+
+/// The section whose `accept` is `addr` (port 0 is never taken: each bind gets its own port),
+/// for `metrics` given in the file or by `--metrics`.
+pub fn accepting_on(services: &[ServiceConfig], addr: SocketAddr) -> Option<&ServiceConfig> {
+    let metrics = Listen::Tcp(addr);
+    services.iter().find(|s| s.accept.iter().any(|a| a.clashes(&metrics)))
 }
 
 /// The defaults, shared by the parser and the README test.
@@ -538,11 +546,43 @@ impl Parser<'_> {
                 out.push(svc);
             }
         }
+        if let Some(addr) = global.metrics {
+            self.metrics_clash(addr, global_part, services, &out);
+        }
         Config {
             path: self.path.to_path_buf(),
             global,
             services: out,
         }
+    }
+
+    /// `metrics` on the port of a section's `accept`: both lines, and the fix.
+    fn metrics_clash(&mut self, addr: SocketAddr, global: &Section, sections: &[Section], out: &[ServiceConfig]) {
+        let Some(svc) = accepting_on(out, addr) else {
+            return;
+        };
+        let key = |e: &&Entry, k: &str| e.key.eq_ignore_ascii_case(k);
+        let Some(metrics) = global.entries.iter().rfind(|e| key(e, "metrics")) else {
+            return;
+        };
+        let section = sections.iter().find(|s| s.name.as_deref() == Some(&svc.name));
+        let accept_line = section.and_then(|s| {
+            let clashes = |e: &&Entry| values::listen(&e.value).is_ok_and(|l| l.clashes(&Listen::Tcp(addr)));
+            let line = s.entries.iter().find(|e| key(e, "accept") && clashes(e))?;
+            Some(format!(
+                "{}:{}",
+                line.file.as_deref().unwrap_or(self.path).display(),
+                line.line
+            ))
+        });
+        let file = metrics.file.as_deref().unwrap_or(self.path);
+        self.problems.push(format!(
+            "{}:{}: metrics {addr} is also where [{}] accepts clients ({}); two listeners cannot share a port: give `metrics` a port of its own (for example `metrics = 127.0.0.1:9187`)",
+            file.display(),
+            metrics.line,
+            svc.name,
+            accept_line.map_or_else(|| "its `accept`".into(), |l| format!("`accept` on {l}")),
+        ));
     }
 
     fn service(&mut self, section: &Section, defaults: &[&Entry]) -> Option<ServiceConfig> {

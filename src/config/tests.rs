@@ -713,6 +713,24 @@ fn duplicate_accept_addresses_are_refused() {
 }
 
 #[test]
+fn metrics_on_a_sections_accept_port_is_refused_naming_both_lines() {
+    let e = one_err(
+        "metrics = 6379\n[a]\naccept = 6380\nconnect = h.example:1\n[b]\naccept = 127.0.0.1:6379\nconnect = h.example:2\n",
+    );
+    assert_has(
+        &e,
+        &[
+            &format!("{FILE}:1: metrics 127.0.0.1:6379"),
+            "[b] accepts clients",
+            &format!("`accept` on {FILE}:6"),
+            "give `metrics` a port of its own",
+        ],
+    );
+    // Port 0 is never shared: each bind gets its own.
+    ok("metrics = 127.0.0.1:0\n[a]\naccept = 127.0.0.1:0\nconnect = h.example:1\n");
+}
+
+#[test]
 fn fips_yes_is_refused() {
     assert_eq!(ok(&format!("fips = no\n{}", section(""))).0.services.len(), 1);
     let e = one_err(&format!("fips = yes\n{}", section("")));

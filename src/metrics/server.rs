@@ -25,6 +25,14 @@ const MAX_CLIENTS: usize = 16;
 /// A client that has not sent its request headers by then is closed.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where a retunnel with `pid = PATH` and `metrics = ADDR:0` notes the port it was given, for
+/// `retunnel status -c FILE`: `PATH.metrics`, holding `ADDR:PORT` and a newline.
+pub fn address_file(pid: &std::path::Path) -> std::path::PathBuf {
+    let mut name = pid.as_os_str().to_owned();
+    name.push(".metrics");
+    name.into()
+}
+
 /// What in the `metrics` address exposes the endpoint, for the start-up log.
 pub fn risk(addr: std::net::SocketAddr) -> Option<String> {
     (!addr.ip().is_loopback()).then(|| {
