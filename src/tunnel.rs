@@ -434,7 +434,7 @@ pub fn risks(c: &ServiceConfig) -> Vec<String> {
     if !c.connect_tls && c.connect.iter().any(off_host) {
         out.push("the upstream is reached in plain text over the network; set `connectTLS = yes` if it speaks TLS, or connect to it on this host".into());
     }
-    if c.connect_tls && !c.tls.verify_chain {
+    if c.connect_tls && !c.tls.verify_chain && !c.tls.verify_peer {
         out.push("the upstream certificate is NOT verified (verifyChain = no / verify = 0): anyone on the path can read and change the traffic".into());
     }
     out

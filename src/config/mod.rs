@@ -12,7 +12,7 @@ pub mod options;
 mod values;
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -188,6 +188,15 @@ pub struct TlsSettings {
     pub ciphersuites: Option<Vec<String>>,
     /// `curves`/`ECDHcurve`: the key-exchange groups, in order; `None`: rustls's defaults.
     pub curves: Option<Vec<String>>,
+    /// `verifyPeer`, `verify = 3|4`: the peer's certificate must be one of those in
+    /// `CAfile`/`CApath` (pinning).
+    pub verify_peer: bool,
+    /// `checkIP`: addresses the certificate may carry instead of the host name (any one).
+    pub check_ips: Vec<IpAddr>,
+    /// `CRLfile`: a PEM file of CRLs checked along the chain.
+    pub crl_file: Option<PathBuf>,
+    /// `CRLpath`: a directory of PEM CRL files (hashed names or any other).
+    pub crl_path: Option<PathBuf>,
 }
 
 /// TLS session resumption, as stunnel's options set it.
@@ -228,6 +237,10 @@ impl Default for TlsSettings {
             ciphers: None,
             ciphersuites: None,
             curves: None,
+            verify_peer: false,
+            check_ips: Vec::new(),
+            crl_file: None,
+            crl_path: None,
         }
     }
 }
@@ -334,8 +347,12 @@ struct Draft {
     key: Option<PathBuf>,
     /// `connectTLS`, if written.
     connect_tls: Option<bool>,
-    /// A `verify`/`verifyChain` line asked for verification (in server mode: of clients).
+    /// A `verify`/`verifyChain`/`verifyPeer` line asked for verification (in server mode:
+    /// of clients).
     verify_asked: bool,
+    /// Whether a client must show a certificate (server mode), as the last of `verify`,
+    /// `verifyChain`, `verifyPeer` and `requireCert` set it; `None`: none of them was written.
+    require_cert: Option<bool>,
     /// `failover`.
     failover: Failover,
     /// `socket`, every line in order.
@@ -376,6 +393,7 @@ impl Default for Draft {
             key: None,
             connect_tls: None,
             verify_asked: false,
+            require_cert: None,
             failover: Failover::default(),
             socket_options: Vec::new(),
             max_connections: None,
@@ -649,6 +667,7 @@ impl Parser<'_> {
             key,
             connect_tls,
             verify_asked,
+            require_cert: _,
             failover,
             socket_options,
             max_connections,
@@ -673,11 +692,7 @@ impl Parser<'_> {
                 "{at}`sni = {sni}` differs from `checkHost = {host}`; retunnel verifies the name it sends, so remove `sni` or make them equal"
             ));
         }
-        if !tls.verify_chain && tls.check_host.is_some() {
-            self.problems.push(format!(
-                "{header}: `checkHost` needs the chain verified to mean anything; remove `verifyChain = no`/`verify = 0` or remove `checkHost`"
-            ));
-        }
+        self.verification(header, &tls);
         match (&mut redis, cluster_ports) {
             (Some(r), ports) => r.cluster_ports = ports,
             (None, Some(_)) => self.problems.push(format!(
@@ -741,6 +756,27 @@ impl Parser<'_> {
             connect_tls,
             redis,
         })
+    }
+
+    /// What the verification options say together: names to check need a certificate that
+    /// is checked, pins need the files they pin to, CRLs need the chain.
+    fn verification(&mut self, header: &str, tls: &TlsSettings) {
+        let checked = tls.verify_chain || tls.verify_peer;
+        if !checked && (tls.check_host.is_some() || !tls.check_ips.is_empty()) {
+            self.problems.push(format!(
+                "{header}: `checkHost`/`checkIP` need the certificate verified to mean anything; remove `verifyChain = no`/`verify = 0` or remove them"
+            ));
+        }
+        if tls.verify_peer && tls.ca_file.is_none() && tls.ca_path.is_none() {
+            self.problems.push(format!(
+                "{header}: `verifyPeer = yes`/`verify = 3|4` accept only the certificates in CAfile/CApath; add `CAfile = FILE` holding the peer's certificate"
+            ));
+        }
+        if !tls.verify_chain && (tls.crl_file.is_some() || tls.crl_path.is_some()) {
+            self.problems.push(format!(
+                "{header}: `CRLfile`/`CRLpath` are checked along the certificate chain, which this section does not verify; remove `verifyChain = no`/`verify = 0|4` or remove them"
+            ));
+        }
     }
 
     /// Applies `options = NO_…` to the version bounds: they only ever narrow them. Bounds

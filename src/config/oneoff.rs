@@ -163,6 +163,9 @@ mod tests {
         let mut o = flags("6379", "127.0.0.1:6380");
         (o.insecure, o.check_host) = (true, Some("db.example".into()));
         let e = Config::one_off(&o).unwrap_err();
-        assert!(e.problems[0].contains("`checkHost` needs the chain verified"), "{e}");
+        assert!(
+            e.problems[0].contains("`checkHost`/`checkIP` need the certificate verified"),
+            "{e}"
+        );
     }
 }

@@ -143,9 +143,8 @@ const fn refused(name: &'static str, scope: Scope, why: &'static str) -> OptionS
 
 use Scope::{Global, Service};
 
-const NO_REVOCATION: &str = "retunnel cannot check certificate revocation yet, and ignoring the option would accept a revoked certificate; remove it only if you accept that";
-const NO_PEER_PINNING: &str =
-    "retunnel cannot pin peer certificates yet, and ignoring the option would accept any valid certificate";
+const NO_REVOCATION: &str = "retunnel has no OCSP (rustls does not fetch OCSP responses), and ignoring the option would accept a revoked certificate; use CRLfile/CRLpath instead";
+const NO_EMAIL_CHECK: &str = "retunnel cannot check e-mail addresses in certificates, and ignoring the option would accept any valid certificate";
 
 const NO_ENGINES: &str = "OpenSSL engines are not supported";
 const NO_PROGRAMS: &str = "retunnel tunnels to network services only, not to programs";
@@ -273,35 +272,46 @@ pub const OPTIONS: &[OptionSpec] = &[
     section(
         "verify",
         "`2`",
-        "stunnel's older switch: 0 = no checks, 1/2 = verify.",
-        |p, at, s| match p.value(at, values::verify_level) {
-            Some(0) => s.tls.verify_chain = false,
-            Some(_) => (s.tls.verify_chain, s.verify_asked) = (true, true),
-            None => {}
+        "stunnel's older switch: 0 = no checks, 1/2 = verify the chain, 3 = chain and pin, 4 = pin only.",
+        |p, at, s| {
+            let Some(n) = p.value(at, values::verify_level) else {
+                return;
+            };
+            s.tls.verify_chain = (1..=3).contains(&n);
+            s.tls.verify_peer = n >= 3;
+            s.verify_asked = n >= 1;
+            s.require_cert = Some(n >= 2);
         },
     ),
     section(
         "verifyChain",
         "`yes`",
         "Verify the certificate chain and host name.",
-        |p, at, s| {
-            if let Some(v) = p.value(at, values::yes_no) {
-                s.tls.verify_chain = v;
-                s.verify_asked |= v;
-            }
-        },
+        |p, at, s| verify_switch(p, at, s, |t| &mut t.verify_chain),
     ),
     section(
         "verifyPeer",
         "`no`",
-        "Certificate pinning: only `no` is accepted.",
-        |p, at, _| {
-            only_no(
-                p,
-                at,
-                "certificate pinning (`verifyPeer = yes`) is not supported yet; use `verifyChain = yes` with `CAfile`",
-            )
-        },
+        "Pinning: the peer's certificate must be one of those in `CAfile`/`CApath`.",
+        |p, at, s| verify_switch(p, at, s, |t| &mut t.verify_peer),
+    ),
+    section(
+        "checkIP",
+        "none, repeatable",
+        "An IP address the certificate must carry (any one of the lines), instead of the host name.",
+        |p, at, s| s.tls.check_ips.extend(p.value(at, values::ip)),
+    ),
+    section(
+        "CRLfile",
+        "none",
+        "A PEM file of CRLs: a revoked certificate in the chain is refused.",
+        |p, at, s| s.tls.crl_file = p.value(at, values::existing_file),
+    ),
+    section(
+        "CRLpath",
+        "none",
+        "A directory of PEM CRLs (`HASH.r0` or any name), checked as `CRLfile`.",
+        |p, at, s| s.tls.crl_path = p.value(at, values::existing_dir),
     ),
     section(
         "checkHost",
@@ -531,8 +541,6 @@ pub const OPTIONS: &[OptionSpec] = &[
     ignored("TIMEOUTocsp", Service),
     ignored("local", Service),
     // Refused: ignoring them would weaken security or silently change the tunnel.
-    refused("CRLfile", Service, NO_REVOCATION),
-    refused("CRLpath", Service, NO_REVOCATION),
     refused("OCSP", Service, NO_REVOCATION),
     refused("OCSPaia", Service, NO_REVOCATION),
     refused("OCSPflag", Service, NO_REVOCATION),
@@ -543,8 +551,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         Service,
         "retunnel cannot check client certificates in server mode yet, and ignoring it would let any client in",
     ),
-    refused("checkEmail", Service, NO_PEER_PINNING),
-    refused("checkIP", Service, NO_PEER_PINNING),
+    refused("checkEmail", Service, NO_EMAIL_CHECK),
     refused(
         "ident",
         Service,
@@ -583,6 +590,19 @@ pub const OPTIONS: &[OptionSpec] = &[
 /// A list of names, owned.
 fn owned(r: Result<Vec<&'static str>, String>) -> Result<Vec<String>, String> {
     r.map(|v| v.into_iter().map(str::to_string).collect())
+}
+
+/// `verifyChain`/`verifyPeer`: sets the flag `field` picks; `yes`, as in stunnel, also makes
+/// a server-mode section ask clients for certificates and require one.
+fn verify_switch(p: &mut Parser<'_>, at: &At<'_>, s: &mut Draft, field: fn(&mut super::TlsSettings) -> &mut bool) {
+    let Some(v) = p.value(at, values::yes_no) else {
+        return;
+    };
+    *field(&mut s.tls) = v;
+    s.verify_asked |= v;
+    if v {
+        s.require_cert = Some(true);
+    }
 }
 
 /// Whether retunnel speaks `v` (`None`: no bound); TLS 1.0/1.1 are a problem at this line,

@@ -304,15 +304,21 @@ fn verify_levels_and_verify_chain() {
     assert!(svc(&section("verify = 1")).tls.verify_chain);
     assert!(svc(&section("verify = 2")).tls.verify_chain);
     assert!(!svc(&section("verifyChain = no")).tls.verify_chain);
-    for level in ["3", "4"] {
-        let e = one_err(&section(&format!("verify = {level}")));
-        assert_has(&e, &["[redis] verify", "not supported", "use `verify = 2`"]);
+    // stunnel's levels 3 (chain and pin) and 4 (pin only) need the certificates to pin to.
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    let ca_line = format!("CAfile = {}", ca.path().display());
+    let s = svc(&section(&format!("{ca_line}\nverify = 3")));
+    assert!(s.tls.verify_chain && s.tls.verify_peer);
+    let s = svc(&section(&format!("{ca_line}\nverify = 4")));
+    assert!(!s.tls.verify_chain && s.tls.verify_peer);
+    let s = svc(&section(&format!("{ca_line}\nverifyPeer = yes")));
+    assert!(s.tls.verify_chain && s.tls.verify_peer);
+    for pin in ["verify = 3", "verify = 4", "verifyPeer = yes"] {
+        assert_has(&one_err(&section(pin)), &["[redis]", "verifyPeer", "add `CAfile"]);
     }
-    assert_has(&one_err(&section("verify = 9")), &["not a verify level"]);
-    let e = one_err(&section("verifyPeer = yes"));
     assert_has(
-        &e,
-        &[&format!("{FILE}:4: [redis] verifyPeer"), "not supported", "CAfile"],
+        &one_err(&section("verify = 9")),
+        &["not a verify level", "3 (chain and pin"],
     );
     assert!(svc(&section("verifyPeer = no")).tls.verify_chain);
 }
@@ -552,19 +558,50 @@ fn ignored_options_warn_naming_the_option() {
 #[test]
 fn security_relevant_options_are_errors() {
     for opt in [
-        "CRLfile = /etc/crl.pem",
-        "CRLpath = /etc/crl",
         "OCSP = http://ocsp.example",
         "OCSPaia = yes",
         "OCSPrequire = yes",
         "requireCert = yes",
-        "checkIP = 10.0.0.1",
     ] {
         let key = opt.split(' ').next().unwrap();
         let e = one_err(&section(opt));
         assert_has(&e, &[&format!("{FILE}:4: [redis] {key}"), "not supported"]);
     }
-    assert_has(&one_err(&section("CRLfile = /x")), &["revoked"]);
+    assert_has(&one_err(&section("OCSP = http://o.example")), &["revoked", "CRLfile"]);
+}
+
+#[test]
+fn revocation_and_check_ip_are_honoured() {
+    let crl = tempfile::NamedTempFile::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = svc(&section(&format!(
+        "CRLfile = {}\nCRLpath = {}\ncheckIP = 10.0.0.1\ncheckIP = ::1",
+        crl.path().display(),
+        dir.path().display()
+    )));
+    assert_eq!(s.tls.crl_file.as_deref(), Some(crl.path()));
+    assert_eq!(s.tls.crl_path.as_deref(), Some(dir.path()));
+    let ips: Vec<std::net::IpAddr> = vec!["10.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+    assert_eq!(s.tls.check_ips, ips);
+    assert_has(
+        &one_err(&section("checkIP = db.example")),
+        &["[redis] checkIP", "not an IP address"],
+    );
+    assert_has(
+        &one_err(&section("checkIP = 10.0.0.1\nverifyChain = no")),
+        &["[redis]", "checkIP", "verifyChain = no"],
+    );
+    assert_has(
+        &one_err(&section(&format!(
+            "CRLfile = {}\nverifyChain = no",
+            crl.path().display()
+        ))),
+        &["[redis]", "CRLfile", "along the certificate chain"],
+    );
+    assert_has(
+        &one_err(&section("CRLpath = /nonexistent")),
+        &["[redis] CRLpath", "cannot read"],
+    );
 }
 
 #[test]

@@ -322,17 +322,21 @@ pub fn host_name(v: &str) -> R<String> {
     }
 }
 
+/// `verify`: stunnel's level, 0 to 4.
 pub fn verify_level(v: &str) -> R<u8> {
-    match v.trim() {
-        "0" => Ok(0),
-        "1" | "2" => Ok(2),
-        "3" | "4" => Err(format!(
-            "`verify = {v}` (certificate pinning) is not supported yet, and ignoring it would accept any valid certificate; use `verify = 2` with `CAfile`"
-        )),
+    match v.trim().parse::<u8>() {
+        Ok(n) if n <= 4 => Ok(n),
         _ => Err(format!(
-            "`{v}` is not a verify level; use 2 (check the chain) or 0 (no checks)"
+            "`{v}` is not a verify level; use 0 (no checks), 1 or 2 (check the chain), 3 (chain and pin to CAfile) or 4 (pin to CAfile only)"
         )),
     }
+}
+
+/// `checkIP`: an IP address.
+pub fn ip(v: &str) -> R<std::net::IpAddr> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("`{v}` is not an IP address; write one address per `checkIP` line"))
 }
 
 /// An `options` value: either a protocol floor or another OpenSSL flag (ignored).

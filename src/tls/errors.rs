@@ -34,6 +34,24 @@ pub enum SetupError {
         /// The file.
         path: PathBuf,
     },
+    /// A `CRLfile` (or every file of `CRLpath`) holds no CRL.
+    #[error(
+        "`CRLfile`/`CRLpath`: {path} holds no PEM CRL (-----BEGIN X509 CRL-----); give the CRL your CA publishes (`openssl crl -inform DER -in CRL -out CRL.pem` converts a DER one)"
+    )]
+    NoCrls {
+        /// The file or directory.
+        path: PathBuf,
+    },
+    /// A CRL is malformed or of a kind webpki cannot use.
+    #[error(
+        "`CRLfile`/`CRLpath`: {path}: bad CRL ({reason}); give a version 2 CRL in PEM form, as `openssl ca -gencrl` writes"
+    )]
+    BadCrl {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
     /// A certificate is malformed.
     #[error("{path}: bad certificate: {reason}")]
     BadCertificate {
@@ -219,6 +237,12 @@ pub fn certificate(e: &CertificateError) -> String {
             "unknown issuer: no CA in the system store, CAfile or CApath issued it".to_string()
         }
         CertificateError::Revoked => "certificate revoked: its serial is on the CRL (CRLfile/CRLpath)".to_string(),
+        CertificateError::UnknownRevocationStatus => {
+            "revocation status unknown: no CRL in CRLfile/CRLpath is from the CA that issued it".to_string()
+        }
+        e if not_pinned(e) => {
+            "not one of the certificates in CAfile/CApath (verifyPeer = yes / verify = 3|4 pin to them)".to_string()
+        }
         e if ca_as_server(e) => {
             "the server presents a CA certificate (basicConstraints CA:TRUE) as its own, as `openssl req -x509` makes by default".to_string()
         }
@@ -233,6 +257,11 @@ fn ca_as_server(e: &CertificateError) -> bool {
         if o.0.downcast_ref::<webpki::Error>() == Some(&webpki::Error::CaUsedAsEndEntity))
 }
 
+/// The pinning verifier's reason: the certificate is not one of those pinned.
+fn not_pinned(e: &CertificateError) -> bool {
+    matches!(e, CertificateError::Other(o) if o.0.downcast_ref::<super::verify::NotPinned>().is_some())
+}
+
 fn hint(e: &CertificateError) -> &'static str {
     match e {
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
@@ -244,6 +273,8 @@ fn hint(e: &CertificateError) -> &'static str {
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "check this host's clock",
         CertificateError::UnknownIssuer => "if the server uses a private CA, point CAfile at that CA's PEM file",
         CertificateError::Revoked => "the server needs a new certificate; do not trust this one",
+        CertificateError::UnknownRevocationStatus => "add the CRL of every CA in the chain to CRLfile/CRLpath",
+        e if not_pinned(e) => "add the server's certificate to CAfile (or CApath) if it is the right one",
         e if ca_as_server(e) => {
             "give the server a certificate with CA:FALSE (e.g. -addext basicConstraints=critical,CA:FALSE) signed by a CA, and point CAfile at that CA"
         }

@@ -101,8 +101,10 @@ pub struct TlsClient {
     sni: Option<String>,
     /// `checkHost`, else a non-empty `sni`: the name verified (and sent) instead of the host.
     name_override: Option<String>,
-    /// Whether certificates are checked at all.
+    /// Whether the chain is checked.
     verifying: bool,
+    /// Whether the certificate must be one of `CAfile`/`CApath` (`verifyPeer`).
+    pinned: bool,
 }
 
 impl fmt::Debug for TlsClient {
@@ -120,11 +122,7 @@ impl TlsClient {
     pub fn new(s: &TlsSettings) -> Result<TlsClient, SetupError> {
         let name_override = s.check_host.clone().or_else(|| s.sni.clone().filter(|n| !n.is_empty()));
         let provider = provider(s);
-        let roots = match s.verify_chain {
-            true => Some(trust::roots(s.ca_file.as_deref(), s.ca_path.as_deref())?),
-            false => None,
-        };
-        let verifier = verify::for_section(roots, &provider)?;
+        let verifier = verify::for_section(s, &provider)?;
         let mut config = client_config(s, &provider, verifier)?;
         config.resumption = resumption(s);
         let mut without_sni = config.clone();
@@ -135,6 +133,7 @@ impl TlsClient {
             sni: s.sni.clone(),
             name_override,
             verifying: s.verify_chain,
+            pinned: s.verify_peer,
         })
     }
 
@@ -155,10 +154,15 @@ impl TlsClient {
 
     /// A short description for the start-up line.
     pub fn describe(&self) -> String {
-        match (&self.name_override, self.verifying) {
-            (_, false) => "NOT VERIFIED (verifyChain = no)".into(),
-            (Some(n), true) => format!("verify chain + host {n}"),
-            (None, true) => "verify chain + host".into(),
+        let pin = match self.pinned {
+            true => " + pinned to CAfile/CApath",
+            false => "",
+        };
+        match (&self.name_override, self.verifying, self.pinned) {
+            (_, false, false) => "NOT VERIFIED (verifyChain = no)".into(),
+            (_, false, true) => "pinned to CAfile/CApath (chain not checked)".into(),
+            (Some(n), true, _) => format!("verify chain + host {n}{pin}"),
+            (None, true, _) => format!("verify chain + host{pin}"),
         }
     }
 
@@ -246,7 +250,8 @@ pub async fn inspect(
         reason: e.to_string(),
     };
     let roots = trust::roots(s.ca_file.as_deref(), s.ca_path.as_deref()).map_err(setup)?;
-    let inner = verify::for_section(Some(roots.clone()), &provider).map_err(setup)?;
+    let crls = verify::crls(s).map_err(setup)?;
+    let inner = verify::webpki(roots.clone(), crls, &provider).map_err(setup)?;
     let recording = Arc::new(verify::Recording::new(inner, roots, &provider));
     let mut config = client_config(s, &provider, recording.clone()).map_err(setup)?;
     config.enable_sni = sni;

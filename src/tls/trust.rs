@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustls::RootCertStore;
-use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 
 use super::SetupError;
 
@@ -82,14 +82,47 @@ fn with_extra(
 
 /// The certificates `CAfile` and `CApath` add to the system's trust store.
 pub fn anchors(ca_file: Option<&Path>, ca_path: Option<&Path>) -> Result<Vec<CertificateDer<'static>>, SetupError> {
-    let mut certs = Vec::new();
-    if let Some(path) = ca_file {
-        certs.extend(pem_file(path)?);
+    file_and_dir(ca_file, ca_path, pem_file, pem_dir)
+}
+
+/// What a file option and a directory option (`CAfile`/`CApath`, `CRLfile`/`CRLpath`) hold
+/// together.
+fn file_and_dir<T>(
+    file: Option<&Path>,
+    dir: Option<&Path>,
+    of_file: fn(&Path) -> Result<Vec<T>, SetupError>,
+    of_dir: fn(&Path) -> Result<Vec<T>, SetupError>,
+) -> Result<Vec<T>, SetupError> {
+    let mut found = Vec::new();
+    if let Some(path) = file {
+        found.extend(of_file(path)?);
     }
-    if let Some(dir) = ca_path {
-        certs.extend(pem_dir(dir)?);
+    if let Some(dir) = dir {
+        found.extend(of_dir(dir)?);
     }
-    Ok(certs)
+    Ok(found)
+}
+
+/// What the files of `dir` hold, read by `of_file`: a file it finds nothing in is passed
+/// over, an error it calls `fatal` stops the reading; nothing at all is the error `none`.
+fn each_file<T>(
+    dir: &Path,
+    of_file: fn(&Path) -> Result<Vec<T>, SetupError>,
+    fatal: fn(&SetupError) -> bool,
+    none: fn(PathBuf) -> SetupError,
+) -> Result<Vec<T>, SetupError> {
+    let mut found = Vec::new();
+    for path in files_in(dir)? {
+        match of_file(&path) {
+            Ok(items) => found.extend(items),
+            Err(e) if fatal(&e) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    if found.is_empty() {
+        return Err(none(dir.into()));
+    }
+    Ok(found)
 }
 
 /// Reads a file, naming it in the error.
@@ -122,6 +155,44 @@ pub fn pem_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>
 /// Every PEM certificate in the files of a directory (OpenSSL's hashed links or any other
 /// names); files holding none (keys, CRLs, notes) are passed over.
 fn pem_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, SetupError> {
+    each_file(dir, pem_file, |_| false, |path| SetupError::NoCertificates { path })
+}
+
+/// The CRLs of `CRLfile` and `CRLpath` (read per section, so a reload reads them again).
+pub fn crls(
+    crl_file: Option<&Path>,
+    crl_path: Option<&Path>,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, SetupError> {
+    file_and_dir(crl_file, crl_path, crl_file_of, crl_dir)
+}
+
+/// Every CRL in a PEM file, each checked to be one webpki can use; none is an error.
+fn crl_file_of(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, SetupError> {
+    let bad = |reason: String| SetupError::BadCrl {
+        path: path.into(),
+        reason,
+    };
+    let crls = CertificateRevocationListDer::pem_slice_iter(&read(path)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if crls.is_empty() {
+        return Err(SetupError::NoCrls { path: path.into() });
+    }
+    for crl in &crls {
+        webpki::OwnedCertRevocationList::from_der(crl).map_err(|e| bad(format!("{e:?}")))?;
+    }
+    Ok(crls)
+}
+
+/// Every CRL in the files of a directory (`HASH.r0` as OpenSSL names them, or any other
+/// name); files holding none are passed over, a directory without any is an error.
+fn crl_dir(dir: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, SetupError> {
+    let fatal = |e: &SetupError| matches!(e, SetupError::BadCrl { .. });
+    each_file(dir, crl_file_of, fatal, |path| SetupError::NoCrls { path })
+}
+
+/// The regular files of a directory, sorted by name.
+fn files_in(dir: &Path) -> Result<Vec<PathBuf>, SetupError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|source| SetupError::Read {
             path: dir.into(),
@@ -132,16 +203,7 @@ fn pem_dir(dir: &Path) -> Result<Vec<CertificateDer<'static>>, SetupError> {
         .filter(|p| p.is_file())
         .collect();
     entries.sort();
-    let mut certs = Vec::new();
-    for path in entries {
-        if let Ok(found) = pem_file(&path) {
-            certs.extend(found);
-        }
-    }
-    if certs.is_empty() {
-        return Err(SetupError::NoCertificates { path: dir.into() });
-    }
-    Ok(certs)
+    Ok(entries)
 }
 
 /// Whether `hay` contains `needle`.

@@ -10,22 +10,172 @@ use rustls::client::{WebPkiServerVerifier, verify_server_cert_signed_by_trust_an
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 
-use super::SetupError;
+use super::{SetupError, trust};
+use crate::config::TlsSettings;
 
-/// The verifier a section's connections use.
-pub fn for_section(
-    roots: Option<Arc<RootCertStore>>,
+/// The handshake-signature half of a `ServerCertVerifier`, by the algorithms in field
+/// `$algs`: every verifier here checks signatures the same way, whatever it thinks of the
+/// certificate.
+macro_rules! signatures_by {
+    ($algs:tt) => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            verify_tls12_signature(message, cert, dss, &self.$algs)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, Error> {
+            verify_tls13_signature(message, cert, dss, &self.$algs)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.$algs.supported_schemes()
+        }
+    };
+}
+
+/// The verifier a section's connections use: webpki on the chain (with the CRLs), a pin to
+/// the certificates of `CAfile`/`CApath`, and `checkIP` names, as the section asks.
+pub fn for_section(s: &TlsSettings, provider: &Arc<CryptoProvider>) -> Result<Arc<dyn ServerCertVerifier>, SetupError> {
+    let (ca_file, ca_path) = (s.ca_file.as_deref(), s.ca_path.as_deref());
+    let chain = match s.verify_chain {
+        true => Some(webpki(trust::roots(ca_file, ca_path)?, crls(s)?, provider)?),
+        false => None,
+    };
+    let pins = match s.verify_peer {
+        true => trust::anchors(ca_file, ca_path)?,
+        false => Vec::new(),
+    };
+    let subjects = subjects(s);
+    let algs = provider.signature_verification_algorithms;
+    Ok(match (chain, pins.is_empty() && subjects.is_empty()) {
+        (Some(chain), true) => chain,
+        (None, true) => Arc::new(Unverified(algs)),
+        (chain, false) => Arc::new(Checked {
+            chain,
+            pins,
+            subjects,
+            algs,
+        }),
+    })
+}
+
+/// The section's CRLs (`CRLfile`, `CRLpath`).
+pub fn crls(s: &TlsSettings) -> Result<Vec<CertificateRevocationListDer<'static>>, SetupError> {
+    trust::crls(s.crl_file.as_deref(), s.crl_path.as_deref())
+}
+
+/// webpki's verifier on `roots`, refusing certificates the CRLs revoke (with CRLs, a chain
+/// whose issuer has none is refused too, as OpenSSL's CRL check does).
+pub fn webpki(
+    roots: Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ServerCertVerifier>, SetupError> {
-    let Some(roots) = roots else {
-        return Ok(Arc::new(Unverified(provider.signature_verification_algorithms)));
-    };
-    let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .with_crls(crls)
         .build()
         .map_err(|e| SetupError::Library(e.to_string()))?;
-    Ok(webpki)
+    Ok(verifier)
+}
+
+/// The names a certificate may carry when `checkIP` is written (any one passes): the
+/// addresses and `checkHost`. Empty: the name rustls is given (`checkHost` or the host).
+fn subjects(s: &TlsSettings) -> Vec<ServerName<'static>> {
+    if s.check_ips.is_empty() {
+        return Vec::new();
+    }
+    let ips = s.check_ips.iter().map(|ip| ServerName::IpAddress((*ip).into()));
+    let host = s.check_host.iter().filter_map(|h| ServerName::try_from(h.clone()).ok());
+    ips.chain(host).collect()
+}
+
+/// The reason a pinning section refuses a certificate that is not among its pins.
+#[derive(Debug)]
+pub struct NotPinned;
+
+impl std::fmt::Display for NotPinned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("certificate not among the pinned ones in CAfile/CApath")
+    }
+}
+
+impl std::error::Error for NotPinned {}
+
+/// Pinning (`verifyPeer`, `verify = 3|4`) and `checkIP`, around webpki's chain check (or
+/// none, for `verify = 4`): stunnel's checks as rustls verifier steps.
+#[derive(Debug)]
+struct Checked {
+    /// webpki on the chain, with the CRLs; `None`: the chain is not checked.
+    chain: Option<Arc<dyn ServerCertVerifier>>,
+    /// The certificates the peer's must be one of; empty: no pinning.
+    pins: Vec<CertificateDer<'static>>,
+    /// Names any one of which the certificate must carry; empty: the one rustls passes.
+    subjects: Vec<ServerName<'static>>,
+    /// Signature algorithms.
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl Checked {
+    /// The chain (if checked) and one name, or the name alone.
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        match &self.chain {
+            Some(chain) => chain
+                .verify_server_cert(end_entity, intermediates, name, ocsp, now)
+                .map(drop),
+            None => verify_server_name(&ParsedCertificate::try_from(end_entity)?, name),
+        }
+    }
+}
+
+impl ServerCertVerifier for Checked {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        if !self.pins.is_empty() && !self.pins.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+            let why = rustls::OtherError(Arc::new(NotPinned));
+            return Err(Error::InvalidCertificate(CertificateError::Other(why)));
+        }
+        if self.chain.is_none() && self.subjects.is_empty() {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let names: Vec<&ServerName<'_>> = match self.subjects.is_empty() {
+            true => vec![name],
+            false => self.subjects.iter().collect(),
+        };
+        let mut first = None;
+        for n in names {
+            match self.check(end_entity, intermediates, n, ocsp, now) {
+                Ok(()) => return Ok(ServerCertVerified::assertion()),
+                Err(e) => first = first.or(Some(e)),
+            }
+        }
+        Err(first.expect("at least one name was checked"))
+    }
+
+    signatures_by!(algs);
 }
 
 /// `verifyChain = no`: any certificate, any name (the handshake's signatures are still
@@ -45,27 +195,7 @@ impl ServerCertVerifier for Unverified {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
+    signatures_by!(0);
 }
 
 /// What the recording verifier saw.
@@ -175,27 +305,7 @@ impl ServerCertVerifier for Recording {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
+    signatures_by!(algs);
 }
 
 /// A moment the certificate was valid (the middle of its validity period), to see what else

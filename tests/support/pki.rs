@@ -144,3 +144,58 @@ pub fn serial() -> openssl::asn1::Asn1Integer {
     bn.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
     bn.to_asn1_integer().unwrap()
 }
+
+impl Pki {
+    /// A CRL of `ca` revoking `revoked`, made as a CA operator would, with the real `openssl ca`
+    /// (each call starts a fresh database, so an empty `revoked` gives an empty CRL).
+    pub fn crl(&self, ca: &Ca, name: &str, revoked: &[&Leaf]) -> PathBuf {
+        let db = self.path(&format!("{name}-db"));
+        std::fs::create_dir_all(&db).unwrap();
+        let key = db.join("ca.key");
+        std::fs::write(&key, ca.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        std::fs::write(db.join("index.txt"), "").unwrap();
+        std::fs::write(db.join("crlnumber"), "01\n").unwrap();
+        let cnf = db.join("ca.cnf");
+        let text = format!(
+            "[ca]\ndefault_ca = test\n[test]\ndatabase = {db}/index.txt\ncrlnumber = {db}/crlnumber\n\
+             default_md = sha256\ndefault_crl_days = 2\ncertificate = {ca}\nprivate_key = {key}\n",
+            db = db.display(),
+            ca = ca.pem.display(),
+            key = key.display()
+        );
+        std::fs::write(&cnf, text).unwrap();
+        for leaf in revoked {
+            openssl_ca(&cnf, &[OsStr::new("-revoke"), leaf.cert.as_os_str()]);
+        }
+        let out = self.path(&format!("{name}.crl.pem"));
+        openssl_ca(&cnf, &[OsStr::new("-gencrl"), OsStr::new("-out"), out.as_os_str()]);
+        out
+    }
+}
+
+/// Runs `openssl ca -config cnf ARGS`, failing the test with its output if it fails.
+fn openssl_ca(cnf: &Path, args: &[&OsStr]) {
+    let out = Command::new("openssl")
+        .arg("ca")
+        .arg("-config")
+        .arg(cnf)
+        .args(args)
+        .output()
+        .expect("the openssl command must be installed (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl ca {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// OpenSSL's subject hash of a CRL's issuer: the `HASH.r0` name a CRLpath entry has.
+pub fn crl_hash(crl: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["crl", "-hash", "-noout", "-in"])
+        .arg(crl)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
