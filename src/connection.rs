@@ -1,289 +1,86 @@
-//! One client connection, in its own task: open the client side (socket options, and the TLS
-//! handshake in server mode), reach the upstream (resolve, TCP, TLS, each bounded by
-//! `TIMEOUTconnect`), relay, and log one line when it ends. Nothing here may block the accept
-//! loop or another connection.
+//! One client connection, in its own task: open the client side, reach an upstream, relay,
+//! account for the end and log one line. Nothing here may block the accept loop or another
+//! connection.
+//!
+//! This is the relay core, a leaf: it knows nothing of services, warm connections or Redis.
+//! Everything that differs between sections comes from outside through [`Section`]: how the
+//! client side is opened (socket options, server-mode TLS), where the upstream comes from
+//! (dialed afresh, kept warm, reused) and what goes back afterwards, and which protocol
+//! speaks between the two (bytes, or Redis).
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 
-use socket2::SockRef;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::either::Either;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use crate::listener::Client;
-use crate::metrics::{Classify, Close, Reason, Stage};
-use crate::relay::{self, Counters, End};
-use crate::service::Shared;
-use crate::sockopt::{self, Side};
-use crate::tls::{HandshakeError, ServerTlsStream, TlsStream};
+use crate::metrics::{Close, ServiceMetrics};
+use crate::relay::{Counters, End};
 use crate::upstream;
 
-/// The client's side: plain TCP, or TLS in server mode.
-pub type ClientStream = Either<NotTls<Client>, ServerTlsStream>;
+/// What a connection is given from outside: its two ends and the protocol between them.
+pub trait Section: Send + Sync {
+    /// The client's side, opened.
+    type Client: Send;
+    /// An upstream connection, ready to relay.
+    type Upstream: Send;
 
-/// The upstream's side: TLS, or plain TCP in server mode without `connectTLS`.
-pub type UpstreamStream = Either<TlsStream, TcpStream>;
+    /// The section's counters.
+    fn metrics(&self) -> &ServiceMetrics;
+
+    /// Opens the client side; `None`: the client is gone (already logged).
+    fn open_client(&self, client: Client) -> impl Future<Output = Option<Self::Client>> + Send;
+
+    /// An upstream for this client; `Err`: none (already logged), and why, for the client.
+    fn open_upstream(&self) -> impl Future<Output = Result<Self::Upstream, String>> + Send;
+
+    /// Tells the client that no upstream could be reached, as its protocol allows.
+    fn refuse(&self, client: Self::Client, why: &str) -> impl Future<Output = ()> + Send;
+
+    /// The address `upstream` reached, for the log line.
+    fn upstream_addr(upstream: &Self::Upstream) -> SocketAddr;
+
+    /// Relays until the connection is done (and hands back what outlives it).
+    fn relay(
+        &self,
+        client: Self::Client,
+        upstream: Self::Upstream,
+        counters: Arc<Counters>,
+    ) -> impl Future<Output = End> + Send;
+
+    /// The upstream is TLS without a client certificate: a server that closes before
+    /// answering may want one (said in the log line).
+    fn no_client_cert(&self) -> bool;
+}
 
 /// Serves one accepted client until both directions are done.
-pub async fn handle(client: Client, shared: Arc<Shared>) {
+pub async fn handle<S: Section>(client: Client, section: Arc<S>) {
     let started = Instant::now();
-    // The address the client reached us by; in Redis mode, node listeners are named by it
-    // (a Redis section accepts on TCP only).
-    let local_ip = match &client {
-        Either::Left(tcp) => tcp.local_addr().map(|a| a.ip().to_canonical()),
-        Either::Right(_) => Err(io::ErrorKind::Unsupported.into()),
-    };
-    // The TCP socket under the client's stream: a Redis relay sends a closing reply and the
-    // close together.
-    let client_fd = match &client {
-        Either::Left(tcp) => Some(std::os::fd::AsRawFd::as_raw_fd(tcp)),
-        Either::Right(_) => None,
-    };
-    let Some(mut client) = open_client(client, &shared).await else {
-        shared.metrics.closed(Close::ClientHandshake);
+    let metrics = section.metrics();
+    let Some(client) = section.open_client(client).await else {
+        metrics.closed(Close::ClientHandshake);
         return;
     };
-    let Opened {
-        stream: upstream,
-        addr: upstream_addr,
-        warm,
-    } = match open_upstream(&shared, true).await {
+    let upstream = match section.open_upstream().await {
         Ok(u) => u,
         Err(why) => {
-            shared.metrics.closed(Close::UpstreamFailed);
-            if shared.redis.is_some() {
-                shared.metrics.error_reply();
-                crate::redis::send_error(&mut client, &why).await;
-            }
+            metrics.closed(Close::UpstreamFailed);
+            section.refuse(client, &why).await;
             return;
         }
     };
-    if let Either::Left(tls) = &upstream {
-        debug!(upstream = %upstream_addr, resumed = crate::tls::resumed(tls.session()), "upstream ready");
-    } else {
-        debug!(upstream = %upstream_addr, "upstream ready");
-    }
-    let counters = Arc::new(Counters::within(shared.metrics.bytes.clone()));
-    let idle = shared.config.idle_timeout;
-    let end = match (&shared.redis, local_ip) {
-        (Some(cluster), Ok(ip)) => {
-            cluster.reached(upstream_addr.ip());
-            let upstream = crate::redis::relay::Upstream {
-                stream: upstream,
-                addr: upstream_addr,
-                reach: &*shared,
-                reset_first: warm,
-                on_readonly: shared.config.redis.as_ref().map(|r| r.on_readonly).unwrap_or_default(),
-            };
-            crate::redis::relay::relay(
-                (client, client_fd),
-                upstream,
-                ip,
-                cluster.clone(),
-                idle,
-                counters.clone(),
-            )
-            .await
-        }
-        _ => relay::relay(client, upstream, idle, counters.clone()).await,
-    };
-    shared.metrics.closed(match end {
+    let addr = S::upstream_addr(&upstream);
+    let counters = Arc::new(Counters::within(metrics.bytes.clone()));
+    let end = section.relay(client, upstream, counters.clone()).await;
+    metrics.closed(match end {
         End::Closed => Close::Closed,
         End::Idle(_) => Close::Idle,
         End::Error(_) => Close::Error,
     });
-    let no_client_cert = shared.config.connect_tls && shared.config.tls.identity.is_none();
-    log_end(&end, upstream_addr, &counters, started, no_client_cert);
-}
-
-/// Sets the `l:` socket options and, in server mode, runs the client's TLS handshake within
-/// `TIMEOUTconnect`. `None`: the client is gone (already logged). A Unix socket client is
-/// plain (the config takes Unix sockets in client mode only).
-pub async fn open_client(client: Client, shared: &Shared) -> Option<ClientStream> {
-    let client = match client {
-        Either::Left(tcp) => tcp,
-        Either::Right(unix) => return Some(Either::Left(NotTls::new(Either::Right(unix)))),
-    };
-    let _ = client.set_nodelay(true);
-    if let Err(e) = sockopt::apply(SockRef::from(&client), &shared.config.socket_options, Side::Local) {
-        warn!(error = %e, "cannot set a `socket = l:` option on the client socket");
-    }
-    let Some(acceptor) = &shared.acceptor else {
-        return Some(Either::Left(NotTls::new(Either::Left(client))));
-    };
-    let timeout = shared.config.connect_timeout;
-    match tokio::time::timeout(timeout, acceptor.accept(client)).await {
-        Ok(Ok(tls)) => Some(Either::Right(tls)),
-        Ok(Err(e)) => {
-            warn!(error = %e, "closing client");
-            None
-        }
-        Err(_) => {
-            warn!(
-                timeout_s = timeout.as_secs(),
-                "client TLS handshake timed out (TIMEOUTconnect); closing client"
-            );
-            None
-        }
-    }
-}
-
-/// An upstream connection handed to a client, and whether it was kept warm before.
-pub struct Opened {
-    /// TLS (or plain TCP) to the upstream.
-    pub stream: UpstreamStream,
-    /// The address it reached.
-    pub addr: SocketAddr,
-    /// It came from the warm set (`prewarm`): it was opened, and logged in as whatever the
-    /// server grants a new connection, before this client came.
-    pub warm: bool,
-}
-
-/// Hands out a warm connection when the section keeps some (`prewarm`) and `warm` allows
-/// it, or connects to the first upstream that answers. `Err`: no upstream (already logged),
-/// and why, for the client.
-pub async fn open_upstream(shared: &Shared, warm: bool) -> Result<Opened, String> {
-    let metrics = &shared.metrics;
-    if let Some(set) = shared.warm.as_ref().filter(|_| warm)
-        && let Some(ready) = set.take(shared).await
-    {
-        debug!(upstream = %ready.addr, "using a warm upstream connection (prewarm)");
-        metrics.reached();
-        return Ok(Opened {
-            stream: ready.stream,
-            addr: ready.addr,
-            warm: true,
-        });
-    }
-    match dial(shared).await {
-        Ok(r) => {
-            metrics.reached();
-            Ok(Opened {
-                stream: r.stream,
-                addr: r.addr,
-                warm: false,
-            })
-        }
-        Err(e) => {
-            let (stage, reason) = e.last.unwrap_or((Stage::Connect, Reason::Unreachable));
-            metrics.failed(stage, reason);
-            warn!(error = %e, "cannot reach upstream; closing client");
-            Err(format!("cannot reach upstream: {e}"))
-        }
-    }
-}
-
-/// Connects to the first upstream that answers and, unless the section connects in plain
-/// TCP, completes the TLS handshake with it; a target that fails either step is a failed
-/// target, and the next one is tried. Logs nothing itself: a client and the prewarm refill
-/// report failures differently.
-pub async fn dial(shared: &Shared) -> Result<Dialed, upstream::ConnectError> {
-    let svc = &shared.config;
-    let targets = shared.upstreams.targets();
-    let metrics = &shared.metrics;
-    let start = Instant::now();
-    // Called once TCP is up: the time so far is the connect time (DNS and any failed target
-    // included).
-    let finish = |i: usize, tcp: TcpStream| async move {
-        metrics.connected(start.elapsed());
-        if shared.redis.is_some() && reaches_self(&tcp) {
-            return Err(OpenError::Loop);
-        }
-        let fd = tcp.as_raw_fd();
-        if !svc.connect_tls {
-            return Ok((Either::Right(tcp), fd));
-        }
-        let handshake = Instant::now();
-        let tls = shared.tls.handshake(&targets[i].host, tcp).await;
-        if let Ok(s) = &tls {
-            metrics.handshaken(handshake.elapsed(), crate::tls::resumed(s.session()));
-        }
-        tls.map(|t| (Either::Left(t), fd)).map_err(OpenError::Tls)
-    };
-    let r = shared
-        .upstreams
-        .connect(&shared.connect_to, svc.connect_timeout, &svc.socket_options, finish)
-        .await?;
-    let (stream, fd) = r.stream;
-    Ok(Dialed {
-        stream,
-        addr: r.addr,
-        target: r.target,
-        fd,
-    })
-}
-
-/// An upstream connection, ready to relay.
-#[derive(Debug)]
-pub struct Dialed {
-    /// TLS (or plain TCP) to the upstream.
-    pub stream: UpstreamStream,
-    /// The address it reached.
-    pub addr: SocketAddr,
-    /// Which `connect` target.
-    pub target: usize,
-    /// Its TCP socket, owned by `stream`: for checking that the server has not closed it.
-    pub fd: RawFd,
-}
-
-/// Why the step after the TCP connect failed.
-#[derive(Debug, thiserror::Error)]
-enum OpenError {
-    /// The handshake failed.
-    #[error("TLS handshake failed: {0}")]
-    Tls(#[from] HandshakeError),
-    /// The connection reached one of retunnel's own listeners.
-    #[error("this address is one of retunnel's own listeners; tunnelling into itself would loop")]
-    Loop,
-}
-
-impl Classify for OpenError {
-    fn reason(&self) -> Reason {
-        match self {
-            OpenError::Tls(e) => e.reason(),
-            OpenError::Loop => Reason::Unreachable,
-        }
-    }
-}
-
-/// Whether `tcp` reached one of retunnel's own listeners (see [`crate::own`]).
-fn reaches_self(tcp: &TcpStream) -> bool {
-    match (tcp.local_addr(), tcp.peer_addr()) {
-        (Ok(local), Ok(peer)) => crate::own::reaches_self(local, peer),
-        _ => false,
-    }
-}
-
-/// A Redis connection reaches its `connect` names again as a new connection would: after a
-/// failover, to tell a moved primary from a replica and to reach the new one.
-impl crate::redis::failover::Reach for Shared {
-    type Stream = UpstreamStream;
-
-    async fn still_resolves(&self, addr: SocketAddr) -> Option<bool> {
-        self.upstreams.still_resolves(&self.connect_to, addr).await
-    }
-
-    async fn reopen(&self) -> Result<(UpstreamStream, SocketAddr), String> {
-        // Never a warm connection: it could carry a login from before the server's password
-        // changed, and the rebuilt state would not reset it.
-        let Opened { stream, addr, .. } = open_upstream(self, false).await?;
-        if let Some(cluster) = &self.redis {
-            cluster.reached(addr.ip());
-        }
-        Ok((stream, addr))
-    }
-
-    fn timeout(&self) -> std::time::Duration {
-        self.config.connect_timeout
-    }
+    log_end(&end, addr, &counters, started, section.no_client_cert());
 }
 
 fn log_end(end: &End, upstream: SocketAddr, c: &Counters, started: Instant, no_client_cert: bool) {
@@ -312,49 +109,4 @@ fn log_end(end: &End, upstream: SocketAddr, c: &Counters, started: Instant, no_c
         End::Error(e) => format!("error: {}", upstream::describe_io(e)),
     };
     info!(%upstream, bytes_up = up, bytes_down = down, duration_ms = ms, %reason, "connection closed");
-}
-
-/// A plain-TCP client stream that fails its first read when the client opens with a TLS
-/// handshake record: `redis-cli --tls` pointed at a plain listener (the AWS guide's commands
-/// carry `--tls`) would otherwise wait for a handshake answer until TIMEOUTidle. Neither RESP
-/// nor inline Redis commands can start with 0x16.
-pub struct NotTls<S> {
-    inner: S,
-    checked: bool,
-}
-
-impl<S> NotTls<S> {
-    fn new(inner: S) -> NotTls<S> {
-        NotTls { inner, checked: false }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for NotTls<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if !self.checked && buf.filled().len() > before {
-            self.checked = true;
-            let first = &buf.filled()[before..];
-            if first[0] == 0x16 && first.get(1).is_none_or(|&b| b == 0x03) {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the client speaks TLS, but this port takes plain TCP: drop --tls (redis-cli) or ssl=True, or make the section `client = no` with `cert`/`key`",
-                )));
-            }
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for NotTls<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

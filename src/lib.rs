@@ -8,7 +8,10 @@
 //! - [`tunnel`]: binds every service (all or nothing), serves, drains on shutdown.
 //! - [`listener`]: one `accept` address bound: TCP (port 0 too) or a Unix socket.
 //! - [`service`]: one service's accept loop; it only accepts.
-//! - [`connection`]: one client: resolve, connect, handshake, relay, log.
+//! - [`connection`]: the relay core, a leaf: one client from open to log line, given its two
+//!   ends and its protocol from outside ([`connection::Section`]).
+//! - [`section`]: what a section gives the core: its ends and the plain or Redis relay.
+//! - [`open`]: opening a client side and an upstream (warm, or resolve + connect + handshake).
 //! - [`prewarm`]: `prewarm = N`: upstream connections kept ready, refilled in the background.
 //! - [`upstream`]: DNS at connect time, failover order and TCP connect with a deadline.
 //! - [`own`]: the addresses retunnel listens on, so that nothing tunnels back into it.
@@ -33,6 +36,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod open;
 pub mod own;
 pub mod prewarm;
 pub mod privileges;
@@ -41,6 +45,7 @@ pub mod redis;
 pub mod relay;
 pub mod reload;
 pub mod run;
+pub mod section;
 pub mod service;
 pub mod sockopt;
 pub mod status;

@@ -2,7 +2,7 @@
 //! new client is relayed at once instead of waiting for resolve + connect + handshake.
 //!
 //! A background task per section refills the set with the section's own resolve, failover
-//! order and `TIMEOUTconnect` (the same [`dial`] a client uses). When the upstream is down it
+//! order and `TIMEOUTconnect` (the same [`crate::open::dial`] a client uses). When the upstream is down it
 //! backs off (doubling up to [`MAX_BACKOFF`]) and logs once until it recovers; it never spins.
 //! A connection is handed out only when it is still open (the server may close idle
 //! connections, restart or fail over: the kernel's TCP state says so without reading) and its
@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,25 +23,35 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::connection::{Dialed, dial};
-use crate::service::Shared;
+use crate::upstream::{ConnectError, ConnectTo, Upstreams};
 
 /// The first wait after a failed refill.
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest wait between refill attempts while the upstream stays down.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// What the warm set needs to know of a connection it keeps.
+pub trait Kept: Send + 'static {
+    /// Its TCP socket (owned by the connection): for checking that the server has not
+    /// closed it.
+    fn fd(&self) -> RawFd;
+    /// The address it reached.
+    fn addr(&self) -> SocketAddr;
+    /// Which `connect` target.
+    fn target(&self) -> usize;
+}
+
 /// A section's warm connections and what wakes its refill task.
 #[derive(Debug)]
-pub struct Warm {
-    pool: Pool<Dialed>,
+pub struct Warm<C> {
+    pool: Pool<C>,
     /// Stops the current refill task (replaced when an unchanged reload restarts it).
     refill: Mutex<Option<CancellationToken>>,
 }
 
-impl Warm {
+impl<C: Kept> Warm<C> {
     /// `None` for `prewarm = 0`. `counted` follows how many are ready (the section's gauge).
-    pub fn new(want: usize, counted: Gauge) -> Option<Arc<Warm>> {
+    pub fn new(want: usize, counted: Gauge) -> Option<Arc<Warm<C>>> {
         (want > 0).then(|| {
             Arc::new(Warm {
                 pool: Pool::new(want, counted),
@@ -49,10 +60,14 @@ impl Warm {
         })
     }
 
-    /// Starts (or, after an unchanged reload, restarts with the new `shared`) the refill
-    /// task. When `lifetime` is cancelled (the section stopped or changed) the warm
-    /// connections are closed.
-    pub fn start(self: &Arc<Self>, shared: Arc<Shared>, lifetime: &CancellationToken) {
+    /// Starts (or, after an unchanged reload, restarts with the new `dial`) the refill task
+    /// of section `service`. When `lifetime` is cancelled (the section stopped or changed)
+    /// the warm connections are closed.
+    pub fn start<F, Fut>(self: &Arc<Self>, service: &str, dial: F, lifetime: &CancellationToken)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<C, ConnectError>> + Send,
+    {
         let stop = lifetime.child_token();
         let previous = lock(&self.refill).replace(stop.clone());
         if let Some(p) = previous {
@@ -61,9 +76,8 @@ impl Warm {
         let warm = self.clone();
         let lifetime = lifetime.clone();
         // Spawned outside the section's accept-loop span: name the section as those lines do.
-        let span = tracing::info_span!("prewarm", service = %shared.config.name);
+        let span = tracing::info_span!("prewarm", service = %service);
         let task = async move {
-            let dial = || dial(&shared);
             warm.pool.keep_filled(dial, &stop).await;
             if lifetime.is_cancelled() {
                 let n = warm.pool.clear();
@@ -76,18 +90,20 @@ impl Warm {
     /// A warm connection that is still open and still reaches an address the `connect` host
     /// resolves to now; `None` when there is none (the caller connects afresh). Whatever is
     /// taken or dropped is refilled in the background.
-    pub async fn take(&self, shared: &Shared) -> Option<Dialed> {
+    pub async fn take(&self, upstreams: &Upstreams, connect_to: &ConnectTo) -> Option<C> {
         loop {
             let c = self.pool.pop()?;
-            if !still_open(c.fd) {
-                debug!(upstream = %c.addr, "a warm connection was closed by the server; dropped");
+            if !still_open(c.fd()) {
+                debug!(upstream = %c.addr(), "a warm connection was closed by the server; dropped");
                 continue;
             }
-            match shared.upstreams.addresses_now(&shared.connect_to, c.target).await {
-                Ok(now) if now.contains(&c.addr) => return Some(c),
+            match upstreams.addresses_now(connect_to, c.target()).await {
+                Ok(now) if now.contains(&c.addr()) => return Some(c),
                 Ok(now) => {
-                    let stale = 1 + self.pool.retain(|d| d.target != c.target || now.contains(&d.addr));
-                    info!(upstream = %c.addr, dropped = stale, "the upstream name no longer resolves to this address; warm connections to it closed");
+                    let stale = 1 + self
+                        .pool
+                        .retain(|d| d.target() != c.target() || now.contains(&d.addr()));
+                    info!(upstream = %c.addr(), dropped = stale, "the upstream name no longer resolves to this address; warm connections to it closed");
                 }
                 Err(e) => {
                     debug!(error = %e, "cannot resolve the upstream now; not using a warm connection");

@@ -39,7 +39,7 @@ pub struct Shared {
     /// The section's counters (node listeners count under their section).
     pub metrics: Arc<ServiceMetrics>,
     /// `prewarm` > 0: the upstream connections kept ready for new clients.
-    pub warm: Option<Arc<Warm>>,
+    pub warm: Option<Arc<Warm<crate::open::Dialed>>>,
 }
 
 impl Shared {
@@ -101,6 +101,27 @@ impl Shared {
             Some(sem) => sem.clone().try_acquire_owned().map(Some).map_err(|_| ()),
         }
     }
+}
+
+/// Serves a cluster node listener as a service of its own (see [`crate::redis::nodes`]).
+pub fn serve_node(
+    node: crate::redis::nodes::NodeSection,
+    listener: Listener,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    let shared = Shared::from_parts(
+        node.config,
+        node.connect_to,
+        node.tls,
+        node.acceptor,
+        Some(node.cluster),
+        node.metrics,
+    );
+    let serving = accept_loop(listener, Arc::new(shared), tracker, stop);
+    Box::pin(async move {
+        serving.await;
+    })
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);

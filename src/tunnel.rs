@@ -126,10 +126,15 @@ impl Tunnel {
             self::announce(&listeners, &shared);
         }
         if let Some(cluster) = &shared.redis {
-            cluster.attach(&self.tracker, &lifetime);
+            cluster.attach(&self.tracker, &lifetime, service::serve_node);
         }
         if let Some(warm) = &shared.warm {
-            warm.start(shared.clone(), &lifetime);
+            let s = shared.clone();
+            let dial = move || {
+                let s = s.clone();
+                async move { crate::open::dial(&s).await }
+            };
+            warm.start(&shared.config.name, dial, &lifetime);
         }
         let bound: Vec<String> = listeners.iter().map(|l| l.local().to_string()).collect();
         shared.metrics.listening(&shared.config, bound.join(", "));

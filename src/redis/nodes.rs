@@ -27,7 +27,6 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::{Host, ServiceConfig, Target};
 use crate::metrics::ServiceMetrics;
 use crate::redis::rewrite::Seen;
-use crate::service::{self, Shared};
 use crate::tls::{TlsClient, TlsServer};
 use crate::upstream::ConnectTo;
 
@@ -36,6 +35,31 @@ use crate::upstream::ConnectTo;
 /// (`EVAL "return redis.error_reply('MOVED 1 h:p')" 0`), so the count must be bounded:
 /// ElastiCache and MemoryDB clusters have at most 500 nodes, so big ones set a range.
 pub const DEFAULT_MAX_NODES: usize = 256;
+
+/// Everything a node listener's service is made of but its socket.
+#[derive(Debug)]
+pub struct NodeSection {
+    /// The section's settings, named after the node, `connect` being the node.
+    pub config: ServiceConfig,
+    /// `--connect-to` mappings.
+    pub connect_to: ConnectTo,
+    /// The TLS client verifying the node.
+    pub tls: TlsClient,
+    /// Server mode: the acceptor for clients.
+    pub acceptor: Option<TlsServer>,
+    /// The section's registry, which the node's connections rewrite replies with.
+    pub cluster: Arc<Cluster>,
+    /// The section's counters.
+    pub metrics: Arc<ServiceMetrics>,
+}
+
+/// Serves a node listener until the section stops: given by the service layer.
+pub type ServeNode = fn(
+    NodeSection,
+    crate::listener::Listener,
+    TaskTracker,
+    CancellationToken,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The node listeners of one section.
 #[derive(Debug)]
@@ -47,7 +71,7 @@ pub struct Cluster {
     /// The listeners opened so far.
     nodes: Mutex<Listeners>,
     /// Where node connections are tracked and when they stop (set when the section starts).
-    runtime: OnceLock<(TaskTracker, CancellationToken)>,
+    runtime: OnceLock<(TaskTracker, CancellationToken, ServeNode)>,
     /// The section's counters, which its node listeners add to.
     metrics: Arc<ServiceMetrics>,
 }
@@ -107,9 +131,11 @@ impl Cluster {
         &self.metrics
     }
 
-    /// Hands over the section's task tracker and shutdown signal; node listeners use them.
-    pub fn attach(&self, tracker: &TaskTracker, shutdown: &CancellationToken) {
-        let _ = self.runtime.set((tracker.clone(), shutdown.clone()));
+    /// Hands over the section's task tracker and shutdown signal, and what serves a node
+    /// listener (a service's accept loop, given from outside: services are built on this
+    /// module, not the other way round).
+    pub fn attach(&self, tracker: &TaskTracker, shutdown: &CancellationToken, serve: ServeNode) {
+        let _ = self.runtime.set((tracker.clone(), shutdown.clone(), serve));
     }
 
     /// The local port tunnelling to node `host:port`, opening it on first use. `None` (with a
@@ -245,7 +271,7 @@ impl Cluster {
 
     /// Everything a node listener needs but its socket: its config and TLS, loaded (once per
     /// section and verified name) without holding the lock.
-    fn node_service(self: &Arc<Self>, target: Target) -> Result<Shared, String> {
+    fn node_service(self: &Arc<Self>, target: Target) -> Result<NodeSection, String> {
         let settings = self.node_tls(&target.host);
         let cached = self.lock().tls.get(&settings.check_host).cloned();
         let tls = match cached {
@@ -260,20 +286,20 @@ impl Cluster {
         config.name = format!("{}/{target}", self.section.name);
         config.connect = vec![target];
         let acceptor = self.acceptor()?;
-        Ok(Shared::from_parts(
+        Ok(NodeSection {
             config,
-            self.connect_to.clone(),
+            connect_to: self.connect_to.clone(),
             tls,
             acceptor,
-            Some(self.clone()),
-            self.metrics.clone(),
-        ))
+            cluster: self.clone(),
+            metrics: self.metrics.clone(),
+        })
     }
 
     /// Opens the listener for a node and starts its accept loop (under the lock: binding is
     /// quick, and the `clusterPorts` search ends at the range's end).
-    fn open(&self, service: Shared, nodes: &mut Listeners) -> Result<u16, String> {
-        let (tracker, shutdown) = self.runtime.get().ok_or("the section is not running")?;
+    fn open(&self, service: NodeSection, nodes: &mut Listeners) -> Result<u16, String> {
+        let (tracker, shutdown, serve) = self.runtime.get().ok_or("the section is not running")?;
         let listener = self.bind(&mut nodes.next_port)?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let node = self.connect_to.apply(&service.config.connect[0]);
@@ -290,7 +316,7 @@ impl Cluster {
         let listener = tokio::net::TcpListener::from_std(listener)
             .and_then(crate::listener::Listener::from_tcp)
             .map_err(|e| e.to_string())?;
-        let fut = service::accept_loop(listener, Arc::new(service), tracker.clone(), shutdown.clone());
+        let fut = serve(service, listener, tracker.clone(), shutdown.clone());
         let open = self.metrics.node_listener();
         tracker.spawn(
             async move {
@@ -443,7 +469,11 @@ mod tests {
             &crate::metrics::Metrics::default().service("c"),
         )
         .unwrap();
-        cluster.attach(&TaskTracker::new(), &CancellationToken::new());
+        cluster.attach(
+            &TaskTracker::new(),
+            &CancellationToken::new(),
+            crate::service::serve_node,
+        );
         cluster
             .nodes
             .lock()
