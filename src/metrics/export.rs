@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use super::histogram::Histogram;
-use super::{Close, Metrics, Reason, Rewrite, ServiceMetrics, Stage};
+use super::{Close, Metrics, Reason, Rewrite, SectionInfo, ServiceMetrics, Stage};
 
 /// One metric, as the README lists it.
 #[derive(Debug, Clone, Copy)]
@@ -192,66 +192,130 @@ pub fn render(metrics: &Arc<Metrics>) -> String {
 #[derive(Debug)]
 struct Exporter(Arc<Metrics>);
 
-type Sections = [(String, Arc<ServiceMetrics>)];
+/// A sample's labels beside `service`.
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// A sample's value, as the section holds it.
+enum Value<'s> {
+    /// A live counter or gauge.
+    Metric(&'s dyn EncodeMetric),
+    /// A count read from an atomic.
+    Count(u64),
+    /// A level computed at the scrape.
+    Level(i64),
+    /// A duration histogram.
+    Hist(&'s Histogram),
+}
+
+impl Value<'_> {
+    fn encode(&self, e: &mut MetricEncoder, labels: &[(&str, &str)]) -> fmt::Result {
+        let labels = labels.to_vec();
+        match self {
+            Value::Metric(m) => m.encode(e.encode_family(&labels)?),
+            Value::Count(n) => ConstCounter::new(*n).encode(e.encode_family(&labels)?),
+            Value::Level(n) => ConstGauge::new(*n).encode(e.encode_family(&labels)?),
+            Value::Hist(h) => {
+                let h = h.snapshot();
+                e.encode_family(&labels)?
+                    .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)
+            }
+        }
+    }
+}
+
+/// One metric with a `service` label: the sections it covers and each one's samples.
+struct Family {
+    spec: Spec,
+    covers: fn(&SectionInfo) -> bool,
+    samples: for<'s> fn(&'s ServiceMetrics) -> Vec<(Labels, Value<'s>)>,
+}
+
+const fn family(
+    spec: Spec,
+    covers: fn(&SectionInfo) -> bool,
+    samples: for<'s> fn(&'s ServiceMetrics) -> Vec<(Labels, Value<'s>)>,
+) -> Family {
+    Family { spec, covers, samples }
+}
+
+fn every(_: &SectionInfo) -> bool {
+    true
+}
+
+fn redis(i: &SectionInfo) -> bool {
+    i.redis
+}
+
+fn one(v: Value<'_>) -> Vec<(Labels, Value<'_>)> {
+    vec![(vec![], v)]
+}
+
+/// Each of `values` labelled `label` = the matching `names`.
+fn each<'s, M: EncodeMetric>(label: &'static str, names: &[&'static str], values: &'s [M]) -> Vec<(Labels, Value<'s>)> {
+    let pairs = names.iter().zip(values);
+    pairs.map(|(n, v)| (vec![(label, *n)], Value::Metric(v))).collect()
+}
+
+/// Every per-section metric, in the order served.
+const FAMILIES: &[Family] = &[
+    family(OPEN, every, |s| one(Value::Metric(&s.open))),
+    family(ACCEPTED, every, |s| one(Value::Metric(&s.accepted))),
+    family(REFUSED, every, |s| one(Value::Metric(&s.refused))),
+    family(CLOSED, every, |s| {
+        each("reason", &Close::ALL.map(Close::label), &s.closed)
+    }),
+    family(FAILURES, every, failures),
+    family(CONNECT_SECONDS, every, |s| one(Value::Hist(&s.connect_seconds))),
+    family(HANDSHAKE_SECONDS, every, |s| one(Value::Hist(&s.handshake_seconds))),
+    family(HANDSHAKES, every, |s| each("kind", &["full", "resumed"], &s.handshakes)),
+    family(BYTES, every, |s| {
+        let (up, down) = (s.bytes.up.load(Ordering::Relaxed), s.bytes.down.load(Ordering::Relaxed));
+        vec![
+            (vec![("direction", "up")], Value::Count(up)),
+            (vec![("direction", "down")], Value::Count(down)),
+        ]
+    }),
+    family(WARM, |i| i.prewarm, |s| one(Value::Metric(&s.warm))),
+    family(LISTENING, every, |s| one(Value::Level(i64::from(s.is_listening())))),
+    // The Redis metrics only for `protocol = redis` sections.
+    family(NODE_LISTENERS, redis, |s| one(Value::Metric(&s.node_listeners))),
+    family(REWRITES, redis, |s| {
+        each("kind", &Rewrite::ALL.map(Rewrite::label), &s.rewrites)
+    }),
+    family(ERROR_REPLIES, redis, |s| one(Value::Metric(&s.error_replies))),
+    family(READONLY, redis, |s| {
+        each("outcome", &["replayed", "closed"], &s.readonly)
+    }),
+];
+
+/// Failures by stage and reason: only the reasons each stage can have.
+fn failures(s: &ServiceMetrics) -> Vec<(Labels, Value<'_>)> {
+    let mut out = Vec::new();
+    for (stage, row) in Stage::ALL.iter().zip(&s.failures) {
+        for (reason, n) in Reason::ALL.iter().zip(row) {
+            if stage.reasons().contains(reason) {
+                let labels = vec![("stage", stage.label()), ("reason", reason.label())];
+                out.push((labels, Value::Metric(n as &dyn EncodeMetric)));
+            }
+        }
+    }
+    out
+}
 
 impl Collector for Exporter {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        let m = &self.0;
-        let all = m.sections();
-        one_each(&mut enc, &OPEN, &all, |s| vec![(vec![], &s.open)])?;
-        one_each(&mut enc, &ACCEPTED, &all, |s| vec![(vec![], &s.accepted)])?;
-        one_each(&mut enc, &REFUSED, &all, |s| vec![(vec![], &s.refused)])?;
-        one_each(&mut enc, &CLOSED, &all, |s| {
-            let each = Close::ALL.iter().zip(&s.closed);
-            each.map(|(c, n)| (vec![("reason", c.label())], n as &dyn EncodeMetric))
-                .collect()
-        })?;
-        one_each(&mut enc, &FAILURES, &all, |s| {
-            let mut out = Vec::new();
-            for (stage, row) in Stage::ALL.iter().zip(&s.failures) {
-                for (reason, n) in Reason::ALL.iter().zip(row) {
-                    if stage.reasons().contains(reason) {
-                        let labels = vec![("stage", stage.label()), ("reason", reason.label())];
-                        out.push((labels, n as &dyn EncodeMetric));
-                    }
+        let all: Vec<_> = self.0.sections().into_iter().map(|(n, s)| (n, s.info(), s)).collect();
+        for family in FAMILIES {
+            let mut e = descriptor(&mut enc, &family.spec)?;
+            for (name, _, s) in all.iter().filter(|(_, info, _)| (family.covers)(info)) {
+                for (extra, value) in (family.samples)(s) {
+                    let mut labels = vec![("service", name.as_str())];
+                    labels.extend(extra);
+                    value.encode(&mut e, &labels)?;
                 }
             }
-            out
-        })?;
-        histograms(&mut enc, &CONNECT_SECONDS, &all, |s| &s.connect_seconds)?;
-        histograms(&mut enc, &HANDSHAKE_SECONDS, &all, |s| &s.handshake_seconds)?;
-        one_each(&mut enc, &HANDSHAKES, &all, |s| {
-            let each = ["full", "resumed"].into_iter().zip(&s.handshakes);
-            each.map(|(k, n)| (vec![("kind", k)], n as &dyn EncodeMetric)).collect()
-        })?;
-        let mut e = descriptor(&mut enc, &BYTES)?;
-        for (name, s) in &all {
-            let up = ConstCounter::new(s.bytes.up.load(Ordering::Relaxed));
-            let down = ConstCounter::new(s.bytes.down.load(Ordering::Relaxed));
-            up.encode(e.encode_family(&vec![("service", name.as_str()), ("direction", "up")])?)?;
-            down.encode(e.encode_family(&vec![("service", name.as_str()), ("direction", "down")])?)?;
         }
-        let mut e = descriptor(&mut enc, &LISTENING)?;
-        for (name, s) in &all {
-            ConstGauge::new(i64::from(s.is_listening())).encode(e.encode_family(&vec![("service", name.as_str())])?)?;
-        }
-        let warm: Vec<_> = all.iter().filter(|(_, s)| s.info().prewarm).cloned().collect();
-        one_each(&mut enc, &WARM, &warm, |s| vec![(vec![], &s.warm)])?;
-        // The Redis metrics only for `protocol = redis` sections.
-        let redis: Vec<_> = all.iter().filter(|(_, s)| s.info().redis).cloned().collect();
-        one_each(&mut enc, &NODE_LISTENERS, &redis, |s| vec![(vec![], &s.node_listeners)])?;
-        one_each(&mut enc, &REWRITES, &redis, |s| {
-            let each = Rewrite::ALL.iter().zip(&s.rewrites);
-            each.map(|(k, n)| (vec![("kind", k.label())], n as &dyn EncodeMetric))
-                .collect()
-        })?;
-        one_each(&mut enc, &ERROR_REPLIES, &redis, |s| vec![(vec![], &s.error_replies)])?;
-        one_each(&mut enc, &READONLY, &redis, |s| {
-            let each = ["replayed", "closed"].into_iter().zip(&s.readonly);
-            each.map(|(o, n)| (vec![("outcome", o)], n as &dyn EncodeMetric))
-                .collect()
-        })?;
-        process(&mut enc, m)
+        process(&mut enc, &self.0)
     }
 }
 
@@ -259,41 +323,6 @@ fn descriptor<'a>(enc: &'a mut DescriptorEncoder, spec: &'a Spec) -> Result<Metr
     // The encoder adds `_total` to counters itself.
     let name = spec.name.strip_suffix("_total").unwrap_or(spec.name);
     enc.encode_descriptor(name, spec.help, None, spec.kind)
-}
-
-/// A metric with a `service` label, each section's samples given by `samples` (its further
-/// labels and the value).
-fn one_each<'s>(
-    enc: &mut DescriptorEncoder,
-    spec: &Spec,
-    all: &'s Sections,
-    samples: impl Fn(&'s ServiceMetrics) -> Vec<(Vec<(&'static str, &'static str)>, &'s dyn EncodeMetric)>,
-) -> fmt::Result {
-    let mut e = descriptor(enc, spec)?;
-    for (name, s) in all {
-        for (extra, value) in samples(s) {
-            let mut labels = vec![("service", name.as_str())];
-            labels.extend(extra);
-            value.encode(e.encode_family(&labels)?)?;
-        }
-    }
-    Ok(())
-}
-
-fn histograms(
-    enc: &mut DescriptorEncoder,
-    spec: &Spec,
-    all: &Sections,
-    which: fn(&ServiceMetrics) -> &Histogram,
-) -> fmt::Result {
-    let mut e = descriptor(enc, spec)?;
-    for (name, s) in all {
-        let h = which(s).snapshot();
-        let labels = vec![("service", name.as_str())];
-        e.encode_family(&labels)?
-            .encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)?;
-    }
-    Ok(())
 }
 
 fn process(enc: &mut DescriptorEncoder, m: &Metrics) -> fmt::Result {
