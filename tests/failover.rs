@@ -454,11 +454,9 @@ fn redis_mode_replays_the_refused_write_on_the_new_primary() {
 
 /// `retunnel_redis_readonly_total` of `service` says `replayed` and `closed`.
 fn assert_readonly_counts(metrics: u16, service: &str, replayed: usize, closed: usize) {
-    let text = scrape(metrics);
-    for (outcome, want) in [("replayed", replayed), ("closed", closed)] {
-        let series = format!("retunnel_redis_readonly_total{{service=\"{service}\",outcome=\"{outcome}\"}}");
-        assert_eq!(sample(&text, &series), Some(want as f64), "{series}:\n{text}");
-    }
+    let series = |outcome| format!("retunnel_redis_readonly_total{{service=\"{service}\",outcome=\"{outcome}\"}}");
+    let (r, c) = (series("replayed"), series("closed"));
+    assert_samples(&scrape(metrics), &[(&r, replayed as f64), (&c, closed as f64)]);
 }
 
 /// A replica endpoint answers writes with READONLY; its name still resolves to it, so the

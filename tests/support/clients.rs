@@ -160,6 +160,13 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// Asserts each `(series, value)` of a scrape; fails with the whole scrape.
+pub fn assert_samples(text: &str, want: &[(&str, f64)]) {
+    for (series, value) in want {
+        assert_eq!(sample(text, series), Some(*value), "{series} in:\n{text}");
+    }
+}
+
 /// Scrapes until `series` has value `want`; fails the test with the last scrape otherwise.
 /// Returns that scrape.
 pub fn wait_sample(port: u16, series: &str, want: f64) -> String {
