@@ -35,10 +35,7 @@ connect = localhost:$RP
 CAfile = $WORK/ca.pem
 prewarm = $PREWARM
 CONF
-"$BIN" -c tunnel.conf 2>"$WORK/retunnel.log" &
-PIDS+=($!)
-wait_port "$COLD"
-wait_port "$WARM"
+start_retunnel tunnel.conf "$COLD" "$WARM"
 # Let the warm section fill before timing.
 for _ in $(seq 1 200); do
   grep -q "ready=$PREWARM" "$WORK/retunnel.log" 2>/dev/null && break

@@ -17,10 +17,7 @@ accept = 127.0.0.1:$PORT
 connect = localhost:$RP
 CAfile = $WORK/ca.pem
 CONF
-"$BIN" -c tunnel.conf 2>"$WORK/retunnel.log" &
-RT=$!
-PIDS+=($RT)
-wait_port "$PORT"
+start_retunnel tunnel.conf "$PORT"
 ulimit -n $((N * 2 + 100))
 python3 - "$PORT" "$N" "$RT" <<'PY'
 import socket, sys

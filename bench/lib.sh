@@ -42,3 +42,13 @@ start_tls_redis() {
   PIDS+=("$REDIS_PID")
   wait_port "$RP"
 }
+
+# Starts $BIN -c CONF in the background, its log in ${RT_LOG:-$WORK/retunnel.log}, and waits
+# until every PORT given accepts; sets RT to its pid.
+start_retunnel() { # CONF PORT...
+  local conf="$1"; shift
+  "$BIN" -c "$conf" 2>"${RT_LOG:-$WORK/retunnel.log}" &
+  RT=$!
+  PIDS+=("$RT")
+  for p in "$@"; do wait_port "$p"; done
+}

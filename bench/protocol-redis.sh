@@ -26,9 +26,7 @@ accept = 127.0.0.1:$PLAIN
 accept = 127.0.0.1:$AWARE
 protocol = redis
 CONF
-"$BIN" -c retunnel.conf 2>retunnel.log &
-PIDS+=($!)
-wait_port "$PLAIN"; wait_port "$AWARE"
+start_retunnel retunnel.conf "$PLAIN" "$AWARE"
 redis-cli -p "$PLAIN" set key:__rand_int__ xxxxxxxxxxxxxxxx >/dev/null
 
 bench() { redis-benchmark -h 127.0.0.1 -p "$1" -c 50 -P 16 -n 200000 -t get -q --csv 2>/dev/null | tail -1 | tr -d '"' | cut -d, -f2; }
