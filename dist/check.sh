@@ -174,26 +174,23 @@ CONF
 }
 
 ROOTS="$WORK/roots"
-make_root "$ROOTS/amazon"
+# A fresh root NAME whose system CA bundle, at BUNDLE, holds the test CA: the tunnel must work.
+verified_with_bundle() { # NAME BUNDLE DISTRIBUTIONS
+  local root="$ROOTS/$1"
+  make_root "$root"
+  mkdir -p "$root$(dirname "$2")"
+  cp ca.pem "$root$2"
+  tunnel_in_root "$1" "$root"
+  echo "CA bundle at $2: redis-cli get dist-check -> $REPLY"
+  [ "$REPLY" = "through the tunnel" ] || fail "$1: $(cat "$WORK/$1.log")"
+  grep listening "$WORK/$1.log"
+  ok "verified tunnel in a chroot with the CA bundle at $3's path"
+}
+
+verified_with_bundle amazon /etc/pki/tls/certs/ca-bundle.crt "Amazon Linux's / RHEL"
 echo "chroot contents:"
 (cd "$ROOTS/amazon" && find . -type f | sort | sed 's/^/  /')
-mkdir -p "$ROOTS/amazon/etc/pki/tls/certs"
-cp ca.pem "$ROOTS/amazon/etc/pki/tls/certs/ca-bundle.crt"
-tunnel_in_root amazon "$ROOTS/amazon"
-reply="$REPLY"
-echo "CA bundle at /etc/pki/tls/certs/ca-bundle.crt: redis-cli get dist-check -> $reply"
-[ "$reply" = "through the tunnel" ] || fail "amazon: $(cat "$WORK/amazon.log")"
-grep listening "$WORK/amazon.log"
-ok "verified tunnel in a chroot with the CA bundle at Amazon Linux's / RHEL's path"
-
-make_root "$ROOTS/debian"
-mkdir -p "$ROOTS/debian/etc/ssl/certs"
-cp ca.pem "$ROOTS/debian/etc/ssl/certs/ca-certificates.crt"
-tunnel_in_root debian "$ROOTS/debian"
-reply="$REPLY"
-echo "CA bundle at /etc/ssl/certs/ca-certificates.crt: redis-cli get dist-check -> $reply"
-[ "$reply" = "through the tunnel" ] || fail "debian: $(cat "$WORK/debian.log")"
-ok "verified tunnel in a chroot with the CA bundle at Debian's / Ubuntu's path"
+verified_with_bundle debian /etc/ssl/certs/ca-certificates.crt "Debian's / Ubuntu"
 
 cp other-ca.pem "$ROOTS/debian/etc/ssl/certs/ca-certificates.crt"
 tunnel_in_root wrong-ca "$ROOTS/debian"
