@@ -85,14 +85,35 @@ fn server_mode_needs_a_certificate_and_connects_plain_by_default() {
 }
 
 #[test]
-fn server_mode_refuses_what_would_mean_client_verification() {
+fn server_mode_verification_lines_ask_clients_for_certificates() {
+    use crate::config::ClientAuth::{Optional, Required};
     let (_d, cert, key) = files();
-    let e = parse(&format!("{BASE}client = no\ncert = {cert}\nkey = {key}\nverify = 2\n")).unwrap_err();
-    assert!(e.contains("ask clients for certificates"), "{e}");
-    parse(&format!(
-        "{BASE}client = no\ncert = {cert}\nkey = {key}\nverify = 2\nconnectTLS = yes\n"
-    ))
-    .unwrap();
+    let server = format!("{BASE}client = no\ncert = {cert}\nkey = {key}\n");
+    let auth = |extra: &str| {
+        parse(&format!("{server}CAfile = {cert}\n{extra}")).unwrap().services[0]
+            .tls
+            .client_auth
+    };
+    assert_eq!(auth(""), None);
+    assert_eq!(auth("verify = 2\n"), Some(Required));
+    assert_eq!(auth("verifyChain = yes\n"), Some(Required));
+    assert_eq!(auth("verify = 1\n"), Some(Optional));
+    assert_eq!(auth("verify = 2\nrequireCert = no\n"), Some(Optional));
+    assert_eq!(auth("requireCert = no\nverifyPeer = yes\n"), Some(Required));
+    // Clients are judged against CAfile/CApath only: without them there is nothing to trust.
+    let e = parse(&format!("{server}verify = 2\n")).unwrap_err();
+    assert!(
+        e.contains("against CAfile/CApath only") && e.contains("add `CAfile`"),
+        "{e}"
+    );
+    let e = parse(&format!("{server}CAfile = {cert}\nrequireCert = yes\n")).unwrap_err();
+    assert!(
+        e.contains("`requireCert = yes` alone") && e.contains("verifyChain = yes"),
+        "{e}"
+    );
+    // With connectTLS = yes the lines are about the upstream, as before.
+    let c = parse(&format!("{server}verify = 2\nconnectTLS = yes\n")).unwrap();
+    assert_eq!(c.services[0].tls.client_auth, None);
     let e = parse(&format!("{BASE}connectTLS = no\n")).unwrap_err();
     assert!(e.contains("`connectTLS = no` with `client = yes`"), "{e}");
 }

@@ -197,6 +197,19 @@ pub struct TlsSettings {
     pub crl_file: Option<PathBuf>,
     /// `CRLpath`: a directory of PEM CRL files (hashed names or any other).
     pub crl_path: Option<PathBuf>,
+    /// Server mode: clients are asked for a certificate, judged against `CAfile`/`CApath`
+    /// only; `None`: none is asked for.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// How a server-mode section treats its clients' certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Verified when a client shows one; a client without one gets in (`verify = 1`,
+    /// `requireCert = no`).
+    Optional,
+    /// A client without a valid one is refused (`verify = 2`, `verifyChain = yes`, …).
+    Required,
 }
 
 /// TLS session resumption, as stunnel's options set it.
@@ -241,6 +254,7 @@ impl Default for TlsSettings {
             check_ips: Vec::new(),
             crl_file: None,
             crl_path: None,
+            client_auth: None,
         }
     }
 }
@@ -409,6 +423,15 @@ impl Default for Draft {
             sni_at: None,
         }
     }
+}
+
+/// What a section's verification lines asked of clients (server mode).
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    /// A `verify` (1-4), `verifyChain = yes` or `verifyPeer = yes` line.
+    verify: bool,
+    /// Whether a certificate is required, as the last line setting it said.
+    require: Option<bool>,
 }
 
 /// Where an entry came from, for messages.
@@ -667,7 +690,7 @@ impl Parser<'_> {
             key,
             connect_tls,
             verify_asked,
-            require_cert: _,
+            require_cert,
             failover,
             socket_options,
             max_connections,
@@ -734,7 +757,12 @@ impl Parser<'_> {
                 ));
             }
         }
-        let ends = self.ends(header, client, cert, key, connect_tls, verify_asked);
+        let asked = Asked {
+            verify: verify_asked,
+            require: require_cert,
+        };
+        tls.client_auth = self.client_auth(header, client, connect_tls, asked, &tls);
+        let ends = self.ends(header, client, cert, key, connect_tls);
         if self.problems.len() > problems_before {
             return None;
         }
@@ -755,6 +783,40 @@ impl Parser<'_> {
             accept_tls,
             connect_tls,
             redis,
+        })
+    }
+
+    /// Server mode without `connectTLS`: whether clients are asked for certificates (a
+    /// `verify`/`verifyChain`/`verifyPeer` line) and must show one (`requireCert`, else
+    /// stunnel's rule: what the last of those lines implied). With `connectTLS = yes` those
+    /// lines are about the upstream, as before.
+    fn client_auth(
+        &mut self,
+        header: &str,
+        client: bool,
+        connect_tls: Option<bool>,
+        asked: Asked,
+        tls: &TlsSettings,
+    ) -> Option<ClientAuth> {
+        if client || connect_tls == Some(true) {
+            return None;
+        }
+        if !asked.verify {
+            if asked.require == Some(true) {
+                self.problems.push(format!(
+                    "{header}: `requireCert = yes` alone would let in a client with any certificate; add `verifyChain = yes` and `CAfile` with the CA that issues client certificates"
+                ));
+            }
+            return None;
+        }
+        if tls.ca_file.is_none() && tls.ca_path.is_none() {
+            self.problems.push(format!(
+                "{header}: with `client = no`, `verify`/`verifyChain`/`verifyPeer` check clients' certificates against CAfile/CApath only (never the system store); add `CAfile` with the CA that issues them"
+            ));
+        }
+        Some(match asked.require {
+            Some(false) => ClientAuth::Optional,
+            _ => ClientAuth::Required,
         })
     }
 
@@ -819,7 +881,6 @@ impl Parser<'_> {
         cert: Option<PathBuf>,
         key: Option<PathBuf>,
         connect_tls: Option<bool>,
-        verify_asked: bool,
     ) -> Option<(Option<CertKey>, Option<CertKey>, bool)> {
         if cert.is_none() && key.is_some() {
             self.problems.push(format!(
@@ -840,11 +901,6 @@ impl Parser<'_> {
         if pair.is_none() {
             self.problems.push(format!(
                 "{header}: server mode (`client = no`) needs `cert` (and `key`, unless the key is in the same file): the certificate clients see"
-            ));
-        }
-        if verify_asked && !connect_tls {
-            self.problems.push(format!(
-                "{header}: with `client = no`, stunnel's `verify`/`verifyChain` ask clients for certificates, which retunnel cannot check yet; remove them (or add `connectTLS = yes` if they are meant for the upstream)"
             ));
         }
         Some((pair, None, connect_tls))

@@ -302,6 +302,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         |p, at, s| s.tls.check_ips.extend(p.value(at, values::ip)),
     ),
     section(
+        "requireCert",
+        "`yes` with `verify` ≥ 2, `verifyChain` or `verifyPeer`",
+        "Server mode: refuse a client without a certificate (`no`: verify one when shown).",
+        |p, at, s| s.require_cert = p.value(at, values::yes_no).or(s.require_cert),
+    ),
+    section(
         "CRLfile",
         "none",
         "A PEM file of CRLs: a revoked certificate in the chain is refused.",
@@ -546,11 +552,6 @@ pub const OPTIONS: &[OptionSpec] = &[
     refused("OCSPflag", Service, NO_REVOCATION),
     refused("OCSPnonce", Service, NO_REVOCATION),
     refused("OCSPrequire", Service, NO_REVOCATION),
-    refused(
-        "requireCert",
-        Service,
-        "retunnel cannot check client certificates in server mode yet, and ignoring it would let any client in",
-    ),
     refused("checkEmail", Service, NO_EMAIL_CHECK),
     refused(
         "ident",
@@ -581,7 +582,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     refused(
         "redirect",
         Service,
-        "retunnel does not verify client certificates, so it has no failed clients to redirect",
+        "retunnel refuses a client whose certificate fails, it does not redirect it elsewhere",
     ),
     refused("transparent", Service, "transparent proxying is not supported"),
 ];

@@ -557,12 +557,7 @@ fn ignored_options_warn_naming_the_option() {
 
 #[test]
 fn security_relevant_options_are_errors() {
-    for opt in [
-        "OCSP = http://ocsp.example",
-        "OCSPaia = yes",
-        "OCSPrequire = yes",
-        "requireCert = yes",
-    ] {
+    for opt in ["OCSP = http://ocsp.example", "OCSPaia = yes", "OCSPrequire = yes"] {
         let key = opt.split(' ').next().unwrap();
         let e = one_err(&section(opt));
         assert_has(&e, &[&format!("{FILE}:4: [redis] {key}"), "not supported"]);

@@ -198,10 +198,31 @@ pub fn client(e: &io::Error) -> HandshakeError {
         Some(Error::AlertReceived(
             AlertDescription::UnknownCA | AlertDescription::BadCertificate | AlertDescription::CertificateUnknown,
         )) => "the client does not trust our certificate; give it the CA that issued `cert` (redis-cli --cacert)".to_string(),
+        Some(Error::NoCertificatesPresented) => {
+            "the client sent no certificate, and this section requires one (verifyChain/verifyPeer/requireCert); give the client one issued by a CA in CAfile/CApath (redis-cli --cert/--key)".to_string()
+        }
+        Some(Error::InvalidCertificate(c)) => format!("client certificate rejected: {}", client_certificate(c)),
         Some(other) => other.to_string(),
         None => "the client closed the connection during the handshake (does it trust our certificate?)".to_string(),
     };
     HandshakeError::Client(reason)
+}
+
+/// What is wrong with a client's certificate, and what to do: as for a server's, but only
+/// `CAfile`/`CApath` are trusted for clients.
+fn client_certificate(e: &CertificateError) -> String {
+    match e {
+        CertificateError::UnknownIssuer => {
+            "unknown CA: no CA in CAfile/CApath issued it; give the client a certificate from that CA, or add its CA to CAfile".to_string()
+        }
+        CertificateError::Revoked => {
+            "certificate revoked: its serial is on the CRL (CRLfile/CRLpath); the client needs a new certificate".to_string()
+        }
+        e if not_pinned(e) => {
+            "not one of the certificates in CAfile/CApath (verifyPeer = yes / verify = 3|4 pin to them)".to_string()
+        }
+        other => format!("{}; give the client a valid certificate", certificate(other)),
+    }
 }
 
 /// Whether the two sides found no protocol version in common.

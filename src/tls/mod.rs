@@ -274,18 +274,21 @@ impl fmt::Debug for TlsServer {
 }
 
 impl TlsServer {
-    /// Loads `cert`/`key` and applies the service's version bounds. Clients get session
+    /// Loads `cert`/`key`, applies the service's version bounds and asks clients for
+    /// certificates when the section says so (`verifyChain`, …). Clients get session
     /// tickets (TLS 1.3 and 1.2) and TLS 1.2 session ids, so they resume too.
     pub fn new(pair: &CertKey, s: &TlsSettings) -> Result<TlsServer, SetupError> {
         let provider = provider(s);
         let keys::Pair { chain, key } = keys::load(pair, &provider)?;
         let lib = |e: rustls::Error| SetupError::Library(e.to_string());
-        let mut config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions(s)?)
-            .map_err(lib)?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
             .map_err(lib)?;
+        let builder = match s.client_auth {
+            None => builder.with_no_client_auth(),
+            Some(auth) => builder.with_client_cert_verifier(verify::for_clients(s, auth, &provider)?),
+        };
+        let mut config = builder.with_single_cert(chain, key).map_err(lib)?;
         if s.session.resume {
             config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(lib)?;
             let ids = match s.session.cache_size {

@@ -9,11 +9,13 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::{WebPkiServerVerifier, verify_server_cert_signed_by_trust_anchor, verify_server_name};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
 use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 
 use super::{SetupError, trust};
-use crate::config::TlsSettings;
+use crate::config::{ClientAuth, TlsSettings};
 
 /// The handshake-signature half of a `ServerCertVerifier`, by the algorithms in field
 /// `$algs`: every verifier here checks signatures the same way, whatever it thinks of the
@@ -154,10 +156,7 @@ impl ServerCertVerifier for Checked {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if !self.pins.is_empty() && !self.pins.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
-            let why = rustls::OtherError(Arc::new(NotPinned));
-            return Err(Error::InvalidCertificate(CertificateError::Other(why)));
-        }
+        pinned(&self.pins, end_entity)?;
         if self.chain.is_none() && self.subjects.is_empty() {
             return Ok(ServerCertVerified::assertion());
         }
@@ -173,6 +172,87 @@ impl ServerCertVerifier for Checked {
             }
         }
         Err(first.expect("at least one name was checked"))
+    }
+
+    signatures_by!(algs);
+}
+
+/// Server mode: how clients' certificates are judged: against `CAfile`/`CApath` only (never
+/// the system store, which would let in anyone with a public CA's certificate), with the
+/// CRLs, and pinned to those files with `verifyPeer`/`verify = 3|4`.
+pub fn for_clients(
+    s: &TlsSettings,
+    auth: ClientAuth,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, SetupError> {
+    let anchors = trust::anchors(s.ca_file.as_deref(), s.ca_path.as_deref())?;
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(anchors.iter().cloned());
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).with_crls(crls(s)?);
+    if auth == ClientAuth::Optional {
+        builder = builder.allow_unauthenticated();
+    }
+    let webpki = builder.build().map_err(|e| SetupError::Library(e.to_string()))?;
+    if s.verify_chain && !s.verify_peer {
+        return Ok(webpki);
+    }
+    Ok(Arc::new(CheckedClients {
+        webpki,
+        chain: s.verify_chain,
+        pins: if s.verify_peer { anchors } else { Vec::new() },
+        algs: provider.signature_verification_algorithms,
+    }))
+}
+
+/// Refuses `end_entity` unless it is one of `pins` (no pins: no pinning).
+fn pinned(pins: &[CertificateDer<'static>], end_entity: &CertificateDer<'_>) -> Result<(), Error> {
+    if pins.is_empty() || pins.iter().any(|p| p.as_ref() == end_entity.as_ref()) {
+        return Ok(());
+    }
+    Err(Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+        Arc::new(NotPinned),
+    ))))
+}
+
+/// Server mode with pinning: webpki's client verifier decides what to ask for, and judges
+/// the chain unless `verify = 4` says not to.
+#[derive(Debug)]
+struct CheckedClients {
+    /// webpki on `CAfile`/`CApath`, with the CRLs.
+    webpki: Arc<dyn ClientCertVerifier>,
+    /// Whether the chain is checked.
+    chain: bool,
+    /// The certificates a client's must be one of; empty: no pinning.
+    pins: Vec<CertificateDer<'static>>,
+    /// Signature algorithms.
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for CheckedClients {
+    fn offer_client_auth(&self) -> bool {
+        self.webpki.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.webpki.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        pinned(&self.pins, end_entity)?;
+        match self.chain {
+            true => self.webpki.verify_client_cert(end_entity, intermediates, now),
+            false => Ok(ClientCertVerified::assertion()),
+        }
     }
 
     signatures_by!(algs);
