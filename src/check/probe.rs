@@ -306,8 +306,11 @@ async fn handshake(
             Some(stream)
         }
         Ok(Err(e @ HandshakeError::Verify { .. })) => {
+            // The server speaks TLS, but the section's handshake fails: not a ✓.
             r.tls = match session {
-                Some(s) => ok(s),
+                Some(s) => fail(format!(
+                    "the section's handshake fails on the certificate (below); the server speaks {s}"
+                )),
                 None => fail(e.to_string()),
             };
             r.certificate = match r.verify_problems.is_empty() {

@@ -9,13 +9,13 @@ fn parse(text: &str) -> Result<Config, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Two empty files standing in for a certificate and a key (only their existence is checked
-/// here; their contents are checked when TLS is set up).
+/// Two files standing in for a certificate and a key (only a certificate's PEM header is
+/// checked here; the contents are checked when TLS is set up).
 fn files() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let cert = dir.path().join("c.pem");
     let key = dir.path().join("k.pem");
-    std::fs::write(&cert, "").unwrap();
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\n").unwrap();
     std::fs::write(&key, "").unwrap();
     let (c, k) = (cert.display().to_string(), key.display().to_string());
     (dir, c, k)

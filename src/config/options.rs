@@ -261,7 +261,10 @@ pub const OPTIONS: &[OptionSpec] = &[
         "CAfile",
         "none",
         "A PEM bundle of CA certificates trusted in addition to the system store.",
-        |p, at, s| s.tls.ca_file = p.value(at, values::existing_file),
+        |p, at, s| {
+            let what = "give a PEM file of CA certificates (`openssl x509 -inform DER -in FILE -out FILE.pem` converts a DER one)";
+            s.tls.ca_file = p.value(at, |v| values::pem_file(v, "CERTIFICATE", "certificate", what));
+        },
     ),
     section(
         "CApath",
@@ -311,7 +314,11 @@ pub const OPTIONS: &[OptionSpec] = &[
         "CRLfile",
         "none",
         "A PEM file of CRLs: a revoked certificate in the chain is refused.",
-        |p, at, s| s.tls.crl_file = p.value(at, values::existing_file),
+        |p, at, s| {
+            let what =
+                "give the CRL your CA publishes (`openssl crl -inform DER -in CRL -out CRL.pem` converts a DER one)";
+            s.tls.crl_file = p.value(at, |v| values::pem_file(v, "X509 CRL", "CRL", what));
+        },
     ),
     section(
         "CRLpath",
@@ -338,8 +345,13 @@ pub const OPTIONS: &[OptionSpec] = &[
         "`checkHost`, else the `connect` host; none for an IP address",
         "The server name sent; empty sends none.",
         |p, at, s| {
-            s.tls.sni = Some(at.entry.value.clone());
-            s.sni_at = Some(p.locate(at));
+            // Empty sends none; anything else goes on the wire and must be a valid name
+            // (rustls refuses one over 253 bytes, which would fail every connection).
+            let sni = at.entry.value.clone();
+            if sni.is_empty() || p.value(at, values::host_name).is_some() {
+                s.tls.sni = Some(sni);
+                s.sni_at = Some(p.locate(at));
+            }
         },
     ),
     section(
@@ -409,7 +421,10 @@ pub const OPTIONS: &[OptionSpec] = &[
         "cert",
         "none",
         "PEM certificate chain: the client certificate, or in server mode the server's.",
-        |p, at, s| s.cert = p.value(at, values::existing_file),
+        |p, at, s| {
+            let what = "point `cert` at the PEM certificate chain, leaf first (a private key goes in `key`)";
+            s.cert = p.value(at, |v| values::pem_file(v, "CERTIFICATE", "certificate", what));
+        },
     ),
     section("key", "the `cert` file", "PEM private key of `cert`.", |p, at, s| {
         s.key = p.value(at, values::existing_file)

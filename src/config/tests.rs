@@ -42,6 +42,13 @@ fn one_err(text: &str) -> String {
     p.into_iter().next().unwrap()
 }
 
+/// A file that passes for PEM `label` where only the header is checked.
+fn pem(label: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), format!("-----BEGIN {label}-----\n")).unwrap();
+    f
+}
+
 /// A minimal valid section, with `extra` lines added to it.
 fn section(extra: &str) -> String {
     format!("[redis]\naccept = 16379\nconnect = redis.example.com:6379\n{extra}\n")
@@ -135,7 +142,7 @@ fn aws_file_parses_into_typed_values() {
 
 #[test]
 fn global_service_options_are_defaults_for_every_section() {
-    let ca = tempfile::NamedTempFile::new().unwrap();
+    let ca = pem("CERTIFICATE");
     let text = format!(
         "CAfile = {}\nTIMEOUTidle = 30\nTIMEOUTconnect = 3\nclient = yes\n\
          [a]\naccept = 1001\nconnect = a.example:1\n\
@@ -194,7 +201,7 @@ fn crlf_keeps_line_numbers() {
 
 #[test]
 fn names_and_yes_no_are_case_insensitive() {
-    let ca = tempfile::NamedTempFile::new().unwrap();
+    let ca = pem("CERTIFICATE");
     let text = format!(
         "FIPS = NO\nDebug = 7\n[r]\nCLIENT = Yes\nAccept = 1\nCONNECT = h.example:1\nCAFile = {0}\nverifychain = YES\nDELAY = yEs\ntimeoutidle = 5\n",
         ca.path().display()
@@ -247,7 +254,7 @@ fn repeated_connect_keeps_every_target_in_order() {
 fn every_honoured_option_sets_its_value() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, "").unwrap();
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
     let text = format!(
         "fips = no\nforeground = yes\noutput = /tmp/retunnel.log\npid = /tmp/retunnel.pid\ndebug = daemon.warning\n\
          [r]\nclient = yes\naccept = [::1]:7000\nconnect = db.example:6380\nCAfile = {ca}\nCApath = {dir}\n\
@@ -305,7 +312,7 @@ fn verify_levels_and_verify_chain() {
     assert!(svc(&section("verify = 2")).tls.verify_chain);
     assert!(!svc(&section("verifyChain = no")).tls.verify_chain);
     // stunnel's levels 3 (chain and pin) and 4 (pin only) need the certificates to pin to.
-    let ca = tempfile::NamedTempFile::new().unwrap();
+    let ca = pem("CERTIFICATE");
     let ca_line = format!("CAfile = {}", ca.path().display());
     let s = svc(&section(&format!("{ca_line}\nverify = 3")));
     assert!(s.tls.verify_chain && s.tls.verify_peer);
@@ -325,6 +332,12 @@ fn verify_levels_and_verify_chain() {
 
 #[test]
 fn sni_and_check_host() {
+    let long = format!("sni = {}.example", "a.".repeat(130));
+    assert_has(&one_err(&section(&long)), &["[redis] sni", "bytes long", "at most 253"]);
+    assert_has(
+        &one_err(&section("sni = bad name")),
+        &["[redis] sni", "not a valid host name"],
+    );
     assert_eq!(svc(&section("sni =")).tls.sni.as_deref(), Some(""));
     assert_eq!(
         svc(&section("sni = other.example")).tls.sni.as_deref(),
@@ -566,8 +579,40 @@ fn security_relevant_options_are_errors() {
 }
 
 #[test]
+fn pem_files_are_checked_at_their_line_naming_the_option() {
+    let key = pem("PRIVATE KEY");
+    let der = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(der.path(), [0x30, 0x82, 0x01]).unwrap();
+    let (k, d) = (key.path().display(), der.path().display());
+    assert_has(
+        &one_err(&section(&format!("cert = {k}"))),
+        &[
+            &format!("{FILE}:4: [redis] cert:"),
+            &format!("{k} holds a private key"),
+            "point `cert` at the PEM certificate chain",
+        ],
+    );
+    assert_has(
+        &one_err(&section(&format!("CAfile = {d}"))),
+        &[
+            &format!("{FILE}:4: [redis] CAfile:"),
+            &format!("{d} holds no PEM certificate"),
+            "openssl x509 -inform DER",
+        ],
+    );
+    assert_has(
+        &one_err(&section(&format!("CRLfile = {d}"))),
+        &[
+            &format!("{FILE}:4: [redis] CRLfile:"),
+            "no PEM CRL",
+            "openssl crl -inform DER",
+        ],
+    );
+}
+
+#[test]
 fn revocation_and_check_ip_are_honoured() {
-    let crl = tempfile::NamedTempFile::new().unwrap();
+    let crl = pem("X509 CRL");
     let dir = tempfile::tempdir().unwrap();
     let s = svc(&section(&format!(
         "CRLfile = {}\nCRLpath = {}\ncheckIP = 10.0.0.1\ncheckIP = ::1",
@@ -870,7 +915,7 @@ fn several_accepts_are_listeners_of_one_section() {
 
 #[test]
 fn unix_sockets_are_for_plain_clients_and_not_for_redis_cluster() {
-    let cert = tempfile::NamedTempFile::new().unwrap();
+    let cert = pem("CERTIFICATE");
     let server = format!("accept = /tmp/s.sock\nclient = no\ncert = {}", cert.path().display());
     assert_has(
         &one_err(&section(&server)),
@@ -938,7 +983,7 @@ fn every_honoured_row_is_parsed_by_its_setter() {
 /// changes nothing.
 #[test]
 fn writing_a_default_changes_nothing() {
-    let cert = tempfile::NamedTempFile::new().unwrap();
+    let cert = pem("CERTIFICATE");
     // Server mode, where `connectTLS` means something.
     let server = format!("client = no\ncert = {}\n", cert.path().display());
     let mut checked = 0;

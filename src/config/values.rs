@@ -138,6 +138,21 @@ pub fn existing_file(v: &str) -> R<PathBuf> {
     }
 }
 
+/// A file holding a PEM `label` block (`CERTIFICATE`, `X509 CRL`: a `noun`): checked when the line is
+/// read, so a DER file or a key in the wrong option is named at its line; `what` says what
+/// the option wants.
+pub fn pem_file(v: &str, label: &str, noun: &str, what: &str) -> R<PathBuf> {
+    let p = existing_file(v)?;
+    let text = std::fs::read(&p).map_err(|e| format!("cannot read {v}: {e}; check the path"))?;
+    let marker = format!("-----BEGIN {label}-----");
+    let has = |m: &str| text.windows(m.len()).any(|w| w == m.as_bytes());
+    match (has(&marker), has("PRIVATE KEY-----")) {
+        (true, _) => Ok(p),
+        (false, true) => Err(format!("{v} holds a private key, not a PEM {noun} ({marker}); {what}")),
+        (false, false) => Err(format!("{v} holds no PEM {noun} ({marker}); {what}")),
+    }
+}
+
 pub fn existing_dir(v: &str) -> R<PathBuf> {
     let p = path(v)?;
     match std::fs::metadata(&p) {
@@ -308,6 +323,12 @@ pub fn target(v: &str) -> R<Target> {
 }
 
 pub fn host_name(v: &str) -> R<String> {
+    if v.len() > 253 {
+        return Err(format!(
+            "is {} bytes long; a host name has at most 253 (TLS carries at most 255), so give the server's real name",
+            v.len()
+        ));
+    }
     let ok = !v.is_empty()
         && v.len() <= 253
         && v.split('.').all(|l| !l.is_empty() && l.len() <= 63)
