@@ -87,6 +87,14 @@ impl<C: Kept> Warm<C> {
         tokio::spawn(tracing::Instrument::instrument(task, span));
     }
 
+    /// Takes back a connection a client is done with, reset for the next one (Redis reuse):
+    /// kept while the set holds fewer than twice `prewarm` (the refill tops up to `prewarm`
+    /// while connections are out with clients, and those come back on top of it). `false`:
+    /// the set is full, the caller closes it.
+    pub fn give_back(&self, c: C) -> bool {
+        self.pool.put_back(c)
+    }
+
     /// A warm connection that is still open and still reaches an address the `connect` host
     /// resolves to now; `None` when there is none (the caller connects afresh). Whatever is
     /// taken or dropped is refilled in the background.
@@ -167,6 +175,17 @@ impl<T> Pool<T> {
             self.taken.notify_one();
         }
         item
+    }
+
+    /// Adds an item that came back, unless `2 × want` are ready already.
+    fn put_back(&self, item: T) -> bool {
+        let mut ready = lock(&self.ready);
+        if ready.len() >= 2 * self.want {
+            return false;
+        }
+        ready.push_back(item);
+        self.counted.inc();
+        true
     }
 
     /// Keeps the items `keep` approves; wakes the refill. Returns how many went.

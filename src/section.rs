@@ -4,13 +4,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::connection::Section;
 use crate::listener::Client;
 use crate::metrics::ServiceMetrics;
-use crate::open::{self, Accepted, Opened};
+use crate::open::{self, Accepted, Dialed, Opened};
+use crate::redis::reuse::{self, ResetError};
 use crate::relay::{self, Counters, End};
 use crate::service::Shared;
 
@@ -54,17 +56,56 @@ impl Section for Shared {
             return relay::relay(client.stream, upstream.conn.stream, idle, counters).await;
         };
         cluster.reached(upstream.conn.addr.ip());
+        let Dialed {
+            stream,
+            addr,
+            target,
+            fd,
+        } = upstream.conn;
         let up = crate::redis::relay::Upstream {
-            stream: upstream.conn.stream,
-            addr: upstream.conn.addr,
+            stream,
+            addr,
             reach: self,
             reset_first: upstream.warm,
+            reuse: self.warm.is_some() && !self.reset_refused.load(Ordering::Relaxed),
             on_readonly: self.config.redis.as_ref().map(|r| r.on_readonly).unwrap_or_default(),
         };
-        crate::redis::relay::relay((client.stream, client.fd), up, ip, cluster.clone(), idle, counters).await
+        let (end, back) =
+            crate::redis::relay::relay((client.stream, client.fd), up, ip, cluster.clone(), idle, counters).await;
+        if let Some(stream) = back {
+            self.keep(Dialed {
+                stream,
+                addr,
+                target,
+                fd,
+            })
+            .await;
+        }
+        end
     }
 
     fn no_client_cert(&self) -> bool {
         self.config.connect_tls && self.config.tls.identity.is_none()
+    }
+}
+
+impl Shared {
+    /// Resets an upstream connection its client left at a clean point and gives it to the
+    /// warm set for the next client (see [`crate::redis::reuse`]); closes it when that fails.
+    async fn keep(&self, mut conn: Dialed) {
+        let Some(warm) = &self.warm else { return };
+        let upstream = conn.addr;
+        match reuse::reset(&mut conn.stream, self.config.connect_timeout).await {
+            Ok(()) if warm.give_back(conn) => {
+                debug!(%upstream, "upstream connection reset and kept for the next client (reuse)")
+            }
+            Ok(()) => debug!(%upstream, "upstream connection reset, but the warm set is full; closed"),
+            Err(ResetError::Refused(reply)) => {
+                if !self.reset_refused.swap(true, Ordering::Relaxed) {
+                    warn!(%upstream, %reply, "the server refused RESET (Redis before 6.2?): this section's upstream connections are not reused");
+                }
+            }
+            Err(e) => debug!(%upstream, error = %e, "upstream connection not reused; closed"),
+        }
     }
 }

@@ -40,6 +40,8 @@ pub struct Shared {
     pub metrics: Arc<ServiceMetrics>,
     /// `prewarm` > 0: the upstream connections kept ready for new clients.
     pub warm: Option<Arc<Warm<crate::open::Dialed>>>,
+    /// The server refused `RESET` (Redis before 6.2): upstream connections are not reused.
+    pub reset_refused: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -72,6 +74,7 @@ impl Shared {
             upstreams: Upstreams::new(config.connect.clone(), config.failover),
             limit: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
             warm: Warm::new(config.prewarm, metrics.warm_gauge()),
+            reset_refused: std::sync::atomic::AtomicBool::new(false),
             tls,
             acceptor,
             redis,

@@ -8,11 +8,13 @@
 //! - [`nodes`]: the per-section registry of node listeners.
 //! - [`relay`]: pairing replies with commands and rewriting on the way.
 //! - [`failover`]: moving a connection to a new primary after `-READONLY` (`onReadonly`).
+//! - [`reuse`]: which commands bar reusing an upstream connection, and the `RESET` exchange.
 
 pub mod failover;
 pub mod nodes;
 pub mod relay;
 pub mod resp;
+pub mod reuse;
 pub mod rewrite;
 
 pub use nodes::Cluster;

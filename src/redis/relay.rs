@@ -119,6 +119,11 @@ struct Pairing {
     replay: failover::Published,
     /// The upstream is being replaced: the command side holds its bytes until it is.
     frozen: bool,
+    /// [`RESET_FIRST`] went out: its reply is due before the client's.
+    reset_sent: bool,
+    /// The reply side's answer to [`Conn::gone`]: the upstream is at a clean point, handed
+    /// back for reuse.
+    reusable: Option<bool>,
 }
 
 impl Pairing {
@@ -166,6 +171,9 @@ struct Session {
     skip_next: bool,
     /// `HELLO 3` was sent: pub/sub confirmations come as push frames, answering no command.
     resp3: bool,
+    /// A command was sent whose effect `RESET` may not undo: the upstream is not reused
+    /// (see [`super::reuse`]). A `RESET` from the client does not clear this.
+    barred: Option<&'static str>,
 }
 
 impl Session {
@@ -177,10 +185,20 @@ impl Session {
             _ => None,
         }
     }
+
+    /// Why the upstream may not be reset and kept for another client at this point, if so.
+    fn unreusable(&self) -> Option<&'static str> {
+        match () {
+            _ if self.barred.is_some() => self.barred,
+            _ if self.multi.is_some() => Some("inside MULTI"),
+            _ if self.reply_off || self.skip_next => Some("replies are switched off (CLIENT REPLY)"),
+            _ => None,
+        }
+    }
 }
 
 /// Commands whose confirmations depend on the protocol version.
-const PUBSUB: [&str; 6] = [
+pub(super) const PUBSUB: [&str; 6] = [
     "subscribe",
     "psubscribe",
     "ssubscribe",
@@ -227,8 +245,14 @@ impl Session {
         if s.words() == 0 {
             return None; // an empty inline line or `*0`: Redis skips it without a reply
         }
+        if let Some(why) = super::reuse::bars_reuse(s) {
+            self.barred = Some(why);
+        }
         if is(s.word(0), "reset") && s.args() == 1 {
-            *self = Session::default();
+            *self = Session {
+                barred: self.barred,
+                ..Session::default()
+            };
             return (!skipped).then_some(Expect::Plain);
         }
         if self.multi.is_none()
@@ -344,6 +368,8 @@ pub struct Upstream<'a, R: Reach> {
     /// was opened (and logged in as the server then allowed) before this client came; see
     /// [`RESET_FIRST`].
     pub reset_first: bool,
+    /// Hand the upstream back when the client leaves at a clean point (see [`super::reuse`]).
+    pub reuse: bool,
 }
 
 /// What goes ahead of the first command on a connection kept warm. Redis logs a new
@@ -363,6 +389,12 @@ struct Conn<'a, R: Reach> {
     client_fd: Option<RawFd>,
     /// [`Upstream::reset_first`].
     reset_first: bool,
+    /// [`Upstream::reuse`].
+    reuse: bool,
+    /// The client closed its side with the session clean: the reply side says whether the
+    /// upstream is at a clean point too ([`Pairing::reusable`]) and answers on `verdict`.
+    gone: tokio::sync::Notify,
+    verdict: tokio::sync::Notify,
 }
 
 /// Relays one client of a `protocol = redis` section (or node listener) until both
@@ -374,7 +406,7 @@ pub async fn relay<C, R>(
     cluster: Arc<Cluster>,
     idle: Option<Duration>,
     counters: Arc<Counters>,
-) -> End
+) -> (End, Option<R::Stream>)
 where
     C: AsyncRead + AsyncWrite + Unpin,
     R: Reach,
@@ -388,6 +420,9 @@ where
         on_readonly: upstream.on_readonly,
         client_fd,
         reset_first: upstream.reset_first,
+        reuse: upstream.reuse,
+        gone: tokio::sync::Notify::new(),
+        verdict: tokio::sync::Notify::new(),
     };
     // A redirect naming no host means the node this connection reached.
     let base_host = upstream.addr.ip().to_string();
@@ -397,8 +432,9 @@ where
         base_host: &base_host,
         map: &map,
     };
+    let mut back = None;
     let both = async {
-        tokio::try_join!(
+        let halves = tokio::try_join!(
             commands(client_r, up_w, &conn, &counters),
             replies(
                 up_r,
@@ -409,10 +445,16 @@ where
                 &counters,
                 cluster.metrics()
             )
-        )
-        .map(|_| ())
+        )?;
+        if let (Some(w), Some(r)) = halves
+            && r.is_pair_of(&w)
+        {
+            back = Some(r.unsplit(w));
+        }
+        Ok(())
     };
-    crate::relay::until_idle(both, idle, &counters).await
+    let end = crate::relay::until_idle(both, idle, &counters).await;
+    (end, back)
 }
 
 /// Client → server: forwards every byte, queueing what each command's reply will be. When
@@ -422,7 +464,7 @@ async fn commands<Rd, R>(
     mut to: WriteHalf<R::Stream>,
     conn: &Conn<'_, R>,
     counters: &Counters,
-) -> io::Result<()>
+) -> io::Result<Option<WriteHalf<R::Stream>>>
 where
     Rd: AsyncRead + Unpin,
     R: Reach,
@@ -440,7 +482,7 @@ where
             r = from.read(&mut buf) => r?,
             () = conn.switch.closing.cancelled() => {
                 failover::drain(&mut from).await;
-                return Ok(());
+                return Ok(None);
             }
         };
         counters.add_up(n as u64);
@@ -453,6 +495,7 @@ where
             if let Some(r) = &mut recorder {
                 r.publish(&mut p.replay, !scanner.at_frame_start(), session.unreplayable());
             }
+            p.reset_sent |= reset_first && n > 0;
             p.frozen
         };
         if frozen || conn.switch.generation() != generation {
@@ -460,12 +503,16 @@ where
                 Some(w) => to = w,
                 None => {
                     failover::drain(&mut from).await;
-                    return Ok(());
+                    return Ok(None);
                 }
             }
         }
         if n == 0 {
-            return to.shutdown().await;
+            let clean = following && generation == 0 && scanner.at_frame_start();
+            if conn.reuse && clean && client_left_clean(conn, &session).await {
+                return Ok(Some(to));
+            }
+            return to.shutdown().await.map(|()| None);
         }
         // Queued before it is sent: the reply cannot arrive before its expectation.
         let sent = match std::mem::take(&mut reset_first) {
@@ -474,9 +521,21 @@ where
         };
         if let Err(e) = sent {
             // Redis closed (QUIT, a protocol error): its last replies still go out.
-            return crate::relay::drain_then(&mut from, e).await;
+            return crate::relay::drain_then(&mut from, e).await.map(|()| None);
         }
     }
+}
+
+/// The client closed its side after whole commands: whether the upstream is at a clean point
+/// to be reused. The session says for the commands; the reply side, asked, for the replies.
+async fn client_left_clean<R: Reach>(conn: &Conn<'_, R>, session: &Session) -> bool {
+    if let Some(why) = session.unreusable() {
+        debug!(reason = why, "the client left; its upstream connection is not reused");
+        return false;
+    }
+    conn.gone.notify_one();
+    conn.verdict.notified().await;
+    conn.pairing.lock().unwrap_or_else(|p| p.into_inner()).reusable == Some(true)
 }
 
 /// Scans one read of commands; false when the stream can no longer be followed.
@@ -678,18 +737,34 @@ async fn replies<W, R>(
     addrs: &Addresses<'_>,
     counters: &Counters,
     metrics: &ServiceMetrics,
-) -> io::Result<()>
+) -> io::Result<Option<ReadHalf<R::Stream>>>
 where
     W: AsyncWrite + Unpin,
     R: Reach,
 {
+    // However this side ends, the command side waiting for its verdict gets one.
+    let _answer = Verdicts(conn);
     let mut buf = vec![0u8; DOWN_BUF_SIZE];
     let mut st = Replies::new(&conn.pairing, addrs, metrics);
     st.drop_first = conn.reset_first;
+    let mut asked = false;
     'read: loop {
-        let n = from.read(&mut buf).await?;
+        let n = match conn.reuse && !asked {
+            false => from.read(&mut buf).await?,
+            true => tokio::select! {
+                r = from.read(&mut buf) => r?,
+                () = conn.gone.notified() => {
+                    asked = true;
+                    if st.hand_back(conn) {
+                        let _ = to.shutdown().await;
+                        return Ok(Some(from));
+                    }
+                    continue 'read;
+                }
+            },
+        };
         if n == 0 {
-            return to.shutdown().await;
+            return to.shutdown().await.map(|()| None);
         }
         counters.add_down(n as u64);
         let data = &buf[..n];
@@ -741,7 +816,7 @@ where
                         to.flush().await?;
                         let _ = to.shutdown().await;
                         conn.switch.closing.cancel();
-                        return Ok(());
+                        return Ok(None);
                     }
                     Verdict::Replayed(stream, addr) => {
                         metrics.readonly(true);
@@ -771,6 +846,43 @@ fn reset_answered(reply: &[u8]) {
     }
     let first = String::from_utf8_lossy(reply.split(|&b| b == b'\r').next().unwrap_or_default());
     warn!(reply = %first, "the server refused RESET (Redis before 6.2?): a warm connection keeps the login it was opened with, so a password set on the server since then is not asked for (see README, Warm connections)");
+}
+
+/// Answers the command side's verdict request when the reply side ends without one.
+struct Verdicts<'c, 'a, R: Reach>(&'c Conn<'a, R>);
+
+impl<R: Reach> Drop for Verdicts<'_, '_, R> {
+    fn drop(&mut self) {
+        let mut p = self.0.pairing.lock().unwrap_or_else(|p| p.into_inner());
+        if p.reusable.is_none() {
+            p.reusable = Some(false);
+            drop(p);
+            self.0.verdict.notify_one();
+        }
+    }
+}
+
+impl Replies<'_> {
+    /// The client left: whether every reply it asked for has been delivered and nothing is
+    /// held, so that the upstream can be reset for reuse. Tells the command side either way.
+    fn hand_back<R: Reach>(&self, conn: &Conn<'_, R>) -> bool {
+        let mut p = self.pairing.lock().unwrap_or_else(|p| p.into_inner());
+        let clean = self.tracking
+            && !p.stopped
+            && self.scanner.at_frame_start()
+            && matches!(self.hold, Hold::No)
+            && self.local.runs.is_empty()
+            && p.queue.runs.is_empty()
+            && !(self.drop_first && p.reset_sent)
+            && conn.switch.generation() == 0;
+        p.reusable = Some(clean);
+        drop(p);
+        conn.verdict.notify_one();
+        if !clean {
+            debug!("the client left before all its replies came; its upstream connection is not reused");
+        }
+        clean
+    }
 }
 
 /// A `-READONLY` error: the node is a replica now.
@@ -873,6 +985,9 @@ mod tests {
                 on_readonly: OnReadonly::Replay,
                 client_fd: None,
                 reset_first: false,
+                reuse: false,
+                gone: tokio::sync::Notify::new(),
+                verdict: tokio::sync::Notify::new(),
             };
             expects
                 .into_iter()
@@ -1222,6 +1337,7 @@ mod tests {
             reach,
             on_readonly,
             reset_first: false,
+            reuse: false,
         };
         let counters = Arc::new(Counters::default());
         let relay = relay(
