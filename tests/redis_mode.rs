@@ -128,6 +128,24 @@ fn redirects_a_client_makes_up_open_a_bounded_number_of_listeners() {
     assert_eq!(raw_exchange(port, cmd.as_bytes()), b"-MOVED 99999 127.0.0.1:1\r\n");
 }
 
+/// A redirect naming the `connect` host itself (a cluster announcing its nodes by the
+/// endpoint's name; here `localhost`, which has no domain to share) belongs to the cluster: it
+/// opens a node listener, and that listener reaches the node it names.
+#[test]
+fn a_redirect_to_the_connect_host_itself_opens_a_node_listener() {
+    let up = TlsUpstream::start(&[]);
+    let other = Redis::start_tls(&up.leaf, &up.ca, &[]);
+    assert_eq!(redis_cli_tls(other.port, &up.ca.pem, &["set", "who", "other"]), "OK");
+    let port = free_port();
+    let rt = Retunnel::start(&up.section("redis", port, "protocol = redis\n"), 1);
+    let got = fake_redirects(port, "localhost", other.port, 1);
+    let node = got[0]
+        .strip_prefix("-MOVED 1 127.0.0.1:")
+        .unwrap_or_else(|| panic!("not rewritten to a node listener: {got:?}\n{}", rt.log.text()));
+    assert_eq!(redis_cli(node.parse().unwrap(), &["get", "who"]), "other");
+    assert!(!rt.log.text().contains("outside the cluster"), "{}", rt.log.text());
+}
+
 /// Sequences where a wrong guess at which commands get a reply paired a user's value with
 /// `CLUSTER NODES` and rewrote the address in it (each checked against redis-server 7.0).
 #[test]

@@ -11,8 +11,8 @@
 //!
 //! Which nodes get a listener (the README's "Which nodes get a listener"): a client can make
 //! Redis send any redirect text, so a redirect opens a listener only for a node that belongs
-//! to the cluster: one a topology reply named (it has a listener already), one under the
-//! domain of a `connect` host name (`clustercfg.x.cache.amazonaws.com` → `*.x.cache…`), one in
+//! to the cluster: one a topology reply named (it has a listener already), a `connect` host
+//! name itself (on any port), one under the domain of a `connect` host name (`clustercfg.x.cache.amazonaws.com` → `*.x.cache…`), one in
 //! the network (IPv4 /16, IPv6 /56) of an upstream address this section reached, or one
 //! `--connect-to` maps. And no node listener ever tunnels into retunnel itself.
 
@@ -198,11 +198,24 @@ impl Cluster {
         }
         match &node.host {
             Host::Ip(ip) => self.lock().reached.iter().any(|r| same_network(*r, ip.to_canonical())),
-            Host::Name(name) => self.section.connect.iter().any(|t| match &t.host {
-                Host::Name(ours) => cluster_domain(ours).is_some_and(|d| in_domain(name, d)),
-                Host::Ip(_) => false,
-            }),
+            // The `connect` host itself (a cluster announcing its nodes by the endpoint's name,
+            // on other ports), or a host under its domain.
+            Host::Name(name) => {
+                self.is_connect_host(name)
+                    || self.section.connect.iter().any(|t| match &t.host {
+                        Host::Name(ours) => cluster_domain(ours).is_some_and(|d| in_domain(name, d)),
+                        Host::Ip(_) => false,
+                    })
+            }
         }
+    }
+
+    /// Whether `name` is the host name of one of the section's `connect` targets.
+    fn is_connect_host(&self, name: &str) -> bool {
+        self.section
+            .connect
+            .iter()
+            .any(|t| matches!(&t.host, Host::Name(ours) if ours.eq_ignore_ascii_case(name)))
     }
 
     /// Says once per section that a redirect named a node outside the cluster.
@@ -221,11 +234,25 @@ impl Cluster {
     /// `clusterPorts` on the section's own address (where a node listener may open next).
     fn is_own(&self, node: &Target) -> bool {
         let real = self.connect_to.apply(node);
-        let Host::Ip(ip) = real.host else { return false };
         let ours = self.listen_ip();
-        let same_ip = ip.to_canonical() == ours.to_canonical() || (ours.is_unspecified() && ip.is_loopback());
         let range = self.section.redis.as_ref().and_then(|r| r.cluster_ports);
         let in_range = range.is_some_and(|(a, b)| (a..=b).contains(&real.port));
+        let ip = match &real.host {
+            Host::Ip(ip) => *ip,
+            // Names are not resolved here. The `connect` host, admitted by name on any port
+            // (it may well be `localhost`), is taken for this host: a `clusterPorts` port or
+            // the port of one of retunnel's listeners is its own. (A connection that still
+            // reaches retunnel is refused when it connects.)
+            Host::Name(name) if self.is_connect_host(name) => {
+                let loopback = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+                return in_range
+                    || [ours, loopback]
+                        .iter()
+                        .any(|ip| crate::own::is_listening_on(SocketAddr::new(*ip, real.port)));
+            }
+            Host::Name(_) => return false,
+        };
+        let same_ip = ip.to_canonical() == ours.to_canonical() || (ours.is_unspecified() && ip.is_loopback());
         (same_ip && in_range) || crate::own::is_listening_on(SocketAddr::new(ip, real.port))
     }
 
@@ -546,7 +573,13 @@ mod tests {
         let cluster = Cluster::for_section(&section, &connect_to, &metrics).unwrap();
         let t = |s: &str| crate::config::parse_target(s).unwrap();
         cluster.reached("10.1.2.3".parse().unwrap());
-        for node in ["n1.c1.example.com:6379", "10.1.200.7:6379", "mapped.elsewhere.net:6379"] {
+        for node in [
+            "n1.c1.example.com:6379",
+            "10.1.200.7:6379",
+            "mapped.elsewhere.net:6379",
+            "clustercfg.c1.example.com:6379",
+            "ClusterCfg.C1.example.com:6380",
+        ] {
             assert!(cluster.belongs(&t(node)), "{node}");
         }
         for node in [
@@ -557,6 +590,14 @@ mod tests {
         ] {
             assert!(!cluster.belongs(&t(node)), "{node}");
         }
+        // A name with no domain to share (`localhost`) still admits itself, on any port: an
+        // outside tester's cluster announced its nodes as the `connect` host.
+        let mut local = redis_section();
+        local.connect = vec![t("localhost:7000")];
+        let by_name = Cluster::for_section(&local, &ConnectTo::default(), &metrics).unwrap();
+        assert!(by_name.belongs(&t("localhost:7001")));
+        assert!(by_name.belongs(&t("LOCALHOST:7000")));
+        assert!(!by_name.belongs(&t("otherhost:7001")));
         // Refused before anything is opened (no runtime is attached, so opening would warn).
         assert_eq!(cluster.local_port("www.example.com", 443, Seen::Redirect), None);
         assert!(cluster.lock().refused);
