@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::listener::Client;
@@ -56,8 +57,9 @@ pub trait Section: Send + Sync {
     fn no_client_cert(&self) -> bool;
 }
 
-/// Serves one accepted client until both directions are done.
-pub async fn handle<S: Section>(client: Client, section: Arc<S>) {
+/// Serves one accepted client until both directions are done, or `cut` fires (at shutdown,
+/// once `TIMEOUTclose` is over).
+pub async fn handle<S: Section>(client: Client, section: Arc<S>, cut: CancellationToken) {
     let started = Instant::now();
     let metrics = section.metrics();
     let Some(client) = section.open_client(client).await else {
@@ -74,19 +76,30 @@ pub async fn handle<S: Section>(client: Client, section: Arc<S>) {
     };
     let addr = S::upstream_addr(&upstream);
     let counters = Arc::new(Counters::within(metrics.bytes.clone()));
-    let end = section.relay(client, upstream, counters.clone()).await;
+    // At shutdown, past `TIMEOUTclose`, the relay is dropped (both sockets close) and the
+    // connection still gets its line, with what it moved.
+    let end = tokio::select! {
+        biased;
+        end = section.relay(client, upstream, counters.clone()) => Some(end),
+        () = cut.cancelled() => None,
+    };
     metrics.closed(match end {
-        End::Closed => Close::Closed,
-        End::Idle(_) => Close::Idle,
-        End::Error(_) => Close::Error,
+        Some(End::Closed) => Close::Closed,
+        Some(End::Idle(_)) => Close::Idle,
+        Some(End::Error(_)) | None => Close::Error,
     });
-    log_end(&end, addr, &counters, started, section.no_client_cert());
+    log_end(end.as_ref(), addr, &counters, started, section.no_client_cert());
 }
 
-fn log_end(end: &End, upstream: SocketAddr, c: &Counters, started: Instant, no_client_cert: bool) {
+/// The connection's one line; `end` is `None` for a connection cut at shutdown.
+fn log_end(end: Option<&End>, upstream: SocketAddr, c: &Counters, started: Instant, no_client_cert: bool) {
     let up = c.up.load(Ordering::Relaxed);
     let down = c.down.load(Ordering::Relaxed);
     let ms = started.elapsed().as_millis() as u64;
+    let Some(end) = end else {
+        info!(%upstream, bytes_up = up, bytes_down = down, duration_ms = ms, reason = %"shutdown", "connection closed");
+        return;
+    };
     let reason = match end {
         End::Closed => "closed".to_string(),
         End::Idle(d) => format!("idle for {}s (TIMEOUTidle)", d.as_secs()),

@@ -109,6 +109,30 @@ impl Signals {
     }
 }
 
+/// What to do when `e` says the process (EMFILE) or the system (ENFILE) has no file
+/// descriptor left; `None` for any other error.
+pub fn out_of_descriptors(e: &io::Error) -> Option<&'static str> {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) => Some(
+            "out of file descriptors (EMFILE: retunnel's open-file limit is reached; each client takes two); raise `ulimit -n` or LimitNOFILE= in the systemd unit, or set `maxConnections`",
+        ),
+        Some(libc::ENFILE) => Some(
+            "out of file descriptors (ENFILE: the system's open-file table is full); raise fs.file-max, or find what holds so many files",
+        ),
+        _ => None,
+    }
+}
+
+/// Whether the process can open no file now: an error that hides the cause (a DNS lookup
+/// that could not open /etc/hosts or a socket says "Name or service not known") is then
+/// reported as what it is. Returns what to do, as [`out_of_descriptors`].
+pub fn descriptors_exhausted() -> Option<&'static str> {
+    match std::fs::File::open("/dev/null") {
+        Ok(_) => None,
+        Err(e) => out_of_descriptors(&e),
+    }
+}
+
 /// Raises the soft limit on open files to the hard limit. Every tunnelled connection holds two
 /// descriptors, and a soft limit of 1024 (common on EC2 images) would cap retunnel near 500
 /// clients with EMFILE. Returns the limit now in force.

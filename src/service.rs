@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, error, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::ServiceConfig;
 use crate::listener::{Client, Listener, Peer};
@@ -42,6 +42,9 @@ pub struct Shared {
     pub warm: Option<Arc<Warm<crate::open::Dialed>>>,
     /// The server refused `RESET` (Redis before 6.2): upstream connections are not reused.
     pub reset_refused: std::sync::atomic::AtomicBool,
+    /// Fires at shutdown once `TIMEOUTclose` is over: open connections end, each with its
+    /// own "connection closed" line (`reason=shutdown`).
+    pub cut: CancellationToken,
 }
 
 impl Shared {
@@ -75,6 +78,7 @@ impl Shared {
             limit: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
             warm: Warm::new(config.prewarm, metrics.warm_gauge()),
             reset_refused: std::sync::atomic::AtomicBool::new(false),
+            cut: CancellationToken::new(),
             tls,
             acceptor,
             redis,
@@ -113,7 +117,7 @@ pub fn serve_node(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
-    let shared = Shared::from_parts(
+    let mut shared = Shared::from_parts(
         node.config,
         node.connect_to,
         node.tls,
@@ -121,6 +125,7 @@ pub fn serve_node(
         Some(node.cluster),
         node.metrics,
     );
+    shared.cut = node.cut;
     let serving = accept_loop(listener, Arc::new(shared), tracker, stop);
     Box::pin(async move {
         serving.await;
@@ -153,11 +158,17 @@ async fn accept_until(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) -> Listener {
+    // Failed accepts in a row: a burst of them (EMFILE) is logged once, at its start.
+    let mut failing = 0u64;
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return listener,
             r = listener.accept() => r,
         };
+        if accepted.is_ok() && failing > 0 {
+            info!(failed = failing, "accepting again");
+            failing = 0;
+        }
         match accepted {
             Ok((sock, peer)) => match shared.admit() {
                 Ok(permit) => spawn_connection(sock, peer, permit, &shared, &tracker),
@@ -170,7 +181,17 @@ async fn accept_until(
             Err(e) => {
                 // EMFILE/ENFILE (out of file descriptors) would otherwise spin this loop at
                 // full speed; back off and let open connections finish.
-                error!(error = %e, "accept failed; retrying in 100 ms");
+                if failing == 0 {
+                    match crate::process::out_of_descriptors(&e) {
+                        Some(fix) => error!(
+                            "cannot accept clients: {fix}; retrying every 100 ms, logged once until a client is accepted again"
+                        ),
+                        None => {
+                            error!(error = %e, "accept failed; retrying every 100 ms, logged once until a client is accepted again")
+                        }
+                    }
+                }
+                failing += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -186,11 +207,18 @@ fn spawn_connection(
 ) {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let span = info_span!("conn", id, %peer);
-    let conn = crate::connection::handle(sock, shared.clone());
+    let conn = crate::connection::handle(sock, shared.clone(), shared.cut.clone());
     let open = shared.metrics.accepted();
+    let cut = shared.cut.clone();
     tracker.spawn(
         async move {
-            conn.await;
+            // A connection cut while relaying logs its own line (see `connection::handle`);
+            // this covers one cut before that, still connecting.
+            tokio::select! {
+                biased;
+                () = conn => {}
+                () = cut.cancelled() => info!(reason = %"shutdown", "connection closed before it was relaying"),
+            }
             drop(permit); // the slot frees when the connection is done
             drop(open);
         }

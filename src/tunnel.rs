@@ -41,7 +41,7 @@ pub enum StartError {
         /// What the OS said.
         source: io::Error,
         /// What to do.
-        hint: &'static str,
+        hint: std::borrow::Cow<'static, str>,
     },
 }
 
@@ -52,6 +52,7 @@ pub struct Bound {
     services: Vec<(Vec<Listener>, Arc<Shared>)>,
     connect_to: ConnectTo,
     metrics: Arc<Metrics>,
+    cut: CancellationToken,
 }
 
 /// One service while it accepts: its accept-loop tasks (one per `accept`), the token that stops that loop, and what
@@ -77,7 +78,12 @@ pub struct Tunnel {
     connect_to: ConnectTo,
     /// Every section's counters.
     metrics: Arc<Metrics>,
+    /// Cuts every open connection (each logs its line) once `TIMEOUTclose` is over.
+    cut: CancellationToken,
 }
+
+/// How long cut connections get to log their line and close at shutdown.
+const CUT_GRACE: Duration = Duration::from_secs(2);
 
 /// What a reload did, for its log line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -103,9 +109,10 @@ impl Tunnel {
         metrics: Arc<Metrics>,
     ) -> Result<Bound, StartError> {
         metrics.configured(&services);
+        let cut = CancellationToken::new();
         let mut shared = Vec::with_capacity(services.len());
         for config in services {
-            shared.push(Arc::new(prepare(config, connect_to, &metrics)?));
+            shared.push(Arc::new(prepare(config, connect_to, &metrics, &cut)?));
         }
         let mut bound = Vec::with_capacity(shared.len());
         for s in shared {
@@ -115,6 +122,7 @@ impl Tunnel {
             services: bound,
             connect_to: connect_to.clone(),
             metrics,
+            cut,
         })
     }
 
@@ -126,7 +134,7 @@ impl Tunnel {
             self::announce(&listeners, &shared);
         }
         if let Some(cluster) = &shared.redis {
-            cluster.attach(&self.tracker, &lifetime, service::serve_node);
+            cluster.attach(&self.tracker, &lifetime, service::serve_node, &self.cut);
         }
         if let Some(warm) = &shared.warm {
             let s = shared.clone();
@@ -217,8 +225,10 @@ impl Tunnel {
     }
 
     async fn add(&mut self, config: ServiceConfig) -> Result<(), ReloadError> {
-        let shared = Arc::new(prepare(config, &self.connect_to, &self.metrics).map_err(ReloadError::NotStarted)?);
-        let listeners = bind(&shared, shared.config.accept.iter()).map_err(ReloadError::NotStarted)?;
+        let shared =
+            Arc::new(prepare(config, &self.connect_to, &self.metrics, &self.cut).map_err(ReloadError::NotStarted)?);
+        let listeners =
+            bind(&shared, shared.config.accept.iter()).map_err(|e| ReloadError::NotStarted(self.held_here(e)))?;
         self.spawn(listeners, shared, true, CancellationToken::new());
         Ok(())
     }
@@ -231,7 +241,7 @@ impl Tunnel {
         let Some(old) = self.services.get(&config.name).map(|r| r.shared.clone()) else {
             return self.add(config).await;
         };
-        let mut fresh = prepare(config, &self.connect_to, &self.metrics).map_err(ReloadError::KeptOld)?;
+        let mut fresh = prepare(config, &self.connect_to, &self.metrics, &self.cut).map_err(ReloadError::KeptOld)?;
         let name = fresh.config.name.clone();
         let same = old.config == fresh.config;
         let same_port = old.config.accept == fresh.config.accept;
@@ -263,7 +273,9 @@ impl Tunnel {
             .zip(&kept)
             .filter(|(_, k)| !**k)
             .map(|(a, _)| a);
-        let mut added = bind(&shared, new_only).map_err(ReloadError::KeptOld)?.into_iter();
+        let mut added = bind(&shared, new_only)
+            .map_err(|e| ReloadError::KeptOld(self.held_here(e)))?
+            .into_iter();
         let (mut old_listeners, lifetime) = self.pause(&name).await.unwrap_or_default();
         let lifetime = if same {
             lifetime
@@ -292,6 +304,40 @@ impl Tunnel {
         Ok(())
     }
 
+    /// A bind that failed because another section of this retunnel holds the address (two
+    /// sections that swap ports in one reload): say so, instead of blaming another program.
+    /// Sections are changed one at a time and each keeps serving until its new listeners are
+    /// bound, so a swap cannot be done in place.
+    fn held_here(&self, e: StartError) -> StartError {
+        let StartError::Bind {
+            service,
+            addr,
+            source,
+            hint,
+        } = e
+        else {
+            return e;
+        };
+        let holder = self
+            .services
+            .values()
+            .find(|r| r.shared.config.name != service && r.shared.config.accept.contains(&addr));
+        let hint = match holder {
+            Some(r) if source.kind() == io::ErrorKind::AddrInUse => format!(
+                "section [{}] of this retunnel still listens there: sections cannot swap addresses in one reload; restart retunnel, or move [{}] to a free address, reload, then reload again",
+                r.shared.config.name, r.shared.config.name
+            )
+            .into(),
+            _ => hint,
+        };
+        StartError::Bind {
+            service,
+            addr,
+            source,
+            hint,
+        }
+    }
+
     /// Stops every accept loop, then waits for open connections, at most the longest
     /// `TIMEOUTclose` of the services. Returns how many were still open when it gave up.
     pub async fn shutdown(mut self) -> usize {
@@ -318,13 +364,23 @@ impl Tunnel {
             grace_s = grace.as_secs(),
             "stopped accepting; waiting for open connections (TIMEOUTclose)"
         );
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
-            let left = self.tracker.len();
-            warn!(left, "connections still open after TIMEOUTclose; closing them");
-            return left;
-        }
-        0
+        drain(&self.tracker, grace, &self.cut).await
     }
+}
+
+/// Waits up to `grace` for the (closed) tracker's tasks to end, then fires `cut` and gives
+/// the rest [`CUT_GRACE`] to log their line and close. Returns how many were cut.
+async fn drain(tracker: &TaskTracker, grace: Duration, cut: &CancellationToken) -> usize {
+    if tokio::time::timeout(grace, tracker.wait()).await.is_ok() {
+        return 0;
+    }
+    let left = tracker.len();
+    warn!(left, "connections still open after TIMEOUTclose; closing them");
+    cut.cancel();
+    // Each cut connection logs its line as it ends; the bound only guards against a task
+    // that does not end.
+    let _ = tokio::time::timeout(CUT_GRACE, tracker.wait()).await;
+    left
 }
 
 impl ReloadSummary {
@@ -342,6 +398,7 @@ impl Bound {
             tracker: TaskTracker::new(),
             connect_to: self.connect_to,
             metrics: self.metrics,
+            cut: self.cut,
         };
         for (listeners, shared) in self.services {
             tunnel.spawn(listeners, shared, true, CancellationToken::new());
@@ -361,11 +418,20 @@ enum ReloadError {
     KeptOld(StartError),
 }
 
-/// Loads a section's TLS settings: everything a connection shares.
-fn prepare(config: ServiceConfig, connect_to: &ConnectTo, metrics: &Metrics) -> Result<Shared, StartError> {
+/// Loads a section's TLS settings: everything a connection shares; `cut` ends its
+/// connections at shutdown.
+fn prepare(
+    config: ServiceConfig,
+    connect_to: &ConnectTo,
+    metrics: &Metrics,
+    cut: &CancellationToken,
+) -> Result<Shared, StartError> {
     let service = config.name.clone();
     let counters = metrics.service(&service);
-    Shared::new(config, connect_to.clone(), counters).map_err(|source| StartError::Tls { service, source })
+    let mut shared =
+        Shared::new(config, connect_to.clone(), counters).map_err(|source| StartError::Tls { service, source })?;
+    shared.cut = cut.clone();
+    Ok(shared)
 }
 
 /// For each new `accept` address, whether an old one of the same value stays for it (each
@@ -390,7 +456,7 @@ fn bind<'a>(s: &Shared, addrs: impl Iterator<Item = &'a Listen>) -> Result<Vec<L
             Listener::bind(addr, &s.config.socket_options).map_err(|source| StartError::Bind {
                 service: s.config.name.clone(),
                 addr: addr.clone(),
-                hint: bind_hint(&source),
+                hint: listen_hint(&source, addr).into(),
                 source,
             })
         })
@@ -426,14 +492,15 @@ pub fn risks(c: &ServiceConfig) -> Vec<String> {
         .accept
         .iter()
         .filter_map(Listen::tcp)
-        .filter(|a| !a.ip().is_loopback());
+        // `::ffff:127.0.0.1` (an IPv4-mapped address) is loopback too.
+        .filter(|a| !a.ip().to_canonical().is_loopback());
     for addr in open.filter(|_| c.accept_tls.is_none()) {
         out.push(format!(
             "accept {addr}: plain-text Redis traffic is accepted from the network, not only from this host; use 127.0.0.1 unless other hosts must reach this tunnel"
         ));
     }
     let off_host = |t: &crate::config::Target| match &t.host {
-        crate::config::Host::Ip(ip) => !ip.is_loopback(),
+        crate::config::Host::Ip(ip) => !ip.to_canonical().is_loopback(),
         crate::config::Host::Name(n) => n != "localhost",
     };
     if !c.connect_tls && c.connect.iter().any(off_host) {
@@ -445,7 +512,24 @@ pub fn risks(c: &ServiceConfig) -> Vec<String> {
     out
 }
 
-/// What to do when an `accept` address cannot be bound (shared with `check`).
+/// What to do when an `accept` address cannot be bound: a Unix socket path has its own
+/// causes (shared with `check`).
+pub fn listen_hint(e: &io::Error, addr: &Listen) -> &'static str {
+    if !matches!(addr, Listen::Unix(_)) {
+        return bind_hint(e);
+    }
+    match e.kind() {
+        io::ErrorKind::AddrInUse => {
+            "stop the process that listens on it (see `ss -lxp`), or choose another socket path in `accept`"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "retunnel may not create a file in that directory; fix its permissions or choose another socket path in `accept`"
+        }
+        _ => bind_hint(e),
+    }
+}
+
+/// What to do when a TCP address cannot be bound (shared with `check` and `metrics`).
 pub fn bind_hint(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::AddrInUse => {
@@ -460,5 +544,63 @@ pub fn bind_hint(e: &io::Error) -> &'static str {
             "the socket's directory does not exist; create it or choose another path in `accept`"
         }
         _ => "check the `accept` address",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    /// TIMEOUTclose on paused time (the process test only checks that connections are cut
+    /// and logged): connections that finish within the grace are waited for, the rest are
+    /// cut when it is over, not before and not later.
+    #[tokio::test(start_paused = true)]
+    async fn drain_waits_the_grace_then_cuts_the_rest() {
+        let tracker = TaskTracker::new();
+        let cut = CancellationToken::new();
+        let ended = Arc::new(std::sync::Mutex::new(Vec::new()));
+        for (i, finishes_after) in [(0, Some(2)), (1, None), (2, None)] {
+            let (cut, ended) = (cut.clone(), ended.clone());
+            tracker.spawn(async move {
+                let done = async {
+                    match finishes_after {
+                        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = done => ended.lock().unwrap().push((i, "finished", Instant::now())),
+                    () = cut.cancelled() => ended.lock().unwrap().push((i, "cut", Instant::now())),
+                }
+            });
+        }
+        tracker.close();
+        let start = Instant::now();
+        assert_eq!(drain(&tracker, Duration::from_secs(5), &cut).await, 2);
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        let ended = ended.lock().unwrap();
+        assert_eq!(ended.len(), 3, "{ended:?}");
+        for (i, how, at) in ended.iter() {
+            let (want, after) = if *i == 0 { ("finished", 2) } else { ("cut", 5) };
+            assert_eq!(
+                (*how, *at - start),
+                (want, Duration::from_secs(after)),
+                "connection {i}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drain_returns_as_soon_as_every_connection_is_done() {
+        let tracker = TaskTracker::new();
+        tracker.spawn(tokio::time::sleep(Duration::from_millis(300)));
+        tracker.close();
+        let start = Instant::now();
+        assert_eq!(
+            drain(&tracker, Duration::from_secs(60), &CancellationToken::new()).await,
+            0
+        );
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
     }
 }

@@ -322,7 +322,10 @@ where
 
 /// A failed DNS lookup in words a user acts on.
 fn describe_resolve(e: &io::Error) -> String {
-    format!("cannot resolve host: {e}")
+    match crate::process::out_of_descriptors(e).or_else(crate::process::descriptors_exhausted) {
+        Some(fix) => format!("cannot resolve host: {fix}"),
+        None => format!("cannot resolve host: {e}"),
+    }
 }
 
 async fn resolve(t: &Target) -> io::Result<Vec<SocketAddr>> {
@@ -343,6 +346,9 @@ pub fn describe_io(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused (nothing listens there)".into(),
         io::ErrorKind::TimedOut => "timed out".into(),
+        _ if crate::process::out_of_descriptors(e).is_some() => {
+            crate::process::out_of_descriptors(e).unwrap_or_default().into()
+        }
         _ => {
             let text = e.to_string();
             if text.contains("certificate required") {

@@ -313,3 +313,32 @@ fn an_unchanged_reload_keeps_node_listeners_and_the_connection_limit() {
     assert_ne!(redis_cli(limited, &["ping"]), "PONG", "a second client got in");
     assert_eq!(held.ping(), "+PONG");
 }
+
+/// Issue 11 defect 8: two sections that swap ports in one reload are told that they hold each
+/// other's port (not "another program"), and both keep serving as they were.
+#[test]
+fn a_reload_that_swaps_two_sections_ports_says_it_needs_a_restart() {
+    let up = TlsUpstream::start(&[]);
+    let (p1, p2) = (free_port(), free_port());
+    let rt = Retunnel::start(&[up.section("a", p1, ""), up.section("b", p2, "")].concat(), 2);
+    rt.write_config(&[up.section("a", p2, ""), up.section("b", p1, "")].concat());
+    rt.signal(libc::SIGHUP);
+    let log = rt.log.wait_for("reloaded");
+    assert!(log.contains("failed=2"), "{log}");
+    assert!(!log.contains("another program"), "{log}");
+    for (section, holder) in [("a", "b"), ("b", "a")] {
+        let lines = lines_with(&log, &[&format!("[{section}] cannot listen on")]);
+        assert_eq!(lines.len(), 1, "{log}");
+        assert!(
+            lines[0].contains(&format!("section [{holder}] of this retunnel still listens there"))
+                && lines[0].contains("restart retunnel"),
+            "{}",
+            lines[0]
+        );
+    }
+    // Nothing changed: each port still reaches its section.
+    for port in [p1, p2] {
+        let mut s = connect(port);
+        exchange(&mut s, b"PING\r\n", b"+PONG\r\n");
+    }
+}

@@ -5,7 +5,7 @@
 mod support;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -85,12 +85,8 @@ fn idle_connection_is_closed_after_timeout_idle() {
     let mut s = connect(port);
     s.write_all(b"x").unwrap();
     assert_eq!(read_until(&mut s, b"x"), b"x");
-    let took = expect_closed(&mut s);
-    assert!(
-        took >= Duration::from_millis(900),
-        "closed after {took:?}, before TIMEOUTidle"
-    );
-    assert!(took < Duration::from_secs(5), "closed only after {took:?}");
+    // When it closes is timed on paused time in `relay::tests`; here: that it closes, and why.
+    expect_closed(&mut s);
     let log = rt.log.wait_for("connection closed");
     assert_eq!(
         lines_with(&log, &["connection closed", "idle for 1s (TIMEOUTidle)"]).len(),
@@ -225,11 +221,8 @@ fn upstream_that_never_handshakes_is_cut_at_timeout_connect() {
     let rt = Retunnel::start(&text, 1);
     let port = rt.port("silent");
     let mut s = connect(port);
-    let took = expect_closed(&mut s);
-    assert!(
-        took >= Duration::from_millis(900) && took < PROMPT,
-        "closed after {took:?}"
-    );
+    // When is timed on paused time in `upstream::tests`; here: that the client is closed, and why.
+    expect_closed(&mut s);
     let log = rt.log.wait_for("closing client");
     assert_eq!(
         lines_with(&log, &["TLS handshake timed out (TIMEOUTconnect)", "service=silent"]).len(),
@@ -327,20 +320,28 @@ fn sigterm_drains_open_connections_and_removes_the_pid_file() {
 #[test]
 fn timeout_close_cuts_connections_that_do_not_finish() {
     let (port, mut rt, _echo, _pki) = echo_tunnel(EchoMode::Streaming, "TIMEOUTclose = 1");
-    let mut open = connect(port);
-    open.write_all(b"x").unwrap();
-    read_until(&mut open, b"x");
-    let signalled = Instant::now();
+    let mut open: Vec<_> = (0..3).map(|_| connect(port)).collect();
+    for (i, s) in open.iter_mut().enumerate() {
+        let data = vec![b'x'; i + 1];
+        s.write_all(&data).unwrap();
+        read_until(s, &data);
+    }
     rt.signal(libc::SIGTERM);
     assert_eq!(rt.wait_exit(), Some(0));
-    let took = signalled.elapsed();
-    assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
-        "{took:?}"
-    );
-    assert!(expect_closed(&mut open) < PROMPT);
+    // The grace period itself is timed in `tunnel::tests` on paused time.
+    for s in &mut open {
+        expect_closed(s);
+    }
     let log = rt.log.wait_closed();
     assert!(log.contains("still open after TIMEOUTclose"), "{log}");
+    assert!(log.contains("stopped cut=3"), "{log}");
+    // Each cut connection has its own line, with what it moved.
+    let cut = lines_with(&log, &["connection closed", "reason=shutdown", "duration_ms="]);
+    assert_eq!(cut.len(), 3, "{log}");
+    for n in 1..=3 {
+        let moved = format!("bytes_up={n} bytes_down={n} ");
+        assert!(cut.iter().any(|l| l.contains(&moved)), "no line with {moved}: {log}");
+    }
 }
 
 #[test]

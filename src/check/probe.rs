@@ -86,7 +86,7 @@ fn bind(addr: &Listen) -> Step {
         Err(e) => {
             // In use is what a running tunnel looks like: `check` must work as a health
             // check of a live config, so that is a warning, not a failure.
-            let message = format!("cannot listen on {addr}: {e}; {}", crate::tunnel::bind_hint(&e));
+            let message = format!("cannot listen on {addr}: {e}; {}", crate::tunnel::listen_hint(&e, addr));
             if e.kind() == io::ErrorKind::AddrInUse {
                 warn(format!("{message} (expected if this config is already running)"))
             } else {

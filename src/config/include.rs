@@ -40,7 +40,7 @@ pub fn expand(
             continue;
         }
         let dir = resolve(from, &entry.value);
-        let files = match conf_files(&dir) {
+        let (files, skipped) = match conf_files(&dir) {
             Ok(f) => f,
             Err(e) => {
                 problems.push(format!(
@@ -51,8 +51,14 @@ pub fn expand(
                 continue;
             }
         };
+        for (path, why) in skipped {
+            warnings.push(Warning(format!("{here}: skipped {}: {why}", path.display())));
+        }
         if files.is_empty() {
-            warnings.push(Warning(format!("{here}: {} holds no *.conf file", dir.display())));
+            warnings.push(Warning(format!(
+                "{here}: {} holds no readable *.conf file",
+                dir.display()
+            )));
         }
         for file in files {
             let Some(parts) = read(&file, problems) else { continue };
@@ -74,17 +80,59 @@ fn resolve(from: &Path, dir: &str) -> PathBuf {
     }
 }
 
-/// The `*.conf` files of `dir`, sorted by name.
-fn conf_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
+/// A `*.conf` entry that is not read, and why.
+type Skipped = (PathBuf, String);
+
+/// The `*.conf` files of `dir`, sorted by name, and the `*.conf` entries that are not
+/// regular files (a FIFO, a device, a directory, a dangling link or a symlink loop), each with
+/// why it is skipped, so that the warning names them instead of an empty directory.
+fn conf_files(dir: &Path) -> std::io::Result<(Vec<PathBuf>, Vec<Skipped>)> {
+    let (mut files, mut skipped) = (Vec::new(), Vec::new());
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "conf") && path.is_file() {
-            files.push(path);
+        if path.extension().is_none_or(|e| e != "conf") {
+            continue;
+        }
+        match not_regular(&path) {
+            None => files.push(path),
+            Some(why) => skipped.push((path, why)),
         }
     }
     files.sort();
-    Ok(files)
+    skipped.sort();
+    Ok((files, skipped))
+}
+
+/// Why `path` is not a regular file to read (following symlinks); `None` when it is one.
+fn not_regular(path: &Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Some("it is a symlink loop; point the link at a file".into());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some("it is a symlink to nothing; point the link at a file or remove it".into());
+        }
+        Err(e) => return Some(format!("cannot read it: {e}")),
+    };
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Some(format!(
+        "it is {what}, not a regular file; only regular *.conf files are read"
+    ))
 }
 
 /// Reads one included file into sections tagged with its path.

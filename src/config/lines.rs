@@ -49,11 +49,32 @@ pub struct SyntaxError {
 /// (a log file, a device) can make retunnel load.
 const MAX_FILE: u64 = 1 << 20;
 
+/// The longest section name: it names the service in every log line and metric label.
+pub const MAX_SECTION_NAME: usize = 255;
+
+/// How much of a name or value a message quotes.
+const SHOWN: usize = 64;
+
+/// `text` as a message quotes it: whole when short, else its first 64 characters, "…" and its
+/// length (a 900 KB value pasted by mistake must not come back whole in the error).
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(SHOWN) {
+        None => text.into(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()).into(),
+    }
+}
+
 /// Reads a config file as text: a regular file (not a device or a pipe, which could be
 /// endless), at most 1 MiB, in UTF-8. The error is a sentence without the path.
 pub fn read_file(path: &std::path::Path) -> Result<String, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read it: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Without O_NONBLOCK, opening a FIFO waits for a writer: forever, for `check --offline`.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read it: {e}"))?;
     let meta = file.metadata().map_err(|e| format!("cannot read it: {e}"))?;
     if !meta.is_file() {
         return Err("is not a regular file; give the path of the configuration file".into());
@@ -159,7 +180,7 @@ fn scan(text: &str) -> Result<Layout, SyntaxError> {
             let Some(name) = rest.strip_suffix(']') else {
                 return Err(SyntaxError {
                     line,
-                    message: format!("`{t}` opens a section but has no closing `]`"),
+                    message: format!("`{}` opens a section but has no closing `]`", shown(t)),
                 });
             };
             let name = name.trim();
@@ -169,6 +190,15 @@ fn scan(text: &str) -> Result<Layout, SyntaxError> {
                     message: "a section needs a name, as in `[redis]`".into(),
                 });
             }
+            if name.len() > MAX_SECTION_NAME {
+                return Err(SyntaxError {
+                    line,
+                    message: format!(
+                        "section name `{}` is longer than {MAX_SECTION_NAME} bytes; give the section a short name",
+                        shown(name)
+                    ),
+                });
+            }
             layout.push((Some(name.to_string()), line, Vec::new()));
             continue;
         }
@@ -176,14 +206,17 @@ fn scan(text: &str) -> Result<Layout, SyntaxError> {
             Some(0) => {
                 return Err(SyntaxError {
                     line,
-                    message: format!("`{t}` has no option name before `=`"),
+                    message: format!("`{}` has no option name before `=`", shown(t)),
                 });
             }
             Some(eq) if !t[..eq].contains(':') => layout.last_mut().expect("never empty").2.push(line),
             _ => {
                 return Err(SyntaxError {
                     line,
-                    message: format!("`{t}` is not `option = value`, a `[section]` header or a comment"),
+                    message: format!(
+                        "`{}` is not `option = value`, a `[section]` header or a comment",
+                        shown(t)
+                    ),
                 });
             }
         }

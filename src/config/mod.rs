@@ -454,7 +454,8 @@ impl Parser<'_> {
         }
         let section = at.section.map(|s| format!(" [{s}]")).unwrap_or_default();
         let file = at.entry.file.as_deref().unwrap_or(self.path);
-        format!("{}:{}:{section} {}: ", file.display(), at.entry.line, at.entry.key)
+        let key = lines::shown(&at.entry.key);
+        format!("{}:{}:{section} {key}: ", file.display(), at.entry.line)
     }
 
     fn problem(&mut self, at: &At, msg: impl fmt::Display) {
@@ -476,9 +477,14 @@ impl Parser<'_> {
         match parse(&at.entry.value) {
             Ok(v) => Some(v),
             Err(msg) => {
+                // A huge value (a file pasted by mistake) is quoted short.
+                let v = &at.entry.value;
+                let msg = match lines::shown(v) {
+                    std::borrow::Cow::Owned(short) => msg.replace(v.as_str(), &short),
+                    std::borrow::Cow::Borrowed(_) => msg,
+                };
                 // stunnel has no inline comments either, but a user who wrote one deserves
                 // to be told why `6379 ; primary` is not a port.
-                let v = &at.entry.value;
                 let inline = [" ;", "\t;", " #", "\t#"].iter().any(|c| v.contains(c));
                 match inline {
                     true => self.problem(

@@ -655,9 +655,27 @@ pub fn suggest(name: &str) -> Option<&'static str> {
 
 /// The candidate closest to `word` (ignoring case), if it is close enough to be a likely typo.
 pub fn suggest_from<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    closest(word, candidates, strsim::damerau_levenshtein)
+}
+
+/// [`suggest_from`] with the distance given. The edit distance costs length × length: a word
+/// far longer than any candidate is no typo of one (and a megabyte-long one took seconds), so
+/// it is not measured at all.
+fn closest<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+    mut distance: impl FnMut(&str, &str) -> usize,
+) -> Option<&'a str> {
+    const MARGIN: usize = 8;
+    let candidates: Vec<&str> = candidates.collect();
+    let longest = candidates.iter().map(|c| c.len()).max().unwrap_or(0);
+    if word.len() > longest + MARGIN {
+        return None;
+    }
     let word = word.to_ascii_lowercase();
     candidates
-        .map(|c| (strsim::damerau_levenshtein(&word, &c.to_ascii_lowercase()), c))
+        .into_iter()
+        .map(|c| (distance(&word, &c.to_ascii_lowercase()), c))
         .filter(|(d, c)| *d <= 1.max(c.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -683,5 +701,21 @@ mod tests {
         assert_eq!(suggest("TIMEOUTconect"), Some("TIMEOUTconnect"));
         assert_eq!(suggest("banana"), None);
         assert_eq!(suggest("foo"), None);
+    }
+
+    /// Issue 11 defect 8: a 1,000,000-character name took 4.3 s (quadratic edit distance).
+    /// Counted in work, not time: a name longer than any option plus the margin is measured
+    /// against no option; a typo still is.
+    #[test]
+    fn a_huge_name_is_not_measured() {
+        let mut measured = 0;
+        let names = || OPTIONS.iter().map(|o| o.name);
+        let count = |a: &str, b: &str| {
+            measured += 1;
+            strsim::damerau_levenshtein(a, b)
+        };
+        assert_eq!(closest(&"x".repeat(1_000_000), names(), count), None);
+        assert_eq!(measured, 0);
+        assert_eq!(closest("conect", names(), strsim::damerau_levenshtein), Some("connect"));
     }
 }

@@ -1021,3 +1021,97 @@ fn every_honoured_row_has_a_default_and_a_doc() {
         assert_eq!(has, o.is_honoured(), "{}", o.name);
     }
 }
+
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
+/// Runs `f` on a thread: a hang (an open() waiting for a FIFO writer) fails the test instead
+/// of stalling the suite. The bound is a hang guard only.
+fn without_hanging<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("hung (open() waits for a FIFO writer)")
+}
+
+#[test]
+fn a_fifo_config_is_refused_without_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("r.conf");
+    mkfifo(&fifo);
+    let e = without_hanging(move || Config::load(&fifo).map(|_| ()).unwrap_err().to_string());
+    assert_has(&e, &["r.conf", "not a regular file"]);
+}
+
+#[test]
+fn include_names_each_conf_entry_it_skips_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("conf.d");
+    std::fs::create_dir(&d).unwrap();
+    mkfifo(&d.join("a-pipe.conf"));
+    std::os::unix::fs::symlink(d.join("b-loop.conf"), d.join("b-loop.conf")).unwrap();
+    std::os::unix::fs::symlink("/dev/null", d.join("c-dev.conf")).unwrap();
+    std::fs::create_dir(d.join("d-dir.conf")).unwrap();
+    let main = dir.path().join("main.conf");
+    std::fs::write(&main, "include = conf.d\n[r]\naccept = 1\nconnect = h:1\n").unwrap();
+    let (_, warnings) = without_hanging(move || Config::load(&main).unwrap());
+    let text: Vec<String> = warnings.iter().map(|w| w.0.clone()).collect();
+    let all = text.join("\n");
+    for (entry, why) in [
+        ("a-pipe.conf", "FIFO"),
+        ("b-loop.conf", "symlink loop"),
+        ("c-dev.conf", "a device"),
+        ("d-dir.conf", "a directory"),
+    ] {
+        assert!(
+            text.iter()
+                .any(|w| w.contains(entry) && w.contains(why) && w.contains("skipped")),
+            "no warning names {entry} as {why}: {all}"
+        );
+    }
+    assert!(all.contains("holds no readable *.conf file"), "{all}");
+}
+
+/// Issue 11 defect 8 and the outside test: a 1 MB section name is refused; huge names and
+/// values are quoted short in the message (their first 64 characters and their length).
+#[test]
+fn huge_names_and_values_are_bounded_and_quoted_short() {
+    let long = "s".repeat(1 << 20);
+    let e = one_err(&format!("[{long}]\naccept = 1\nconnect = h:1\n"));
+    assert_has(&e, &[&format!("{FILE}:1:"), "longer than 255 bytes", "short name"]);
+    assert!(e.len() < 400, "{} bytes of message", e.len());
+    assert!(
+        svc(&format!("[{}]\naccept = 1\nconnect = h:1\n", "s".repeat(255)))
+            .name
+            .len()
+            == 255
+    );
+
+    let value = "9".repeat(900 << 10);
+    let e = one_err(&format!("[r]\naccept = 1\nconnect = h:1\nTIMEOUTidle = x{value}\n"));
+    assert_has(&e, &[&format!("{FILE}:4: [r] TIMEOUTidle"), "…", "bytes)"]);
+    assert!(e.len() < 600, "{} bytes of message: {}", e.len(), &e[..200]);
+
+    let name = "x".repeat(1_000_000);
+    let e = one_err(&format!("[r]\naccept = 1\nconnect = h:1\n{name} = 1\n"));
+    assert_has(&e, &[&format!("{FILE}:4: [r] xxxx"), "…", "unknown option"]);
+    assert!(e.len() < 600, "{} bytes of message", e.len());
+}
+
+#[test]
+fn v4_mapped_loopback_is_loopback_for_the_network_warning() {
+    let s = svc("[r]\naccept = [::ffff:127.0.0.1]:1\nconnect = h.example:1\n");
+    assert_eq!(crate::tunnel::risks(&s), Vec::<String>::new());
+    let s = svc("[r]\naccept = [::ffff:10.0.0.1]:1\nconnect = h.example:1\n");
+    assert_eq!(crate::tunnel::risks(&s).len(), 1);
+}

@@ -228,7 +228,14 @@ fn split_host_port_from(v: &str, lowest: u32) -> R<(Option<&str>, u16)> {
         .parse()
         .map_err(|_| format!("`{v}` has no valid port; write `host:port` or a bare port, as in 127.0.0.1:6379"))?;
     if !(lowest..=65535).contains(&n) {
-        return Err(format!("port {n} is outside {lowest}-65535"));
+        let zero = if lowest == 0 {
+            " (0: a free port the system picks)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "port {n} is outside {lowest}-65535; give a port from 1 to 65535{zero}, as in 127.0.0.1:6379"
+        ));
     }
     match host.map(str::trim) {
         Some("") => Err(format!("`{v}` has an empty host; write `host:port` or a bare port")),
@@ -278,6 +285,12 @@ const MAX_SOCKET_PATH: usize = 107;
 
 /// `accept`: a TCP address ([`accept_addr`]) or, starting with `/`, a Unix socket path.
 pub fn listen(v: &str) -> R<Listen> {
+    let pathlike = v.contains('/') || v.ends_with(".sock");
+    if !v.starts_with('/') && pathlike && !v.starts_with('[') {
+        return Err(format!(
+            "`{v}` looks like a relative path: a Unix socket path in `accept` must be absolute (start with /), as in /run/retunnel/redis.sock"
+        ));
+    }
     if !v.starts_with('/') {
         return accept_addr(v).map(Listen::Tcp);
     }
@@ -720,6 +733,13 @@ mod tests {
         assert_eq!(accept_addr("127.0.0.1:0").unwrap(), "127.0.0.1:0".parse().unwrap());
         assert!(accept_addr("65536").unwrap_err().contains("outside 0-65535"));
         assert_eq!(listen("/run/r.sock").unwrap(), Listen::Unix("/run/r.sock".into()));
+        // A relative path is named as one (it read as a host without a port before).
+        for relative in ["run/r.sock", "r.sock", "./r.sock"] {
+            let e = listen(relative).unwrap_err();
+            assert!(e.contains("relative path") && e.contains("must be absolute"), "{e}");
+        }
+        let e = accept_addr("70000").unwrap_err();
+        assert!(e.contains("outside 0-65535; give a port from 1 to 65535"), "{e}");
         assert_eq!(listen("6379").unwrap(), Listen::Tcp("127.0.0.1:6379".parse().unwrap()));
         assert!(listen("/run/").unwrap_err().contains("directory"));
         assert!(

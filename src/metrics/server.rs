@@ -35,7 +35,7 @@ pub fn address_file(pid: &std::path::Path) -> std::path::PathBuf {
 
 /// What in the `metrics` address exposes the endpoint, for the start-up log.
 pub fn risk(addr: std::net::SocketAddr) -> Option<String> {
-    (!addr.ip().is_loopback()).then(|| {
+    (!addr.ip().to_canonical().is_loopback()).then(|| {
         format!(
             "metrics {addr}: the metrics, health and status endpoints are reachable from the network (section names, addresses and counts, no authentication); use 127.0.0.1 unless a scraper on another host needs them"
         )

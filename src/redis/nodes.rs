@@ -51,6 +51,8 @@ pub struct NodeSection {
     pub cluster: Arc<Cluster>,
     /// The section's counters.
     pub metrics: Arc<ServiceMetrics>,
+    /// Cuts the node's connections at shutdown (set when its listener opens).
+    pub cut: CancellationToken,
 }
 
 /// Serves a node listener until the section stops: given by the service layer.
@@ -71,7 +73,7 @@ pub struct Cluster {
     /// The listeners opened so far.
     nodes: Mutex<Listeners>,
     /// Where node connections are tracked and when they stop (set when the section starts).
-    runtime: OnceLock<(TaskTracker, CancellationToken, ServeNode)>,
+    runtime: OnceLock<(TaskTracker, CancellationToken, ServeNode, CancellationToken)>,
     /// The section's counters, which its node listeners add to.
     metrics: Arc<ServiceMetrics>,
 }
@@ -131,11 +133,20 @@ impl Cluster {
         &self.metrics
     }
 
-    /// Hands over the section's task tracker and shutdown signal, and what serves a node
+    /// Hands over the section's task tracker and shutdown signal, what serves a node
     /// listener (a service's accept loop, given from outside: services are built on this
-    /// module, not the other way round).
-    pub fn attach(&self, tracker: &TaskTracker, shutdown: &CancellationToken, serve: ServeNode) {
-        let _ = self.runtime.set((tracker.clone(), shutdown.clone(), serve));
+    /// module, not the other way round), and the signal that cuts open connections once
+    /// `TIMEOUTclose` is over.
+    pub fn attach(
+        &self,
+        tracker: &TaskTracker,
+        shutdown: &CancellationToken,
+        serve: ServeNode,
+        cut: &CancellationToken,
+    ) {
+        let _ = self
+            .runtime
+            .set((tracker.clone(), shutdown.clone(), serve, cut.clone()));
     }
 
     /// The local port tunnelling to node `host:port`, opening it on first use. `None` (with a
@@ -320,13 +331,15 @@ impl Cluster {
             acceptor,
             cluster: self.clone(),
             metrics: self.metrics.clone(),
+            cut: CancellationToken::new(),
         })
     }
 
     /// Opens the listener for a node and starts its accept loop (under the lock: binding is
     /// quick, and the `clusterPorts` search ends at the range's end).
-    fn open(&self, service: NodeSection, nodes: &mut Listeners) -> Result<u16, String> {
-        let (tracker, shutdown, serve) = self.runtime.get().ok_or("the section is not running")?;
+    fn open(&self, mut service: NodeSection, nodes: &mut Listeners) -> Result<u16, String> {
+        let (tracker, shutdown, serve, cut) = self.runtime.get().ok_or("the section is not running")?;
+        service.cut = cut.clone();
         let listener = self.bind(&mut nodes.next_port)?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let node = self.connect_to.apply(&service.config.connect[0]);
@@ -500,6 +513,7 @@ mod tests {
             &TaskTracker::new(),
             &CancellationToken::new(),
             crate::service::serve_node,
+            &CancellationToken::new(),
         );
         cluster
             .nodes

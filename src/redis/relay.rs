@@ -763,6 +763,14 @@ where
                 }
             },
         };
+        if n == 0 && !st.scanner.at_frame_start() {
+            // Killed mid-value: the log must not read like a clean close, and the client is
+            // closed without the rest (RESP lengths let it see the reply is cut).
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "upstream closed mid-reply (the server went away in the middle of a reply)",
+            ));
+        }
         if n == 0 {
             return to.shutdown().await.map(|()| None);
         }
