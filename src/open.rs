@@ -245,6 +245,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for NotTls<S> {
             self.checked = true;
             let first = &buf.filled()[before..];
             if first[0] == 0x16 && first.get(1).is_none_or(|&b| b == 0x03) {
+                // Refused bytes are not relayed: they do not count in `bytes_up`.
+                buf.set_filled(before);
                 return Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "the client speaks TLS, but this port takes plain TCP: drop --tls (redis-cli) or ssl=True, or make the section `client = no` with `cert`/`key`",

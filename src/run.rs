@@ -90,9 +90,15 @@ pub async fn run(
     };
     // `exit` skips destructors: the pid file has to be removed by hand on that path.
     let pid_path = config.global.pid.clone();
+    let was = unsafe { libc::geteuid() };
     privileges::drop_to(config.global.user.as_ref(), config.global.group.as_ref())?;
-    if let Some(u) = &config.global.user {
-        info!(user = %u.name, uid = u.uid, "dropped privileges");
+    match &config.global.user {
+        // `setuid = root` (the AWS guide's file) drops nothing: say so.
+        Some(u) if u.uid == was => {
+            info!(user = %u.name, uid = u.uid, "setuid names the user retunnel already runs as: privileges unchanged")
+        }
+        Some(u) => info!(user = %u.name, uid = u.uid, "dropped privileges"),
+        None => {}
     }
     let mut tunnel = bound.start();
     let stop = CancellationToken::new();

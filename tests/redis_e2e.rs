@@ -151,6 +151,11 @@ fn aws_file_runs_unchanged() {
         &[("SSL_CERT_FILE", &ca.pem)],
     );
     let log = rt.log.wait_for_n("listening", 2);
+    // `setuid = root` as root drops nothing, and the log does not claim it did.
+    assert!(
+        log.contains("privileges unchanged") && !log.contains("dropped privileges"),
+        "{log}"
+    );
     // One line a service: name, accept address, connect target, how the certificate is checked.
     for (name, accept, host) in [("redis-cli", "6379", PRIMARY), ("redis-cli-replica", "6380", REPLICA)] {
         let accept = format!("accept=127.0.0.1:{accept}");

@@ -551,10 +551,16 @@ fn a_client_speaking_tls_to_the_plain_port_is_told_and_closed() {
     let took = expect_closed(&mut s);
     assert!(took < PROMPT, "closed only after {took:?}");
     let log = rt.log.wait_for("connection closed");
-    assert!(
-        log.contains("the client speaks TLS, but this port takes plain TCP"),
-        "{log}"
+    let line = lines_with(
+        &log,
+        &[
+            "connection closed",
+            "the client speaks TLS, but this port takes plain TCP",
+        ],
     );
+    assert_eq!(line.len(), 1, "{log}");
+    // The refused ClientHello was not relayed.
+    assert!(line[0].contains("bytes_up=0 "), "{}", line[0]);
     // Plain clients are not affected.
     assert_eq!(raw_exchange(port, b"PING\r\n"), b"PING\r\n");
 }
