@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use support::*;
@@ -197,18 +197,7 @@ fn reload_under_load_cuts_no_connection_and_loses_no_request() {
     );
     let start_count = commands_processed(bench);
     let requests = 50_000u64;
-    let child = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &bench.to_string()])
-        .args(["-c", "20", "-n", &requests.to_string(), "-t", "set,get"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("redis-benchmark must be installed (apt-get install redis-tools)");
-    let mut bench_proc = Proc {
-        child,
-        name: "redis-benchmark".into(),
-    };
+    let mut bench_proc = start_benchmark(bench, requests);
     // Reload once the benchmark is under way, not before it started.
     let deadline = Instant::now() + WAIT;
     while commands_processed(bench) < start_count + 2_000 {
@@ -234,22 +223,7 @@ fn reload_under_load_cuts_no_connection_and_loses_no_request() {
     );
     assert_eq!(redis_cli(added, &["ping"]), "PONG");
 
-    let out = std::mem::replace(&mut bench_proc.child, Command::new("true").spawn().unwrap())
-        .wait_with_output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "redis-benchmark failed: {stdout}\n{stderr}");
-    let completed = format!("{requests} requests completed");
-    assert_eq!(
-        stdout.matches(&completed).count(),
-        2,
-        "SET and GET must both complete:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        !stdout.contains("Error") && !stderr.contains("Error"),
-        "{stdout}\n{stderr}"
-    );
+    let stdout = finish_benchmark(&mut bench_proc, requests);
     // Every request reached the server (plus the INFO calls made here).
     assert!(commands_processed(bench) >= start_count + 2 * requests);
     let log = rt.log.text();

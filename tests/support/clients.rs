@@ -180,3 +180,42 @@ pub fn wait_sample(port: u16, series: &str, want: f64) -> String {
     assert!(found.is_ok(), "{series} never became {want}; last scrape:\n{last}");
     last
 }
+
+/// Starts `redis-benchmark -c 20 -n REQUESTS -t set,get` against 127.0.0.1:`port`, in the
+/// background (stopped on drop).
+pub fn start_benchmark(port: u16, requests: u64) -> Proc {
+    let child = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-c", "20", "-n", &requests.to_string(), "-t", "set,get"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("redis-benchmark must be installed (apt-get install redis-tools)");
+    Proc {
+        child,
+        name: "redis-benchmark".into(),
+    }
+}
+
+/// Waits for a benchmark from [`start_benchmark`] to end and fails the test unless SET and GET
+/// both completed all `requests` without an error; returns its output.
+pub fn finish_benchmark(bench: &mut Proc, requests: u64) -> String {
+    let out = std::mem::replace(&mut bench.child, Command::new("true").spawn().unwrap())
+        .wait_with_output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "redis-benchmark failed: {stdout}\n{stderr}");
+    let completed = format!("{requests} requests completed");
+    assert_eq!(
+        stdout.matches(&completed).count(),
+        2,
+        "SET and GET must both complete:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("Error") && !stderr.contains("Error"),
+        "{stdout}\n{stderr}"
+    );
+    stdout
+}
