@@ -134,7 +134,7 @@ fn descriptor_exhaustion_is_named_logged_once_and_recovered_from() {
     for c in &mut held {
         let _ = c.write_all(b"PING\r\n");
     }
-    let log = rt.log.wait_for("out of file descriptors (EMFILE");
+    rt.log.wait_for("out of file descriptors (EMFILE");
     let start = (Instant::now(), cpu_ticks(rt.pid()));
     // Watch the process for a second of wall time: a spinning accept loop would use about
     // a second of CPU; a loaded machine only makes the ratio smaller.
@@ -147,7 +147,15 @@ fn descriptor_exhaustion_is_named_logged_once_and_recovered_from() {
         "{used:.2} s of CPU in {watched:?}: spinning"
     );
     let log_now = rt.log.text();
-    assert!(!log_now.contains("Name or service not known"), "{log}");
+    // A lookup that failed for want of a descriptor is named as such. One can still race a
+    // descriptor freed meanwhile (the check after the failure then finds one free) and keep
+    // the resolver's own words: those must be the exception.
+    let named = lines_with(&log_now, &["cannot resolve host: out of file descriptors (EMFILE"]).len();
+    let unnamed = lines_with(&log_now, &["Name or service not known"]).len();
+    assert!(
+        unnamed == 0 || unnamed < named,
+        "{named} named, {unnamed} not:\n{log_now}"
+    );
     assert!(log_now.contains("ulimit -n"), "{log_now}");
     let accept_errors = lines_with(&log_now, &["cannot accept clients"]).len();
     let resumed = lines_with(&log_now, &["accepting again"]).len();
