@@ -74,27 +74,26 @@ pub enum End {
 }
 
 /// Relays until both directions are done, a side fails, or the connection idles too long.
-pub async fn relay<C, U>(client: C, upstream: U, idle: Option<Duration>, counters: Arc<Counters>) -> End
+///
+/// Not an `async fn`: the streams are split here, before the future exists, so that the
+/// future holds the four halves and not the streams as well (an `async fn` keeps its
+/// arguments for its whole life, and the future is what an idle connection's task holds).
+pub fn relay<C, U>(
+    client: C,
+    upstream: U,
+    idle: Option<Duration>,
+    counters: Arc<Counters>,
+) -> impl Future<Output = End>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let client = Counted {
-        inner: client,
-        counters: counters.clone(),
-        up: true,
-        deferred: None,
-    };
-    let upstream = Counted {
-        inner: upstream,
-        counters: counters.clone(),
-        up: false,
-        deferred: None,
-    };
-    let (client_r, client_w) = tokio::io::split(client);
-    let (up_r, up_w) = tokio::io::split(upstream);
-    let both = async { tokio::try_join!(requests(client_r, up_w), pump(up_r, client_w, DOWN_BUF_SIZE)).map(|_| ()) };
-    until_idle(both, idle, &counters).await
+    let (client_r, client_w) = tokio::io::split(Counted::new(client, counters.clone(), true));
+    let (up_r, up_w) = tokio::io::split(Counted::new(upstream, counters.clone(), false));
+    async move {
+        let both = async { tokio::try_join!(requests(client_r, up_w), pump(up_r, client_w, DOWN_BUF_SIZE)).map(|_| ()) };
+        until_idle(both, idle, &counters).await
+    }
 }
 
 /// Client → upstream. When the upstream stops taking bytes (Redis answered `QUIT`, or a
@@ -257,6 +256,17 @@ struct Counted<S> {
     /// An error met while reading ahead, reported by the next read: TCP reports a reset
     /// only once, and losing it would turn a reset into a clean end of stream.
     deferred: Option<io::Error>,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S, counters: Arc<Counters>, up: bool) -> Counted<S> {
+        Counted {
+            inner,
+            counters,
+            up,
+            deferred: None,
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
