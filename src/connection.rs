@@ -59,28 +59,29 @@ pub trait Section: Send + Sync {
 
 /// Serves one accepted client until both directions are done, or `cut` fires (at shutdown,
 /// once `TIMEOUTclose` is over).
+///
+/// The task's future is what an idle connection costs, so it is kept to the relay's own:
+/// opening both ends runs in a future of its own, boxed and gone before relaying starts, and
+/// the opened ends are moved into the relay inside a block, so that their slots are not kept
+/// beside it.
 pub async fn handle<S: Section>(client: Client, section: Arc<S>, cut: CancellationToken) {
     let started = Instant::now();
     let metrics = section.metrics();
-    let Some(client) = section.open_client(client).await else {
-        metrics.closed(Close::ClientHandshake);
-        return;
-    };
-    let upstream = match section.open_upstream().await {
-        Ok(u) => u,
-        Err(why) => {
-            metrics.closed(Close::UpstreamFailed);
-            section.refuse(client, &why).await;
-            return;
-        }
-    };
-    let addr = S::upstream_addr(&upstream);
     let counters = Arc::new(Counters::within(metrics.bytes.clone()));
+    let (relaying, addr) = {
+        let Some((client, upstream)) = Box::pin(open_both(client, &*section)).await else {
+            return;
+        };
+        let addr = S::upstream_addr(&upstream);
+        (section.relay(client, upstream, counters.clone()), addr)
+    };
+    // Pinned where it is: handed to select! by value it would be kept twice.
+    tokio::pin!(relaying);
     // At shutdown, past `TIMEOUTclose`, the relay is dropped (both sockets close) and the
     // connection still gets its line, with what it moved.
     let end = tokio::select! {
         biased;
-        end = section.relay(client, upstream, counters.clone()) => Some(end),
+        end = &mut relaying => Some(end),
         () = cut.cancelled() => None,
     };
     metrics.closed(match end {
@@ -89,6 +90,24 @@ pub async fn handle<S: Section>(client: Client, section: Arc<S>, cut: Cancellati
         Some(End::Error(_)) | None => Close::Error,
     });
     log_end(end.as_ref(), addr, &counters, started, section.no_client_cert());
+}
+
+/// Opens the client side, then an upstream; `None` when either failed (logged and counted,
+/// and the client told when its protocol allows).
+async fn open_both<S: Section>(client: Client, section: &S) -> Option<(S::Client, S::Upstream)> {
+    let metrics = section.metrics();
+    let Some(client) = section.open_client(client).await else {
+        metrics.closed(Close::ClientHandshake);
+        return None;
+    };
+    match section.open_upstream().await {
+        Ok(upstream) => Some((client, upstream)),
+        Err(why) => {
+            metrics.closed(Close::UpstreamFailed);
+            section.refuse(client, &why).await;
+            None
+        }
+    }
 }
 
 /// The connection's one line; `end` is `None` for a connection cut at shutdown.

@@ -78,12 +78,7 @@ pub enum End {
 /// Not an `async fn`: the streams are split here, before the future exists, so that the
 /// future holds the four halves and not the streams as well (an `async fn` keeps its
 /// arguments for its whole life, and the future is what an idle connection's task holds).
-pub fn relay<C, U>(
-    client: C,
-    upstream: U,
-    idle: Option<Duration>,
-    counters: Arc<Counters>,
-) -> impl Future<Output = End>
+pub fn relay<C, U>(client: C, upstream: U, idle: Option<Duration>, counters: Arc<Counters>) -> impl Future<Output = End>
 where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
@@ -91,7 +86,8 @@ where
     let (client_r, client_w) = tokio::io::split(Counted::new(client, counters.clone(), true));
     let (up_r, up_w) = tokio::io::split(Counted::new(upstream, counters.clone(), false));
     async move {
-        let both = async { tokio::try_join!(requests(client_r, up_w), pump(up_r, client_w, DOWN_BUF_SIZE)).map(|_| ()) };
+        let both =
+            async { tokio::try_join!(requests(client_r, up_w), pump(up_r, client_w, DOWN_BUF_SIZE)).map(|_| ()) };
         until_idle(both, idle, &counters).await
     }
 }

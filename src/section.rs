@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use tokio_util::either::Either;
 use tracing::{debug, warn};
 
 use crate::connection::Section;
@@ -31,10 +32,10 @@ impl Section for Shared {
     async fn open_upstream(&self) -> Result<Opened, String> {
         let opened = open::open_upstream(self, true).await?;
         match &opened.conn.stream {
-            tokio_util::either::Either::Left(tls) => {
+            Either::Left(tls) => {
                 debug!(upstream = %opened.conn.addr, resumed = crate::tls::resumed(tls.session()), "upstream ready");
             }
-            tokio_util::either::Either::Right(_) => debug!(upstream = %opened.conn.addr, "upstream ready"),
+            Either::Right(_) => debug!(upstream = %opened.conn.addr, "upstream ready"),
         }
         Ok(opened)
     }
@@ -50,10 +51,12 @@ impl Section for Shared {
         upstream.conn.addr
     }
 
-    async fn relay(&self, client: Accepted, upstream: Opened, counters: Arc<Counters>) -> End {
+    /// Not an `async fn`: the ends are handed to the relay here, so the future returned is
+    /// the relay's alone (see [`crate::connection::handle`]).
+    fn relay(&self, client: Accepted, upstream: Opened, counters: Arc<Counters>) -> impl Future<Output = End> + Send {
         let idle = self.config.idle_timeout;
         let (Some(cluster), Ok(ip)) = (&self.redis, client.local_ip) else {
-            return relay::relay(client.stream, upstream.conn.stream, idle, counters).await;
+            return Either::Left(relay::relay(client.stream, upstream.conn.stream, idle, counters));
         };
         cluster.reached(upstream.conn.addr.ip());
         let Dialed {
@@ -70,18 +73,22 @@ impl Section for Shared {
             reuse: self.warm.is_some() && !self.reset_refused.load(Ordering::Relaxed),
             on_readonly: self.config.redis.as_ref().map(|r| r.on_readonly).unwrap_or_default(),
         };
-        let (end, back) =
-            crate::redis::relay::relay((client.stream, client.fd), up, ip, cluster.clone(), idle, counters).await;
-        if let Some(stream) = back {
-            self.keep(Dialed {
-                stream,
-                addr,
-                target,
-                fd,
-            })
-            .await;
-        }
-        end
+        // Boxed: the Redis relay's future is many times the plain one's (it can reopen an
+        // upstream mid-connection), and inline it would size every connection's task.
+        Either::Right(Box::pin(async move {
+            let (end, back) =
+                crate::redis::relay::relay((client.stream, client.fd), up, ip, cluster.clone(), idle, counters).await;
+            if let Some(stream) = back {
+                self.keep(Dialed {
+                    stream,
+                    addr,
+                    target,
+                    fd,
+                })
+                .await;
+            }
+            end
+        }))
     }
 
     fn no_client_cert(&self) -> bool {
