@@ -17,6 +17,7 @@
 //! - [`own`]: the addresses retunnel listens on, so that nothing tunnels back into it.
 //! - [`sockopt`]: `socket = a|l|r:OPTION=VALUE`, parsed and set on the sockets.
 //! - [`relay`]: bytes both ways with half-close, counters and the idle timeout.
+//! - [`memory`]: what closed connections freed, given back to the system.
 //! - [`redis`]: `protocol = redis`: cluster redirects and topology rewritten to node listeners.
 //! - [`process`]: pid file and signals; [`privileges`]: `setuid`/`setgid`;
 //!   [`daemon`]: detaching; [`logging`]: tracing to stderr, a file or syslog.
@@ -34,6 +35,7 @@ pub mod connection;
 pub mod daemon;
 pub mod listener;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod open;

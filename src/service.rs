@@ -210,6 +210,7 @@ fn spawn_connection(
     let shared = shared.clone();
     let open = shared.metrics.accepted();
     let cut = shared.cut.clone();
+    let memory = crate::memory::opened();
     tracker.spawn(
         async move {
             // Made and pinned inside the task's future: captured ready-made, or handed to
@@ -226,6 +227,7 @@ fn spawn_connection(
             }
             drop(permit); // the slot frees when the connection is done
             drop(open);
+            drop(memory); // may give what the connection freed back to the system
         }
         .instrument(span),
     );
