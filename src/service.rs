@@ -244,7 +244,9 @@ mod tests {
         fn size_of_output<F>(_: impl Fn(Client, Arc<Shared>) -> F) -> usize {
             std::mem::size_of::<F>()
         }
-        let task = size_of_output(|sock, shared| async move { crate::connection::handle(sock, shared).await });
+        let task = size_of_output(|sock, shared| {
+            crate::connection::handle(sock, shared, tokio_util::sync::CancellationToken::new())
+        });
         assert!(task <= 4096, "a connection's future takes {task} bytes");
     }
 }
