@@ -8,13 +8,14 @@
 //! connections, restart or fail over: the kernel's TCP state says so without reading) and its
 //! address is still among those its `connect` host resolves to now (ElastiCache moves the
 //! primary endpoint's name on failover). Warm connections are not clients: `maxConnections`
-//! does not count them. A reload that changes the section drops them; one that leaves it
-//! unchanged keeps them.
+//! does not count them. A reload that changes the section, or finds its TLS files changed (a
+//! new CRL, CA or certificate), drops them; one that leaves both unchanged keeps them.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub struct Warm<C> {
     pool: Pool<C>,
     /// Stops the current refill task (replaced when an unchanged reload restarts it).
     refill: Mutex<Option<CancellationToken>>,
+    /// [`Warm::close`] was called: nothing is taken back any more.
+    closed: AtomicBool,
 }
 
 impl<C: Kept> Warm<C> {
@@ -56,6 +59,7 @@ impl<C: Kept> Warm<C> {
             Arc::new(Warm {
                 pool: Pool::new(want, counted),
                 refill: Mutex::new(None),
+                closed: AtomicBool::new(false),
             })
         })
     }
@@ -92,7 +96,18 @@ impl<C: Kept> Warm<C> {
     /// while connections are out with clients, and those come back on top of it). `false`:
     /// the set is full, the caller closes it.
     pub fn give_back(&self, c: C) -> bool {
-        self.pool.put_back(c)
+        !self.closed.load(Ordering::Relaxed) && self.pool.put_back(c)
+    }
+
+    /// Stops the refill task and closes every warm connection (a reload found the section's
+    /// TLS files changed: they were opened with the old ones). Returns how many were closed.
+    pub fn close(&self) -> usize {
+        // Connections still out with clients are not taken back either.
+        self.closed.store(true, Ordering::Relaxed);
+        if let Some(stop) = lock(&self.refill).take() {
+            stop.cancel();
+        }
+        self.pool.clear()
     }
 
     /// A warm connection that is still open and still reaches an address the `connect` host

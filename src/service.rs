@@ -45,6 +45,9 @@ pub struct Shared {
     /// Fires at shutdown once `TIMEOUTclose` is over: open connections end, each with its
     /// own "connection closed" line (`reason=shutdown`).
     pub cut: CancellationToken,
+    /// A digest of the TLS files' contents when they were loaded ([`tls::material_digest`]):
+    /// a reload that finds them changed does not keep what was opened with the old ones.
+    pub material: u64,
 }
 
 impl Shared {
@@ -54,13 +57,17 @@ impl Shared {
         connect_to: ConnectTo,
         metrics: Arc<ServiceMetrics>,
     ) -> Result<Shared, tls::SetupError> {
+        // Taken before loading: a file that changes meanwhile then counts as changed at the
+        // next reload, never as unchanged.
+        let material = tls::material_digest(&config.tls, config.accept_tls.as_ref());
         let tls = TlsClient::new(&config.tls)?;
         let acceptor = match &config.accept_tls {
             Some(pair) => Some(TlsServer::new(pair, &config.tls)?),
             None => None,
         };
         let redis = crate::redis::Cluster::for_section(&config, &connect_to, &metrics);
-        Ok(Shared::from_parts(config, connect_to, tls, acceptor, redis, metrics))
+        let shared = Shared::from_parts(config, connect_to, tls, acceptor, redis, metrics);
+        Ok(Shared { material, ..shared })
     }
 
     /// Assembles a service from TLS material already loaded (node listeners share their
@@ -79,6 +86,7 @@ impl Shared {
             warm: Warm::new(config.prewarm, metrics.warm_gauge()),
             reset_refused: std::sync::atomic::AtomicBool::new(false),
             cut: CancellationToken::new(),
+            material: 0,
             tls,
             acceptor,
             redis,

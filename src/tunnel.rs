@@ -260,10 +260,16 @@ impl Tunnel {
             fresh.limit.clone_from(&old.limit);
         }
         // Unchanged: cluster clients keep the node listener ports they were told about, and
-        // the warm connections stay.
+        // the warm connections stay, unless the TLS files changed: they were verified (or
+        // presented a certificate) by the old ones, and a new CRL may revoke their server.
         if same {
             fresh.redis.clone_from(&old.redis);
-            fresh.warm.clone_from(&old.warm);
+            if old.material == fresh.material {
+                fresh.warm.clone_from(&old.warm);
+            } else if let Some(warm) = &old.warm {
+                let closed = warm.close();
+                info!(service = %name, closed, "TLS files changed (CAfile/CApath/CRL/cert/key): warm connections closed; opening new ones");
+            }
         }
         let shared = Arc::new(fresh);
         let new_only = shared

@@ -320,3 +320,33 @@ fn a_password_set_after_warming_is_asked_for() {
     assert_eq!(reply, "OK");
     assert!(!rt.log.text().contains("refused RESET"), "{}", rt.log.text());
 }
+
+/// SIGHUP after the CA revoked the server's certificate (a new CRL in the same `CRLfile`):
+/// the section's settings are unchanged, but its warm connections were verified against the
+/// old CRL, so they are closed, and the next client is refused rather than served by the
+/// revoked server.
+#[test]
+fn a_reload_that_finds_a_new_crl_closes_the_warm_connections() {
+    let up = TlsUpstream::start(&[]);
+    let crl = up.pki.crl(&up.ca, "live", &[]);
+    let port = free_port();
+    let extra = format!("prewarm = 2\nCRLfile = {}\n", crl.display());
+    let conf = format!("debug = 7\n{}", up.section("later", port, &extra));
+    let rt = Retunnel::start(&conf, 1);
+    wait_warm(&rt, 2);
+    assert_eq!(redis_cli(port, &["ping"]), "PONG", "served before the revocation");
+    rt.log.wait_for_n("warm upstream connection ready ready=2", 2);
+    assert_eq!(
+        up.pki.crl(&up.ca, "live", &[&up.leaf]),
+        crl,
+        "the same CRLfile, revoking now"
+    );
+    rt.signal(libc::SIGHUP);
+    rt.log.wait_for("reloaded");
+    for _ in 0..3 {
+        assert_ne!(redis_cli(port, &["ping"]), "PONG", "{}", rt.log.text());
+    }
+    let log = rt.log.wait_for("certificate revoked");
+    assert!(log.contains("unchanged=1"), "{log}");
+    assert!(log.contains("warm connections closed"), "{log}");
+}

@@ -32,6 +32,26 @@ pub use verify::Seen;
 
 use crate::config::{CertKey, Host, TlsSettings, TlsVersion};
 
+/// A digest of the contents of every file a section's TLS is made of (`CAfile`, `CApath`,
+/// `CRLfile`, `CRLpath`, `cert`/`key` of both sides): equal digests, same material. A reload
+/// compares them to tell whether connections opened before it still are what the section
+/// would open now.
+pub fn material_digest(s: &TlsSettings, server: Option<&CertKey>) -> u64 {
+    let pair = |p: &CertKey| [Some(p.cert.clone()), p.key.clone()];
+    let paths: Vec<std::path::PathBuf> = [
+        s.ca_file.clone(),
+        s.ca_path.clone(),
+        s.crl_file.clone(),
+        s.crl_path.clone(),
+    ]
+    .into_iter()
+    .chain(s.identity.iter().flat_map(pair))
+    .chain(server.into_iter().flat_map(pair))
+    .flatten()
+    .collect();
+    trust::contents_digest(paths.iter().map(std::path::PathBuf::as_path))
+}
+
 /// The engine, for `--version`.
 pub const ENGINE: &str = "rustls 0.23, aws-lc-rs provider";
 

@@ -206,6 +206,29 @@ fn files_in(dir: &Path) -> Result<Vec<PathBuf>, SetupError> {
     Ok(entries)
 }
 
+/// A digest of what the files and directories in `paths` hold now (a directory: each of its
+/// files, by name), to tell whether a reload found them changed. A file that cannot be read
+/// counts by its error, so that it becoming readable counts as a change too.
+pub fn contents_digest<'a>(paths: impl IntoIterator<Item = &'a Path>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for path in paths {
+        path.hash(&mut h);
+        let files = match path.is_dir() {
+            true => files_in(path).unwrap_or_default(),
+            false => vec![path.to_path_buf()],
+        };
+        for file in files {
+            file.hash(&mut h);
+            match std::fs::read(&file) {
+                Ok(bytes) => bytes.hash(&mut h),
+                Err(e) => e.kind().hash(&mut h),
+            }
+        }
+    }
+    h.finish()
+}
+
 /// Whether `hay` contains `needle`.
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
