@@ -60,11 +60,7 @@ impl Shared {
         // Taken before loading: a file that changes meanwhile then counts as changed at the
         // next reload, never as unchanged.
         let material = tls::material_digest(&config.tls, config.accept_tls.as_ref());
-        let tls = TlsClient::new(&config.tls)?;
-        let acceptor = match &config.accept_tls {
-            Some(pair) => Some(TlsServer::new(pair, &config.tls)?),
-            None => None,
-        };
+        let (tls, acceptor) = tls::load(&config.tls, config.accept_tls.as_ref())?;
         let redis = crate::redis::Cluster::for_section(&config, &connect_to, &metrics);
         let shared = Shared::from_parts(config, connect_to, tls, acceptor, redis, metrics);
         Ok(Shared { material, ..shared })

@@ -558,3 +558,64 @@ fn offline_reports_what_the_daemon_warns_about_at_start() {
         assert!(out.stderr.contains(w), "{w}: {}", out.stderr);
     }
 }
+
+/// Server mode with a certificate and key the daemon cannot use (a key of another
+/// certificate, a password-protected key, no key): the daemon refuses to start, and `check
+/// --offline` and `check` refuse with the daemon's own sentence. (A DER `cert` is a
+/// configuration error, at its line, for all three.)
+#[test]
+fn an_unusable_server_mode_cert_or_key_fails_check_as_it_fails_the_daemon() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let other = pki.leaf(&ca, "other", &["localhost"], 0, 30);
+    let key = openssl::pkey::PKey::private_key_from_pem(&std::fs::read(&leaf.key).unwrap()).unwrap();
+    let locked = pki.path("locked.key");
+    let pem = key
+        .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_256_cbc(), b"secret")
+        .unwrap();
+    std::fs::write(&locked, pem).unwrap();
+    let plain = Redis::start_plain(&[]);
+    let cases = [
+        (
+            leaf.cert.clone(),
+            Some(other.key.clone()),
+            "does not belong to the certificate",
+        ),
+        (leaf.cert.clone(), Some(locked), "protected by a password"),
+        (leaf.cert.clone(), None, "holds no PEM private key"),
+    ];
+    for (cert, key, problem) in cases {
+        let key = key.map(|k| format!("key = {}\n", k.display())).unwrap_or_default();
+        let conf = format!(
+            "[front]\nclient = no\naccept = 127.0.0.1:{}\nconnect = 127.0.0.1:{}\ncert = {}\n{key}",
+            free_port(),
+            plain.port,
+            cert.display()
+        );
+        let (code, log) = run_to_exit(&conf, &[]);
+        assert_ne!(code, Some(0), "{log}");
+        let line = log
+            .lines()
+            .find(|l| l.contains(problem))
+            .unwrap_or_else(|| panic!("{log}"));
+        let said = &line[line.find("[front] ").unwrap_or_else(|| panic!("{line}"))..];
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_conf(dir.path(), &conf);
+        let offline = run_retunnel(&["check".as_ref(), "--offline".as_ref(), path.as_os_str()]);
+        assert_eq!(offline.code, Some(2), "{}{}", offline.stdout, offline.stderr);
+        assert!(
+            offline.stderr.contains(said),
+            "daemon: {said}\ncheck --offline: {}",
+            offline.stderr
+        );
+        let (code, r, _) = check_json(&conf);
+        assert_eq!(code, Some(1), "{r:#}");
+        let bind = &r["sections"][0]["bind"];
+        assert_eq!(bind["mark"], "fail", "{r:#}");
+        let m = bind["message"].as_str().unwrap();
+        assert!(
+            said.ends_with(m.split_once(": ").unwrap().1),
+            "daemon: {said}\ncheck: {m}"
+        );
+    }
+}

@@ -21,15 +21,18 @@ use serde::Serialize;
 pub use probe::run;
 
 use crate::config::Config;
-use crate::tls::TlsClient;
 
 /// What the daemon would refuse at start beyond the file's syntax, without any network: every
-/// section's TLS settings are loaded (a `CAfile` without a PEM certificate, for one).
+/// section's TLS settings are loaded as the daemon loads them, both sides (a `CAfile` without
+/// a PEM certificate, a server-mode `key` that does not belong to `cert`, …).
 pub fn offline_problems(config: &Config) -> Vec<String> {
     config
         .services
         .iter()
-        .filter_map(|s| TlsClient::new(&s.tls).err().map(|e| format!("[{}] {e}", s.name)))
+        .filter_map(|s| {
+            let loaded = crate::tls::load(&s.tls, s.accept_tls.as_ref());
+            loaded.err().map(|e| format!("[{}] {e}", s.name))
+        })
         .collect()
 }
 pub use report::{Style, render_json, render_offline, render_text};

@@ -51,7 +51,10 @@ fn crashed(name: String, e: tokio::task::JoinError) -> SectionReport {
 }
 
 async fn section(svc: ServiceConfig, map: ConnectTo) -> SectionReport {
-    let bind = bind_all(&svc.accept);
+    let bind = match accept_side(&svc) {
+        Some(problem) => fail(problem),
+        None => bind_all(&svc.accept),
+    };
     let client = TlsClient::new(&svc.tls).map_err(|e| e.to_string());
     let mut targets = Vec::with_capacity(svc.connect.len());
     for t in &svc.connect {
@@ -64,6 +67,14 @@ async fn section(svc: ServiceConfig, map: ConnectTo) -> SectionReport {
         bind,
         targets,
     }
+}
+
+/// Server mode: what is wrong with our certificate and key (`cert`/`key`), loaded as the
+/// daemon loads them at start; clients could not be served with them.
+fn accept_side(svc: &ServiceConfig) -> Option<String> {
+    let pair = svc.accept_tls.as_ref()?;
+    let e = crate::tls::TlsServer::new(pair, &svc.tls).err()?;
+    Some(format!("server-mode TLS towards clients: {e}"))
 }
 
 /// Binds every `accept` address as the daemon would, then lets go; the first that fails or

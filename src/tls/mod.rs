@@ -52,6 +52,18 @@ pub fn material_digest(s: &TlsSettings, server: Option<&CertKey>) -> u64 {
     trust::contents_digest(paths.iter().map(std::path::PathBuf::as_path))
 }
 
+/// Both sides of a section's TLS as the daemon loads them at start: the client towards the
+/// upstream and, in server mode, the acceptor with our `cert`/`key`. `check` loads them the
+/// same way, so it refuses what the daemon would.
+pub fn load(s: &TlsSettings, server: Option<&CertKey>) -> Result<(TlsClient, Option<TlsServer>), SetupError> {
+    let client = TlsClient::new(s)?;
+    let acceptor = match server {
+        Some(pair) => Some(TlsServer::new(pair, s)?),
+        None => None,
+    };
+    Ok((client, acceptor))
+}
+
 /// The engine, for `--version`.
 pub const ENGINE: &str = "rustls 0.23, aws-lc-rs provider";
 
