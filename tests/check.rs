@@ -619,3 +619,69 @@ fn an_unusable_server_mode_cert_or_key_fails_check_as_it_fails_the_daemon() {
         );
     }
 }
+
+/// Pinning without the chain (`verify = 4`, and `verifyChain = no` + `verifyPeer = yes`):
+/// check's certificate row says what the daemon decides: pinned when the server's certificate
+/// is the one in CAfile, and the daemon's own reason and fix when it is not (not "unknown CA",
+/// which is no reason for a section that does not check the chain).
+#[test]
+fn pinning_is_reported_as_the_daemon_judges_it() {
+    let pki = Pki::new();
+    let ca = pki.ca("pin-ca");
+    let pinned = pki.leaf(&ca, "pinned", &["localhost"], -1, 2);
+    let other = pki.leaf(&ca, "other", &["localhost"], -1, 2);
+    let (pinned_up, other_up) = (Redis::start_tls(&pinned, &ca, &[]), Redis::start_tls(&other, &ca, &[]));
+    for how in ["verify = 4", "verifyChain = no\nverifyPeer = yes"] {
+        let conf = |up: &Redis| {
+            format!(
+                "[pin]\naccept = 127.0.0.1:{}\nconnect = localhost:{}\nCAfile = {}\n{how}\n",
+                free_port(),
+                up.port,
+                pinned.cert.display()
+            )
+        };
+        let (code, r, _) = check_json(&conf(&pinned_up));
+        assert_eq!(code, Some(0), "{how}: {r:#}");
+        let t = first_target(&r);
+        assert_eq!(mark(t, "certificate"), "ok", "{how}: {t:#}");
+        let m = message(t, "certificate");
+        assert!(
+            m.starts_with("pinned to CAfile/CApath") && !m.contains("NOT verified"),
+            "{how}: {m}"
+        );
+        let (code, r, _) = check_json(&conf(&other_up));
+        assert_eq!(code, Some(1), "{how}: {r:#}");
+        let t = first_target(&r);
+        assert_eq!(mark(t, "certificate"), "fail", "{how}: {t:#}");
+        let m = message(t, "certificate");
+        assert!(
+            m.contains("not one of the certificates in CAfile/CApath")
+                && m.contains("add the server's certificate to CAfile")
+                && !m.contains("unknown CA"),
+            "{how}: {m}"
+        );
+    }
+}
+
+/// `checkIP`: the section verifies the certificate by the address, not by `sni`, so check
+/// names the address it was verified for, never the `sni` name the certificate lacks.
+#[test]
+fn a_certificate_verified_by_check_ip_is_reported_for_that_address() {
+    let pki = Pki::new();
+    let ca = pki.ca("ip-ca");
+    let leaf = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"], -1, 90);
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let conf = format!(
+        "[byip]\naccept = 127.0.0.1:{}\nconnect = 127.0.0.1:{}\nCAfile = {}\nsni = foo.example\ncheckIP = 127.0.0.1\n",
+        free_port(),
+        redis.port,
+        ca.pem.display()
+    );
+    let (code, r, _) = check_json(&conf);
+    assert_eq!(code, Some(0), "{r:#}");
+    let t = first_target(&r);
+    assert_eq!(mark(t, "certificate"), "ok", "{t:#}");
+    let m = message(t, "certificate");
+    assert_eq!(m, "verified for 127.0.0.1 (checkIP)");
+    assert_eq!(t["verify_problems"], serde_json::json!([]), "{t:#}");
+}

@@ -324,9 +324,11 @@ async fn handshake(
                 )),
                 None => fail(e.to_string()),
             };
-            r.certificate = match r.verify_problems.is_empty() {
-                true => fail(e.to_string()),
-                false => fail(r.verify_problems.join("; ")),
+            // Without the chain checked, only the section's pin (or name) refused it: its
+            // own sentence, not what a chain check would add.
+            r.certificate = match svc.tls.verify_chain && !r.verify_problems.is_empty() {
+                true => fail(r.verify_problems.join("; ")),
+                false => fail(e.to_string()),
             };
             None
         }
@@ -343,20 +345,65 @@ fn accepted(svc: &ServiceConfig, r: &TargetReport, inspect_error: Option<String>
         let why = inspect_error.unwrap_or_else(|| "the server sent none".into());
         return ok(format!("accepted (details unavailable: {why})"));
     };
-    if !svc.tls.verify_chain {
-        let would = match r.verify_problems.is_empty() {
-            true => "it would pass verification".to_string(),
-            false => format!("verification would fail: {}", r.verify_problems.join("; ")),
-        };
-        return warn(format!("NOT verified (verifyChain = no / --insecure); {would}"));
+    let would = || match r.verify_problems.is_empty() {
+        true => "it would pass a chain check".to_string(),
+        false => format!("a chain check would fail: {}", r.verify_problems.join("; ")),
+    };
+    match (svc.tls.verify_chain, svc.tls.verify_peer) {
+        (false, false) => return warn(format!("NOT verified (verifyChain = no / --insecure); {}", would())),
+        (false, true) => {
+            return ok(format!(
+                "pinned to CAfile/CApath: it is one of the certificates there (chain not checked; {})",
+                would()
+            ));
+        }
+        (true, _) => {}
     }
+    let pinned = match svc.tls.verify_peer {
+        true => " + pinned to CAfile/CApath",
+        false => "",
+    };
+    let name = verified_for(&svc.tls, c);
     if c.days_left < EXPIRY_WARNING_DAYS {
         return warn(format!(
-            "verified for {}, but expires in {} day(s) ({}); renew it soon",
-            c.verified_name, c.days_left, c.not_after
+            "verified for {name}{pinned}, but expires in {} day(s) ({}); renew it soon",
+            c.days_left, c.not_after
         ));
     }
-    ok(format!("verified for {}", c.verified_name))
+    ok(format!("verified for {name}{pinned}"))
+}
+
+/// What the certificate was verified for: the name, or with `checkIP` the `checkIP` (or
+/// `checkHost`) values it carries, which is what the section judges by then.
+fn verified_for(s: &crate::config::TlsSettings, c: &super::CertInfo) -> String {
+    if s.check_ips.is_empty() {
+        return c.verified_name.clone();
+    }
+    let ips = s
+        .check_ips
+        .iter()
+        .map(|ip| (format!("IP:{ip}"), format!("{ip} (checkIP)")));
+    let host = s
+        .check_host
+        .iter()
+        .map(|h| (format!("DNS:{h}"), format!("{h} (checkHost)")));
+    let carried: Vec<String> = ips
+        .chain(host)
+        .filter(|(san, _)| c.sans.iter().any(|s| s.eq_ignore_ascii_case(san)))
+        .map(|(_, said)| said)
+        .collect();
+    match carried.is_empty() {
+        false => carried.join(", "),
+        true => {
+            let all: Vec<String> = s
+                .check_ips
+                .iter()
+                .map(ToString::to_string)
+                .chain(s.check_host.clone())
+                .collect();
+            format!("one of {} (checkIP/checkHost)", all.join(", "))
+        }
+    }
 }
 
 async fn ping<S: AsyncRead + AsyncWrite + Unpin>(stream: S, limit: Duration, r: &mut TargetReport) {

@@ -295,9 +295,15 @@ pub async fn inspect(
         reason: e.to_string(),
     };
     let roots = trust::roots(s.ca_file.as_deref(), s.ca_path.as_deref()).map_err(setup)?;
-    let crls = verify::crls(s).map_err(setup)?;
-    let inner = verify::webpki(roots.clone(), crls, &provider).map_err(setup)?;
-    let recording = Arc::new(verify::Recording::new(inner, roots, &provider));
+    // What the section's verifier finds with the chain checked (and `checkIP`'s names), pin
+    // aside: the pin is the section's own handshake's to judge.
+    let judged = TlsSettings {
+        verify_chain: true,
+        verify_peer: false,
+        ..s.clone()
+    };
+    let inner = verify::for_section(&judged, &provider).map_err(setup)?;
+    let recording = Arc::new(verify::Recording::new(inner, roots, verify::subjects(s), &provider));
     let mut config = client_config(s, &provider, recording.clone()).map_err(setup)?;
     config.enable_sni = sni;
     config.resumption = Resumption::disabled();

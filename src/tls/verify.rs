@@ -93,7 +93,7 @@ pub fn webpki(
 
 /// The names a certificate may carry when `checkIP` is written (any one passes): the
 /// addresses and `checkHost`. Empty: the name rustls is given (`checkHost` or the host).
-fn subjects(s: &TlsSettings) -> Vec<ServerName<'static>> {
+pub fn subjects(s: &TlsSettings) -> Vec<ServerName<'static>> {
     if s.check_ips.is_empty() {
         return Vec::new();
     }
@@ -297,6 +297,9 @@ pub struct Recording {
     inner: Arc<dyn ServerCertVerifier>,
     /// Its trust store.
     roots: Arc<RootCertStore>,
+    /// The names any one of which the certificate must carry (`checkIP`, see [`subjects`]);
+    /// empty: the name the handshake verifies.
+    subjects: Vec<ServerName<'static>>,
     /// Signature algorithms.
     algs: WebPkiSupportedAlgorithms,
     /// What was seen.
@@ -304,14 +307,35 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Records what `inner` (built on `roots`) would decide.
-    pub fn new(inner: Arc<dyn ServerCertVerifier>, roots: Arc<RootCertStore>, provider: &CryptoProvider) -> Recording {
+    /// Records what `inner` (built on `roots`, judging by `subjects`) would decide.
+    pub fn new(
+        inner: Arc<dyn ServerCertVerifier>,
+        roots: Arc<RootCertStore>,
+        subjects: Vec<ServerName<'static>>,
+        provider: &CryptoProvider,
+    ) -> Recording {
         Recording {
             inner,
             roots,
+            subjects,
             algs: provider.signature_verification_algorithms,
             seen: Mutex::default(),
         }
+    }
+
+    /// Whether the certificate carries the name (or, with `checkIP`, one of the subjects).
+    fn name_check(&self, parsed: &ParsedCertificate<'_>, name: &ServerName<'_>) -> Result<(), Error> {
+        if self.subjects.is_empty() {
+            return verify_server_name(parsed, name);
+        }
+        let mut first = None;
+        for n in &self.subjects {
+            match verify_server_name(parsed, n) {
+                Ok(()) => return Ok(()),
+                Err(e) => first = first.or(Some(e)),
+            }
+        }
+        Err(first.expect("subjects is not empty"))
     }
 
     fn problems(
@@ -338,7 +362,7 @@ impl Recording {
         let Ok(parsed) = ParsedCertificate::try_from(end_entity) else {
             return found;
         };
-        note(verify_server_name(&parsed, name));
+        note(self.name_check(&parsed, name));
         let chain =
             |at| verify_server_cert_signed_by_trust_anchor(&parsed, &self.roots, intermediates, at, self.algs.all);
         note(chain(now));
