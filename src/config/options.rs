@@ -270,7 +270,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         "CApath",
         "none",
         "A directory of PEM CA certificates trusted in addition.",
-        |p, at, s| s.tls.ca_path = p.value(at, values::existing_dir),
+        |p, at, s| s.tls.ca_path = p.value(at, |v| values::existing_dir(v, "CAfile")),
     ),
     section(
         "verify",
@@ -324,7 +324,7 @@ pub const OPTIONS: &[OptionSpec] = &[
         "CRLpath",
         "none",
         "A directory of PEM CRLs (`HASH.r0` or any name), checked as `CRLfile`.",
-        |p, at, s| s.tls.crl_path = p.value(at, values::existing_dir),
+        |p, at, s| s.tls.crl_path = p.value(at, |v| values::existing_dir(v, "CRLfile")),
     ),
     section(
         "checkHost",

@@ -153,11 +153,13 @@ pub fn pem_file(v: &str, label: &str, noun: &str, what: &str) -> R<PathBuf> {
     }
 }
 
-pub fn existing_dir(v: &str) -> R<PathBuf> {
+/// A directory (`CApath`, `CRLpath`); a file given instead is pointed at `file_option`, the
+/// option that takes a single file (`CAfile`, `CRLfile`).
+pub fn existing_dir(v: &str, file_option: &str) -> R<PathBuf> {
     let p = path(v)?;
     match std::fs::metadata(&p) {
         Ok(m) if m.is_dir() => Ok(p),
-        Ok(_) => Err(format!("{v} is not a directory; use CAfile for a single file")),
+        Ok(_) => Err(format!("{v} is not a directory; use {file_option} for a single file")),
         Err(e) => Err(format!("cannot read {v}: {e}; check the path")),
     }
 }
@@ -828,6 +830,29 @@ mod tests {
                 .unwrap_err()
                 .contains("no group `no-such-group-xyz`")
         );
+    }
+
+    /// A file given to `CApath`/`CRLpath` is pointed at the option for one file.
+    #[test]
+    fn a_file_given_as_a_directory_names_the_file_option() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        for (dir_option, file_option) in [("CApath", "CAfile"), ("CRLpath", "CRLfile")] {
+            let conf = format!(
+                "[a]\naccept = 1\nconnect = localhost:2\n{dir_option} = {}\n",
+                file.path().display()
+            );
+            let e = crate::config::Config::parse(&conf, std::path::Path::new("t.conf")).unwrap_err();
+            let said = e
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(
+                said.contains(&format!("is not a directory; use {file_option} for a single file")),
+                "{said}"
+            );
+        }
     }
 
     #[test]
