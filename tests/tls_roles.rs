@@ -211,26 +211,43 @@ fn server_mode_serves_real_tls_clients_in_front_of_plain_redis() {
     assert_eq!(redis_cli_tls(port, &ca.pem, &["ping"]), "PONG");
 }
 
-#[test]
-fn server_mode_refuses_clients_below_the_version_floor() {
-    let sm = server_mode("sslVersionMin = TLSv1.3\n");
-    let (ca, port, rt) = (&sm.ca, sm.port, &sm.rt);
+/// Whether `openssl s_client` limited to one version by `flag` completes a handshake.
+fn s_client_gets_in(port: u16, ca: &Ca, flag: &str) -> bool {
     let out = Command::new("openssl")
-        .args([
-            "s_client",
-            "-tls1_2",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-CAfile",
-        ])
+        .args(["s_client", flag, "-connect", &format!("127.0.0.1:{port}"), "-CAfile"])
         .arg(&ca.pem)
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(!out.status.success(), "a TLS 1.2 client got in");
-    rt.log
-        .wait_for("the client offers only TLS versions outside sslVersionMin/sslVersionMax");
+    out.status.success()
+}
+
+#[test]
+fn server_mode_refuses_clients_below_the_version_floor() {
+    let sm = server_mode("sslVersionMin = TLSv1.3\n");
+    let (ca, port, rt) = (&sm.ca, sm.port, &sm.rt);
+    assert!(!s_client_gets_in(port, ca, "-tls1_2"), "a TLS 1.2 client got in");
+    let log = rt.log.wait_for("the client offers only TLS 1.2");
+    assert!(log.contains("set sslVersionMin = TLSv1.2 here"), "{log}");
     assert_eq!(redis_cli_tls(port, &ca.pem, &["ping"]), "PONG");
+}
+
+/// Capped at TLS 1.2 (`options = NO_TLSv1.3`, `sslVersionMax = TLSv1.2`), a client offering
+/// only TLS 1.3 is refused with the fix on this side: allow TLS 1.3 here (the client is not
+/// too old; "upgrade the client" would be the wrong way round).
+#[test]
+fn server_mode_capped_below_tls13_says_to_allow_it_for_a_tls13_only_client() {
+    for cap in ["options = NO_TLSv1.3\n", "sslVersionMax = TLSv1.2\n"] {
+        let sm = server_mode(cap);
+        let (ca, port, rt) = (&sm.ca, sm.port, &sm.rt);
+        assert!(!s_client_gets_in(port, ca, "-tls1_3"), "{cap}: a TLS 1.3 client got in");
+        let log = rt.log.wait_for("the client offers only TLS 1.3");
+        assert!(
+            log.contains("allow TLS 1.3 here") && !log.contains("upgrade the client"),
+            "{cap}: {log}"
+        );
+        assert!(s_client_gets_in(port, ca, "-tls1_2"), "{cap}: TLS 1.2 is still served");
+    }
 }
 
 #[test]

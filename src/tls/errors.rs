@@ -186,11 +186,23 @@ pub fn after_handshake(e: &io::Error) -> Option<&'static str> {
     }
 }
 
-/// A failed handshake with a server-mode client, explained.
-pub fn client(e: &io::Error) -> HandshakeError {
+/// The TLS versions a server-mode section accepts, for explaining a version mismatch.
+#[derive(Debug, Clone, Copy)]
+pub struct Allowed {
+    /// TLS 1.2 is allowed.
+    pub tls12: bool,
+    /// TLS 1.3 is allowed.
+    pub tls13: bool,
+}
+
+/// A failed handshake with a server-mode client, explained; `allowed`: the section's versions.
+pub fn client(e: &io::Error, allowed: Allowed) -> HandshakeError {
     let reason = match rustls_error(e) {
         Some(Error::InvalidMessage(_)) => {
             "the client did not speak TLS (use `redis-cli --tls`, `ssl=True`, …)".to_string()
+        }
+        Some(Error::PeerIncompatible(p)) if client_version(p, allowed).is_some() => {
+            client_version(p, allowed).unwrap_or_default().to_string()
         }
         Some(err) if version_mismatch(err) => {
             "the client offers only TLS versions outside sslVersionMin/sslVersionMax; upgrade the client or lower sslVersionMin".to_string()
@@ -206,6 +218,27 @@ pub fn client(e: &io::Error) -> HandshakeError {
         None => "the client closed the connection during the handshake (does it trust our certificate?)".to_string(),
     };
     HandshakeError::Client(reason)
+}
+
+/// Which side's TLS version is the problem, by what rustls found in the client's hello, and
+/// the fix on that side.
+fn client_version(p: &PeerIncompatible, allowed: Allowed) -> Option<&'static str> {
+    match p {
+        PeerIncompatible::Tls12NotOfferedOrEnabled if !allowed.tls13 => Some(
+            "the client offers only TLS 1.3, which this section does not allow (sslVersionMax = TLSv1.2 or `options = NO_TLSv1.3`); allow TLS 1.3 here: remove NO_TLSv1.3 and set sslVersionMax = TLSv1.3 (or leave it out)",
+        ),
+        PeerIncompatible::Tls12NotOfferedOrEnabled | PeerIncompatible::SupportedVersionsExtensionRequired
+            if !allowed.tls12 =>
+        {
+            Some(
+                "the client offers only TLS 1.2, and this section requires TLS 1.3 (sslVersionMin = TLSv1.3 or `options = NO_TLSv1.2`); set sslVersionMin = TLSv1.2 here, or use a client that speaks TLS 1.3",
+            )
+        }
+        PeerIncompatible::Tls12NotOffered | PeerIncompatible::SignatureAlgorithmsExtensionRequired => Some(
+            "the client speaks only TLS 1.1 or older, which retunnel does not (RFC 8996 deprecates them); upgrade the client to TLS 1.2 or 1.3",
+        ),
+        _ => None,
+    }
 }
 
 /// What is wrong with a client's certificate, and what to do: as for a server's, but only
@@ -306,6 +339,31 @@ fn hint(e: &CertificateError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use super::{Allowed, client};
+    use rustls::{Error, PeerIncompatible};
+
+    /// A client speaking TLS 1.1 or older (no signature_algorithms, or an old version in its
+    /// hello) is told to upgrade, whatever the section allows; not a raw rustls value.
+    #[test]
+    fn an_old_client_is_told_to_upgrade_in_a_sentence() {
+        let both = Allowed {
+            tls12: true,
+            tls13: true,
+        };
+        for p in [
+            PeerIncompatible::SignatureAlgorithmsExtensionRequired,
+            PeerIncompatible::Tls12NotOffered,
+        ] {
+            let e = std::io::Error::new(std::io::ErrorKind::InvalidData, Error::PeerIncompatible(p));
+            let said = client(&e, both).to_string();
+            assert!(
+                said.contains("TLS 1.1 or older") && said.contains("upgrade the client"),
+                "{said}"
+            );
+            assert!(!said.contains("Required") && !said.contains("NotOffered"), "{said}");
+        }
+    }
 
     use rustls::{CertificateError, OtherError};
 

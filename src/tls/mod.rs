@@ -316,6 +316,8 @@ pub async fn inspect(
 #[derive(Clone)]
 pub struct TlsServer {
     acceptor: tokio_rustls::TlsAcceptor,
+    /// The versions clients may use, to explain a mismatch.
+    allowed: errors::Allowed,
 }
 
 impl fmt::Debug for TlsServer {
@@ -332,8 +334,13 @@ impl TlsServer {
         let provider = provider(s);
         let keys::Pair { chain, key } = keys::load(pair, &provider)?;
         let lib = |e: rustls::Error| SetupError::Library(e.to_string());
+        let versions = versions(s)?;
+        let allowed = errors::Allowed {
+            tls12: versions.contains(&&rustls::version::TLS12),
+            tls13: versions.contains(&&rustls::version::TLS13),
+        };
         let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(versions(s)?)
+            .with_protocol_versions(versions)
             .map_err(lib)?;
         let builder = match s.client_auth {
             None => builder.with_no_client_auth(),
@@ -353,6 +360,7 @@ impl TlsServer {
         }
         Ok(TlsServer {
             acceptor: Arc::new(config).into(),
+            allowed,
         })
     }
 
@@ -362,7 +370,7 @@ impl TlsServer {
             .accept(tcp)
             .await
             .map(stream::Stream)
-            .map_err(|e| errors::client(&e))
+            .map_err(|e| errors::client(&e, self.allowed))
     }
 }
 
