@@ -291,6 +291,10 @@ where
     Err(())
 }
 
+/// A TCP connection was taken but no TLS answer came: most often a plain-TCP port, whose
+/// server waits silently for a command while the handshake waits for a TLS reply.
+const HANDSHAKE_TIMED_OUT: &str = "TLS handshake timed out (TIMEOUTconnect): the server took the TCP connection but sent no TLS answer; is this a TLS port? (a plain-TCP Redis waits silently for a command; connect to the server's TLS port)";
+
 /// TCP connect, then `finish`, both before `deadline`. `Err`: where and why it failed, and
 /// what went wrong in words (`finish`'s own errors name their step).
 async fn try_addr<S, E, Fut>(
@@ -310,11 +314,7 @@ where
         Ok(Ok(stream)) => stream,
     };
     match tokio::time::timeout_at(deadline, finish(stream)).await {
-        Err(_) => Err((
-            Handshake,
-            Reason::Timeout,
-            "TLS handshake timed out (TIMEOUTconnect)".into(),
-        )),
+        Err(_) => Err((Handshake, Reason::Timeout, HANDSHAKE_TIMED_OUT.into())),
         Ok(Err(e)) => Err((Handshake, e.reason(), e.to_string())),
         Ok(Ok(s)) => Ok(s),
     }

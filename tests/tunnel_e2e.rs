@@ -224,11 +224,9 @@ fn upstream_that_never_handshakes_is_cut_at_timeout_connect() {
     // When is timed on paused time in `upstream::tests`; here: that the client is closed, and why.
     expect_closed(&mut s);
     let log = rt.log.wait_for("closing client");
-    assert_eq!(
-        lines_with(&log, &["TLS handshake timed out (TIMEOUTconnect)", "service=silent"]).len(),
-        1,
-        "{log}"
-    );
+    let timed_out = lines_with(&log, &["TLS handshake timed out (TIMEOUTconnect)", "service=silent"]);
+    assert_eq!(timed_out.len(), 1, "{log}");
+    assert!(timed_out[0].contains("is this a TLS port?"), "{}", timed_out[0]);
 }
 
 #[test]
