@@ -685,3 +685,29 @@ fn a_certificate_verified_by_check_ip_is_reported_for_that_address() {
     assert_eq!(m, "verified for 127.0.0.1 (checkIP)");
     assert_eq!(t["verify_problems"], serde_json::json!([]), "{t:#}");
 }
+
+/// Against a server that demands client certificates, check says so with the fix (set
+/// `cert` and `key`), not rustls's "received fatal alert: CertificateRequired"; TLS 1.3
+/// servers say it only after the handshake, when the PING is read; TLS 1.2 servers send
+/// the alert they also send for no common cipher suite, so both causes are named.
+#[test]
+fn a_server_that_demands_a_client_certificate_is_named_with_the_fix() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let redis = Redis::start_tls(&leaf, &ca, &["--tls-auth-clients", "yes"]);
+    for version in ["TLSv1.3", "TLSv1.2"] {
+        let conf = format!(
+            "{}sslVersion = {version}\n",
+            section("mtls", &format!("localhost:{}", redis.port), Some(&ca))
+        );
+        let (code, r, _) = check_json(&conf);
+        assert_eq!(code, Some(1), "{version}: {r:#}");
+        let all = r.to_string();
+        assert!(all.contains("requires a client certificate"), "{version}: {all}");
+        assert!(all.contains("set `cert` and `key`"), "{version}: {all}");
+        assert!(
+            !all.contains("CertificateRequired") && !all.contains("fatal alert"),
+            "{version}: {all}"
+        );
+    }
+}

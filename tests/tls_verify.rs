@@ -137,6 +137,12 @@ fn check_ip_accepts_a_certificate_carrying_that_address() {
     .concat();
     let rt = Retunnel::start(&conf, 3);
     passes(&rt, "ip");
-    refused(&rt, "wrong-ip", "mismatch");
+    // The addresses checked are named, and the fix is checkIP's, not checkHost's.
+    refused(
+        &rt,
+        "wrong-ip",
+        "carries none of checkIP 127.0.0.3 (it is for db.internal, 127.0.0.2)",
+    );
+    refused(&rt, "wrong-ip", "set checkIP to an address the certificate carries");
     refused(&rt, "host-only", "mismatch");
 }

@@ -56,7 +56,7 @@ pub async fn inspect(
             ms: 0.0,
             resumed: None,
         },
-        problems: explain(&seen.problems, leaf.as_ref(), name),
+        problems: explain(&seen.problems, leaf.as_ref(), &checked_for(s, name)),
         cert: leaf.as_ref().map(|c| describe(c, name)),
     })
 }
@@ -65,8 +65,25 @@ fn parse<'a>(der: &'a CertificateDer<'_>) -> Option<X509Certificate<'a>> {
     x509_parser::parse_x509_certificate(der).ok().map(|(_, c)| c)
 }
 
+/// What the certificate's names were checked against: the name, or with `checkIP` its
+/// values (which the section judges by then).
+fn checked_for(s: &TlsSettings, name: &str) -> Checked {
+    match tls::check_ip_names(s) {
+        Some(names) => Checked::ByIp(names),
+        None => Checked::Name(name.to_string()),
+    }
+}
+
+/// The names a certificate must carry one of.
+enum Checked {
+    /// The host (or `checkHost`, `sni`).
+    Name(String),
+    /// `checkIP` (and `checkHost`), as [`tls::check_ip_names`] words them.
+    ByIp(String),
+}
+
 /// One sentence per distinct reason.
-fn explain(problems: &[CertificateError], leaf: Option<&X509Certificate<'_>>, name: &str) -> Vec<String> {
+fn explain(problems: &[CertificateError], leaf: Option<&X509Certificate<'_>>, name: &Checked) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for p in problems {
         let line = reason(p, leaf, name);
@@ -77,15 +94,20 @@ fn explain(problems: &[CertificateError], leaf: Option<&X509Certificate<'_>>, na
     out
 }
 
-fn reason(p: &CertificateError, leaf: Option<&X509Certificate<'_>>, name: &str) -> String {
+fn reason(p: &CertificateError, leaf: Option<&X509Certificate<'_>>, name: &Checked) -> String {
     let subject = leaf.map(|c| c.subject().to_string()).unwrap_or_default();
     let issuer = leaf.map(|c| c.issuer().to_string()).unwrap_or_default();
     match p {
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             let covers = leaf.map(covered_names).unwrap_or_default().join(", ");
-            format!(
-                "host name mismatch: the certificate covers {covers}, not {name}; connect by one of those names, or set checkHost to one of them"
-            )
+            match name {
+                Checked::Name(name) => format!(
+                    "host name mismatch: the certificate covers {covers}, not {name}; connect by one of those names, or set checkHost to one of them"
+                ),
+                Checked::ByIp(names) => format!(
+                    "name mismatch: the certificate covers {covers}, none of {names}; set checkIP to an address it carries (or leave checkIP out to verify the host name)"
+                ),
+            }
         }
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
             let when = leaf.map(|c| when(&c.validity().not_after)).unwrap_or_default();

@@ -108,8 +108,17 @@ async fn send<S: AsyncWrite + Unpin>(s: &mut S, args: &[&[u8]]) -> Result<(), St
         buf.extend_from_slice(a);
         buf.extend_from_slice(b"\r\n");
     }
-    s.write_all(&buf).await.map_err(|e| format!("cannot send: {e}"))?;
-    s.flush().await.map_err(|e| format!("cannot send: {e}"))
+    s.write_all(&buf).await.map_err(|e| io_failure("cannot send", &e))?;
+    s.flush().await.map_err(|e| io_failure("cannot send", &e))
+}
+
+/// A failed read or write, with the cause and fix when TLS knows it (a TLS 1.3 server that
+/// wants a client certificate, or refuses ours, says so only after the handshake).
+fn io_failure(what: &str, e: &std::io::Error) -> String {
+    match crate::tls::after_handshake(e) {
+        Some(why) => format!("{what}: {why}"),
+        None => format!("{what}: {e}"),
+    }
 }
 
 async fn read<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> Result<Reply, String> {
@@ -118,7 +127,7 @@ async fn read<S: AsyncRead + Unpin>(s: &mut BufReader<S>) -> Result<Reply, Strin
         .take(MAX_REPLY as u64)
         .read_until(b'\n', &mut line)
         .await
-        .map_err(|e| format!("no answer: {e}"))?;
+        .map_err(|e| io_failure("no answer", &e))?;
     if n == 0 {
         return Err("the server closed the connection without answering (is it Redis?)".into());
     }

@@ -5,7 +5,9 @@
 use std::io;
 use std::path::PathBuf;
 
-use rustls::{AlertDescription, CertificateError, Error, PeerIncompatible};
+use rustls::{
+    AlertDescription, CertRevocationListError, CertificateError, Error, ExtendedKeyPurpose, PeerIncompatible,
+};
 
 use crate::config::TlsVersion;
 
@@ -140,9 +142,23 @@ fn rustls_error(e: &io::Error) -> Option<&Error> {
     e.get_ref()?.downcast_ref::<Error>()
 }
 
-/// A failed handshake with the upstream, explained.
-pub fn upstream(name: String, e: &io::Error) -> HandshakeError {
+/// A failed handshake with the upstream, explained. `by_ip`: with `checkIP`, the names the
+/// certificate was checked for instead (as [`check_ip_names`] words them).
+pub fn upstream(name: String, e: &io::Error, by_ip: Option<&str>) -> HandshakeError {
     let reason = match rustls_error(e) {
+        Some(Error::InvalidCertificate(c)) if by_ip.is_some() && name_mismatch(c) => {
+            let carries = match c {
+                CertificateError::NotValidForNameContext { presented, .. } if !presented.is_empty() => {
+                    format!(" (it is for {})", presented_names(presented))
+                }
+                _ => String::new(),
+            };
+            return HandshakeError::Verify {
+                name,
+                reason: format!("it carries none of {}{carries}", by_ip.unwrap_or_default()),
+                hint: "set checkIP to an address the certificate carries (or leave checkIP out to verify the host name)",
+            };
+        }
         Some(Error::InvalidCertificate(c)) => {
             return HandshakeError::Verify {
                 name,
@@ -156,12 +172,16 @@ pub fn upstream(name: String, e: &io::Error) -> HandshakeError {
         Some(Error::AlertReceived(AlertDescription::CertificateRequired)) => {
             "the server requires a client certificate; set `cert` and `key`".to_string()
         }
-        Some(Error::AlertReceived(AlertDescription::HandshakeFailure))
-        | Some(Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon | PeerIncompatible::NoKxGroupsInCommon)) => {
+        // A TLS 1.2 server says the same for both: no common suite, no client certificate.
+        Some(Error::AlertReceived(AlertDescription::HandshakeFailure)) => {
+            "the server refused the handshake: either it and this section share no cipher suite or key-exchange group (check ciphers, ciphersuites and curves), or it requires a client certificate (set `cert` and `key`)".to_string()
+        }
+        Some(Error::PeerIncompatible(PeerIncompatible::NoCipherSuitesInCommon | PeerIncompatible::NoKxGroupsInCommon)) => {
             "the server and this section share no cipher suite or key-exchange group; check ciphers, ciphersuites and curves".to_string()
         }
         Some(Error::InvalidMessage(_)) => "the server did not answer in TLS (is it a plain-TCP port?)".to_string(),
-        Some(other) => other.to_string(),
+        Some(Error::InvalidCertRevocationList(e)) => crl(e),
+        Some(other) => after_handshake(e).map_or_else(|| other.to_string(), str::to_string),
         None => match e.kind() {
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => {
                 "the server closed the connection during the handshake (does it speak TLS, and accept this TLS version?)".to_string()
@@ -274,11 +294,34 @@ fn version_mismatch(e: &Error) -> bool {
     }
 }
 
+/// Whether the certificate was refused for the name it carries.
+fn name_mismatch(e: &CertificateError) -> bool {
+    matches!(
+        e,
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+    )
+}
+
+/// With `checkIP`, the names a certificate is checked for, as the messages say them:
+/// `checkIP 10.0.0.1, 10.0.0.2 or checkHost db.example`.
+pub fn check_ip_names(s: &crate::config::TlsSettings) -> Option<String> {
+    if s.check_ips.is_empty() {
+        return None;
+    }
+    let ips: Vec<String> = s.check_ips.iter().map(ToString::to_string).collect();
+    let host = s
+        .check_host
+        .as_ref()
+        .map(|h| format!(" or checkHost {h}"))
+        .unwrap_or_default();
+    Some(format!("checkIP {}{host}", ips.join(", ")))
+}
+
 /// What is wrong with a certificate, in a few words.
 pub fn certificate(e: &CertificateError) -> String {
     match e {
         CertificateError::NotValidForNameContext { presented, .. } if !presented.is_empty() => {
-            format!("host name mismatch (the certificate is for {})", presented.join(", "))
+            format!("host name mismatch (the certificate is for {})", presented_names(presented))
         }
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
             "host name mismatch".to_string()
@@ -300,8 +343,68 @@ pub fn certificate(e: &CertificateError) -> String {
         e if ca_as_server(e) => {
             "the server presents a CA certificate (basicConstraints CA:TRUE) as its own, as `openssl req -x509` makes by default".to_string()
         }
+        CertificateError::BadSignature => {
+            "bad signature: the certificate's signature does not verify with the key of the CA it names (forged or corrupted, or another CA of the same name is in the trust store)".to_string()
+        }
+        CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "signed with an algorithm retunnel does not accept (such as SHA-1 or MD5)".to_string()
+        }
+        CertificateError::InvalidPurposeContext { required, presented } => format!(
+            "its extendedKeyUsage does not allow {} (it allows {})",
+            purpose(required),
+            presented.iter().map(purpose).collect::<Vec<_>>().join(", ")
+        ),
+        CertificateError::InvalidPurpose => "its extendedKeyUsage does not allow this use".to_string(),
+        CertificateError::ExpiredRevocationList | CertificateError::ExpiredRevocationListContext { .. } => {
+            "the CRL in CRLfile/CRLpath is out of date (past its nextUpdate)".to_string()
+        }
+        CertificateError::BadEncoding => "the certificate is malformed (bad DER)".to_string(),
+        CertificateError::UnhandledCriticalExtension => {
+            "the certificate has a critical extension retunnel does not understand".to_string()
+        }
         other => format!("{other:?}"),
     }
+}
+
+/// An extended key usage as `openssl x509 -text` names it.
+fn purpose(p: &ExtendedKeyPurpose) -> String {
+    match p {
+        ExtendedKeyPurpose::ServerAuth => "serverAuth (TLS server)".to_string(),
+        ExtendedKeyPurpose::ClientAuth => "clientAuth (TLS client)".to_string(),
+        ExtendedKeyPurpose::Other(oid) => oid.iter().map(ToString::to_string).collect::<Vec<_>>().join("."),
+    }
+}
+
+/// webpki's names of what a certificate carries (`DnsName("a.example")`, `IpAddress(10.0.0.1)`)
+/// as a person writes them.
+fn presented_names(presented: &[String]) -> String {
+    let plain = |n: &String| {
+        let inner = n
+            .strip_prefix("DnsName(")
+            .or_else(|| n.strip_prefix("IpAddress("))
+            .and_then(|r| r.strip_suffix(')'));
+        inner.map_or_else(|| n.clone(), |i| i.trim_matches('"').to_string())
+    };
+    presented.iter().map(plain).collect::<Vec<_>>().join(", ")
+}
+
+/// What is wrong with a CRL, in a few words, with the fix.
+fn crl(e: &CertRevocationListError) -> String {
+    let what = match e {
+        CertRevocationListError::BadSignature => {
+            "its signature does not verify with the key of the CA that issued the certificate (a forged CRL, or one from another CA of the same name)".to_string()
+        }
+        CertRevocationListError::IssuerInvalidForCrl => {
+            "its issuer may not sign CRLs (the CA certificate's keyUsage lacks cRLSign)".to_string()
+        }
+        CertRevocationListError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertRevocationListError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "it is signed with an algorithm retunnel does not accept".to_string()
+        }
+        other => format!("{other:?}"),
+    };
+    format!("a CRL in CRLfile/CRLpath cannot be used: {what}; give the current CRL the issuing CA publishes")
 }
 
 /// webpki's typed reason for a self-signed certificate that is also a CA (what `openssl req
@@ -332,6 +435,17 @@ fn hint(e: &CertificateError) -> &'static str {
         e if ca_as_server(e) => {
             "give the server a certificate with CA:FALSE (e.g. -addext basicConstraints=critical,CA:FALSE) signed by a CA, and point CAfile at that CA"
         }
+        CertificateError::BadSignature => "point CAfile at the CA that really issued the server's certificate",
+        CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "the server needs a certificate signed with SHA-256 or stronger"
+        }
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            "give the server a certificate for TLS servers (extendedKeyUsage = serverAuth)"
+        }
+        CertificateError::ExpiredRevocationList | CertificateError::ExpiredRevocationListContext { .. } => {
+            "fetch the CA's current CRL into CRLfile/CRLpath"
+        }
         _ => "check the server's certificate and CAfile",
     }
 }
@@ -342,6 +456,38 @@ mod tests {
 
     use super::{Allowed, client};
     use rustls::{Error, PeerIncompatible};
+
+    /// rustls values that used to reach the log as they are (`BadSignature`,
+    /// `InvalidPurposeContext { … }`, a CRL's `BadSignature`, `DnsName("…")`) are sentences.
+    #[test]
+    fn certificate_and_crl_problems_are_sentences_with_the_fix() {
+        use rustls::{CertRevocationListError, CertificateError, ExtendedKeyPurpose};
+        let purpose = CertificateError::InvalidPurposeContext {
+            required: ExtendedKeyPurpose::ServerAuth,
+            presented: vec![ExtendedKeyPurpose::ClientAuth],
+        };
+        assert_eq!(
+            super::certificate(&purpose),
+            "its extendedKeyUsage does not allow serverAuth (TLS server) (it allows clientAuth (TLS client))"
+        );
+        assert!(super::hint(&purpose).contains("extendedKeyUsage = serverAuth"));
+        let forged = super::certificate(&CertificateError::BadSignature);
+        assert!(
+            forged.starts_with("bad signature: ") && !forged.contains("BadSignature"),
+            "{forged}"
+        );
+        assert!(super::hint(&CertificateError::BadSignature).contains("CAfile"));
+        let crl = super::crl(&CertRevocationListError::BadSignature);
+        assert!(
+            crl.contains("CRLfile/CRLpath") && crl.contains("forged CRL") && !crl.contains("BadSignature"),
+            "{crl}"
+        );
+        let names = vec![
+            "DnsName(\"db.internal\")".to_string(),
+            "IpAddress(10.0.0.2)".to_string(),
+        ];
+        assert_eq!(super::presented_names(&names), "db.internal, 10.0.0.2");
+    }
 
     /// A client speaking TLS 1.1 or older (no signature_algorithms, or an old version in its
     /// hello) is told to upgrade, whatever the section allows; not a raw rustls value.

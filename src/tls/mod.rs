@@ -26,7 +26,9 @@ use rustls::{ClientConfig, HandshakeKind, ServerConfig, SupportedProtocolVersion
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 
-pub use errors::{HandshakeError, SetupError, after_handshake, certificate as describe_certificate_error};
+pub use errors::{
+    HandshakeError, SetupError, after_handshake, certificate as describe_certificate_error, check_ip_names,
+};
 pub use trust::reread as reread_trust_stores;
 pub use verify::Seen;
 
@@ -150,6 +152,8 @@ pub struct TlsClient {
     verifying: bool,
     /// Whether the certificate must be one of `CAfile`/`CApath` (`verifyPeer`).
     pinned: bool,
+    /// With `checkIP`: the names the certificate is checked for, for messages.
+    by_ip: Option<String>,
 }
 
 impl fmt::Debug for TlsClient {
@@ -179,6 +183,7 @@ impl TlsClient {
             name_override,
             verifying: s.verify_chain,
             pinned: s.verify_peer,
+            by_ip: errors::check_ip_names(s),
         })
     }
 
@@ -217,18 +222,23 @@ impl TlsClient {
             true => &self.with_sni,
             false => &self.without_sni,
         };
-        connect(config.clone(), self.verified_name(host), tcp).await
+        connect(config.clone(), self.verified_name(host), self.by_ip.as_deref(), tcp).await
     }
 }
 
-/// A handshake with `config`, verifying `name`.
-async fn connect(config: Arc<ClientConfig>, name: String, tcp: TcpStream) -> Result<TlsStream, HandshakeError> {
+/// A handshake with `config`, verifying `name` (or, with `checkIP`, the names `by_ip` says).
+async fn connect(
+    config: Arc<ClientConfig>,
+    name: String,
+    by_ip: Option<&str>,
+    tcp: TcpStream,
+) -> Result<TlsStream, HandshakeError> {
     let server_name = ServerName::try_from(name.clone()).map_err(|_| HandshakeError::BadName(name.clone()))?;
     tokio_rustls::TlsConnector::from(config)
         .connect(server_name, tcp)
         .await
         .map(stream::Stream)
-        .map_err(|e| errors::upstream(name, &e))
+        .map_err(|e| errors::upstream(name, &e, by_ip))
 }
 
 fn client_config(
@@ -307,7 +317,8 @@ pub async fn inspect(
     let mut config = client_config(s, &provider, recording.clone()).map_err(setup)?;
     config.enable_sni = sni;
     config.resumption = Resumption::disabled();
-    let stream = connect(Arc::new(config), host_name, tcp).await?;
+    let by_ip = errors::check_ip_names(s);
+    let stream = connect(Arc::new(config), host_name, by_ip.as_deref(), tcp).await?;
     let seen = recording.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok((stream, seen))
 }
