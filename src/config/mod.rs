@@ -393,6 +393,34 @@ struct Draft {
     on_readonly: Option<OnReadonly>,
     /// Where `sni` was written, for the message when it disagrees with `checkHost`.
     sni_at: Option<String>,
+    /// Where each option was written, for problems about options together.
+    written_at: WrittenAt,
+}
+
+/// Where each option of a section was last written (as messages start: `file:line: [section]
+/// option: `) and in what order, so that a problem about options together points at the line
+/// to change rather than at the `[section]` line.
+#[derive(Debug, Default)]
+struct WrittenAt {
+    /// Option name in lower case → (order written, where).
+    lines: std::collections::HashMap<String, (usize, String)>,
+    /// How many lines were noted (a repeated option is noted again, as the later one).
+    noted: usize,
+}
+
+impl WrittenAt {
+    fn note(&mut self, key: &str, at: String) {
+        self.noted += 1;
+        self.lines.insert(key.to_ascii_lowercase(), (self.noted, at));
+    }
+
+    /// Where the last written of `keys` is, else `fallback: ` (the section's header).
+    fn last_of(&self, keys: &[&str], fallback: &str) -> String {
+        keys.iter()
+            .filter_map(|k| self.lines.get(&k.to_ascii_lowercase()))
+            .max_by_key(|(order, _)| *order)
+            .map_or_else(|| format!("{fallback}: "), |(_, at)| at.clone())
+    }
 }
 
 impl Default for Draft {
@@ -421,6 +449,7 @@ impl Default for Draft {
             cluster_ports: None,
             on_readonly: None,
             sni_at: None,
+            written_at: WrittenAt::default(),
         }
     }
 }
@@ -651,6 +680,7 @@ impl Parser<'_> {
                 section: written_in,
                 entry,
             };
+            draft.written_at.note(&entry.key, self.locate(&at));
             match self.known(&at) {
                 Some(options::Sets::Section(set)) => set(self, &at, &mut draft),
                 Some(options::Sets::Process(_)) => self.warn(
@@ -710,8 +740,10 @@ impl Parser<'_> {
             cluster_ports,
             on_readonly,
             sni_at,
+            written_at,
         } = draft;
-        self.version_bounds(header, &mut tls, options_min, options_max);
+        let versions_at = written_at.last_of(&["sslVersion", "sslVersionMin", "sslVersionMax", "options"], header);
+        self.version_bounds(&versions_at, &mut tls, options_min, options_max);
         if let (Some(sni), Some(host)) = (&tls.sni, &tls.check_host)
             && !sni.is_empty()
             && !sni.eq_ignore_ascii_case(host)
@@ -721,7 +753,7 @@ impl Parser<'_> {
                 "{at}`sni = {sni}` differs from `checkHost = {host}`; retunnel verifies the name it sends, so remove `sni` or make them equal"
             ));
         }
-        self.verification(header, &tls);
+        self.verification(header, &tls, &written_at);
         match (&mut redis, cluster_ports) {
             (Some(r), ports) => r.cluster_ports = ports,
             (None, Some(_)) => self.problems.push(format!(
@@ -767,7 +799,7 @@ impl Parser<'_> {
             verify: verify_asked,
             require: require_cert,
         };
-        tls.client_auth = self.client_auth(header, client, connect_tls, asked, &tls);
+        tls.client_auth = self.client_auth(header, client, connect_tls, asked, &tls, &written_at);
         let ends = self.ends(header, client, cert, key, connect_tls);
         if self.problems.len() > problems_before {
             return None;
@@ -803,21 +835,24 @@ impl Parser<'_> {
         connect_tls: Option<bool>,
         asked: Asked,
         tls: &TlsSettings,
+        written_at: &WrittenAt,
     ) -> Option<ClientAuth> {
         if client || connect_tls == Some(true) {
             return None;
         }
         if !asked.verify {
             if asked.require == Some(true) {
+                let at = written_at.last_of(&["requireCert"], header);
                 self.problems.push(format!(
-                    "{header}: `requireCert = yes` alone would let in a client with any certificate; add `verifyChain = yes` and `CAfile` with the CA that issues client certificates"
+                    "{at}`requireCert = yes` alone would let in a client with any certificate; add `verifyChain = yes` and `CAfile` with the CA that issues client certificates"
                 ));
             }
             return None;
         }
         if tls.ca_file.is_none() && tls.ca_path.is_none() {
+            let at = written_at.last_of(&["verify", "verifyChain", "verifyPeer"], header);
             self.problems.push(format!(
-                "{header}: with `client = no`, `verify`/`verifyChain`/`verifyPeer` check clients' certificates against CAfile/CApath only (never the system store); add `CAfile` with the CA that issues them"
+                "{at}with `client = no`, `verify`/`verifyChain`/`verifyPeer` check clients' certificates against CAfile/CApath only (never the system store); add `CAfile` with the CA that issues them"
             ));
         }
         Some(match asked.require {
@@ -828,21 +863,25 @@ impl Parser<'_> {
 
     /// What the verification options say together: names to check need a certificate that
     /// is checked, pins need the files they pin to, CRLs need the chain.
-    fn verification(&mut self, header: &str, tls: &TlsSettings) {
+    fn verification(&mut self, header: &str, tls: &TlsSettings, written_at: &WrittenAt) {
+        let at = |keys: &[&str]| written_at.last_of(keys, header);
         let checked = tls.verify_chain || tls.verify_peer;
         if !checked && (tls.check_host.is_some() || !tls.check_ips.is_empty()) {
             self.problems.push(format!(
-                "{header}: `checkHost`/`checkIP` need the certificate verified to mean anything; remove `verifyChain = no`/`verify = 0` or remove them"
+                "{}`checkHost`/`checkIP` need the certificate verified to mean anything; remove `verifyChain = no`/`verify = 0` or remove them",
+                at(&["checkHost", "checkIP"])
             ));
         }
         if tls.verify_peer && tls.ca_file.is_none() && tls.ca_path.is_none() {
             self.problems.push(format!(
-                "{header}: `verifyPeer = yes`/`verify = 3|4` accept only the certificates in CAfile/CApath; add `CAfile = FILE` holding the peer's certificate"
+                "{}`verifyPeer = yes`/`verify = 3|4` accept only the certificates in CAfile/CApath; add `CAfile = FILE` holding the peer's certificate",
+                at(&["verifyPeer", "verify"])
             ));
         }
         if !tls.verify_chain && (tls.crl_file.is_some() || tls.crl_path.is_some()) {
             self.problems.push(format!(
-                "{header}: `CRLfile`/`CRLpath` are checked along the certificate chain, which this section does not verify; remove `verifyChain = no`/`verify = 0|4` or remove them"
+                "{}`CRLfile`/`CRLpath` are checked along the certificate chain, which this section does not verify; remove `verifyChain = no`/`verify = 0|4` or remove them",
+                at(&["CRLfile", "CRLpath"])
             ));
         }
     }
@@ -851,7 +890,7 @@ impl Parser<'_> {
     /// that leave no version are a problem naming what left none.
     fn version_bounds(
         &mut self,
-        header: &str,
+        at: &str,
         tls: &mut TlsSettings,
         options_min: Option<TlsVersion>,
         options_max: Option<TlsVersion>,
@@ -874,7 +913,7 @@ impl Parser<'_> {
                 tls.min_version
             ),
         };
-        self.problems.push(format!("{header}: {why}"));
+        self.problems.push(format!("{at}{why}"));
     }
 
     /// What each end speaks, from `client`, `cert`/`key` and `connectTLS`: the accepting

@@ -1115,3 +1115,28 @@ fn v4_mapped_loopback_is_loopback_for_the_network_warning() {
     let s = svc("[r]\naccept = [::ffff:10.0.0.1]:1\nconnect = h.example:1\n");
     assert_eq!(crate::tunnel::risks(&s).len(), 1);
 }
+
+/// Problems about options together point at the line of the option to change (the last
+/// written of those involved), not at the `[section]` line.
+#[test]
+fn combination_problems_point_at_the_option_line() {
+    let ca = pem("CERTIFICATE");
+    let crl = pem("X509 CRL");
+    let cases = [
+        ("verifyChain = no\ncheckIP = 10.0.0.1".to_string(), "5: [redis] checkIP: "),
+        (
+            format!(
+                "verify = 4\nCAfile = {}\nCRLfile = {}",
+                ca.path().display(),
+                crl.path().display()
+            ),
+            "6: [redis] CRLfile: ",
+        ),
+        ("options = NO_TLSv1.2\nsslVersionMax = TLSv1.2".to_string(), "5: [redis] sslVersionMax: "),
+        ("verifyPeer = yes".to_string(), "4: [redis] verifyPeer: "),
+    ];
+    for (lines, at) in cases {
+        let e = one_err(&section(&lines));
+        assert!(e.starts_with(&format!("{FILE}:{at}")), "{lines}: {e}");
+    }
+}
