@@ -89,12 +89,18 @@ pub fn read_file(path: &std::path::Path) -> Result<String, String> {
     file.take(MAX_FILE + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read it: {e}"))?;
-    String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "not UTF-8 text (first bad byte at offset {}); save the file as UTF-8",
-            e.utf8_error().valid_up_to()
-        )
-    })
+    String::from_utf8(bytes).map_err(|e| not_utf8(e.as_bytes(), e.utf8_error().valid_up_to()))
+}
+
+/// Where the first byte that is not UTF-8 is, by line and column as an editor shows them.
+fn not_utf8(bytes: &[u8], at: usize) -> String {
+    let before = &bytes[..at];
+    let line = 1 + before.iter().filter(|b| **b == b'\n').count();
+    let column = 1 + before.iter().rev().take_while(|b| **b != b'\n').count();
+    format!(
+        "not UTF-8 text: line {line}, column {column} holds byte 0x{:02x}; save the file as UTF-8 (`iconv -f latin1 -t utf-8` converts a Latin-1 one)",
+        bytes[at]
+    )
 }
 
 /// Strips a UTF-8 byte-order mark, turns CRLF and lone CR line ends into LF, and drops the

@@ -861,11 +861,11 @@ fn load_reports_unreadable_and_non_utf8_files() {
         &["huge.conf", "more than"],
     );
     let latin1 = dir.path().join("latin1.conf");
-    std::fs::write(&latin1, b"; caf\xe9\n[r]\naccept = 1\nconnect = h:1\n").unwrap();
+    std::fs::write(&latin1, b"[r]\naccept = 1\n; caf\xe9\nconnect = h:1\n").unwrap();
     let e = Config::load(&latin1).unwrap_err();
     assert_has(
         &e.to_string(),
-        &["latin1.conf", "not UTF-8", "offset 5", "save the file as UTF-8"],
+        &["latin1.conf", "not UTF-8", "line 3, column 6 holds byte 0xe9", "save the file as UTF-8"],
     );
     let good = dir.path().join("good.conf");
     std::fs::write(&good, section("")).unwrap();
