@@ -234,6 +234,7 @@ pub fn client(e: &io::Error, allowed: Allowed) -> HandshakeError {
             "the client sent no certificate, and this section requires one (verifyChain/verifyPeer/requireCert); give the client one issued by a CA in CAfile/CApath (redis-cli --cert/--key)".to_string()
         }
         Some(Error::InvalidCertificate(c)) => format!("client certificate rejected: {}", client_certificate(c)),
+        Some(Error::InvalidCertRevocationList(e)) => crl(e),
         Some(other) => other.to_string(),
         None => "the client closed the connection during the handshake (does it trust our certificate?)".to_string(),
     };
