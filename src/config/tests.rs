@@ -865,7 +865,12 @@ fn load_reports_unreadable_and_non_utf8_files() {
     let e = Config::load(&latin1).unwrap_err();
     assert_has(
         &e.to_string(),
-        &["latin1.conf", "not UTF-8", "line 3, column 6 holds byte 0xe9", "save the file as UTF-8"],
+        &[
+            "latin1.conf",
+            "not UTF-8",
+            "line 3, column 6 holds byte 0xe9",
+            "save the file as UTF-8",
+        ],
     );
     let good = dir.path().join("good.conf");
     std::fs::write(&good, section("")).unwrap();
@@ -1123,7 +1128,10 @@ fn combination_problems_point_at_the_option_line() {
     let ca = pem("CERTIFICATE");
     let crl = pem("X509 CRL");
     let cases = [
-        ("verifyChain = no\ncheckIP = 10.0.0.1".to_string(), "5: [redis] checkIP: "),
+        (
+            "verifyChain = no\ncheckIP = 10.0.0.1".to_string(),
+            "5: [redis] checkIP: ",
+        ),
         (
             format!(
                 "verify = 4\nCAfile = {}\nCRLfile = {}",
@@ -1132,7 +1140,10 @@ fn combination_problems_point_at_the_option_line() {
             ),
             "6: [redis] CRLfile: ",
         ),
-        ("options = NO_TLSv1.2\nsslVersionMax = TLSv1.2".to_string(), "5: [redis] sslVersionMax: "),
+        (
+            "options = NO_TLSv1.2\nsslVersionMax = TLSv1.2".to_string(),
+            "5: [redis] sslVersionMax: ",
+        ),
         ("verifyPeer = yes".to_string(), "4: [redis] verifyPeer: "),
     ];
     for (lines, at) in cases {
