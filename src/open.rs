@@ -135,7 +135,7 @@ pub async fn dial(shared: &Shared) -> Result<Dialed, upstream::ConnectError> {
     // included).
     let finish = |i: usize, tcp: TcpStream| async move {
         metrics.connected(start.elapsed());
-        if shared.redis.is_some() && reaches_self(&tcp) {
+        if reaches_self(&tcp) {
             return Err(OpenError::Loop);
         }
         let fd = tcp.as_raw_fd();
@@ -182,7 +182,7 @@ enum OpenError {
     #[error("TLS handshake failed: {0}")]
     Tls(#[from] HandshakeError),
     /// The connection reached one of retunnel's own listeners.
-    #[error("this address is one of retunnel's own listeners; tunnelling into itself would loop")]
+    #[error("{}", crate::own::LOOP)]
     Loop,
 }
 

@@ -308,6 +308,9 @@ where
     Fut: Future<Output = Result<S, E>>,
 {
     use Stage::{Connect, Handshake};
+    if crate::own::is_listening_on(addr) {
+        return Err((Connect, Reason::Unreachable, crate::own::LOOP.into()));
+    }
     let stream = match tokio::time::timeout_at(deadline, sockopt::connect(addr, opts)).await {
         Err(_) => return Err((Connect, Reason::Timeout, "no answer (TIMEOUTconnect)".into())),
         Ok(Err(e)) => return Err((Connect, e.reason(), describe_io(&e))),

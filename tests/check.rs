@@ -709,5 +709,22 @@ fn a_server_that_demands_a_client_certificate_is_named_with_the_fix() {
             !all.contains("CertificateRequired") && !all.contains("fatal alert"),
             "{version}: {all}"
         );
+
+/// Tester finding 3: a section whose `connect` is its own `accept` is a config error in
+/// `check --offline` (as at start), naming both lines.
+#[test]
+fn offline_refuses_a_connect_to_its_own_accept() {
+    let conf = "[loop]\naccept = 6391\nconnect = localhost:6391\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_conf(dir.path(), conf);
+    let out = run_retunnel(&["check".as_ref(), "--offline".as_ref(), path.as_os_str()]);
+    assert_eq!(out.code, Some(2), "{}{}", out.stdout, out.stderr);
+    let line3 = format!(
+        "{}:3: [loop] connect: localhost:6391 is this section's own `accept`",
+        path.display()
+    );
+    let line2 = format!("({}:2: accept = 6391)", path.display());
+    for part in [line3.as_str(), line2.as_str(), "connect to itself"] {
+        assert!(out.stderr.contains(part), "{part:?} missing in {}", out.stderr);
     }
 }

@@ -189,3 +189,34 @@ fn timeout_close_bounds_the_drain_on_shutdown() {
     let got = open.read(&mut [0u8; 16]);
     assert!(matches!(got, Ok(0) | Err(_)), "{got:?}");
 }
+
+/// Tester finding 3: an upstream address that is one of retunnel's own listeners (here by a
+/// `--connect-to` mapping, which the config check cannot see) is refused before connecting,
+/// with one log line per client, instead of chaining connections through retunnel until no
+/// descriptor is left. The section, and the process, keep serving.
+#[test]
+fn an_upstream_that_is_retunnel_itself_is_refused_not_chained() {
+    let port = free_port();
+    let conf = format!("[loop]\naccept = 127.0.0.1:{port}\nconnect = loop.example:6379\n");
+    let map = format!("loop.example:6379:127.0.0.1:{port}");
+    let rt = Retunnel::spawn(&conf, &["--connect-to", &map]);
+    rt.log.wait_for("listening");
+    let fds_before = std::fs::read_dir(format!("/proc/{}/fd", rt.pid())).unwrap().count();
+    for n in 1..=2 {
+        let mut c = connect(port);
+        expect_closed(&mut c);
+        rt.log.wait_for_n("one of retunnel's own listeners", n);
+    }
+    let log = rt.log.text();
+    let refused = lines_with(
+        &log,
+        &[
+            "WARN",
+            "cannot reach upstream",
+            &format!("127.0.0.1:{port}: this address is one of retunnel's own listeners"),
+        ],
+    );
+    assert_eq!(refused.len(), 2, "one line per client, no chain:\n{log}");
+    let fds_after = std::fs::read_dir(format!("/proc/{}/fd", rt.pid())).unwrap().count();
+    assert!(fds_after <= fds_before + 2, "descriptors {fds_before} → {fds_after}");
+}

@@ -343,3 +343,29 @@ fn replies_nested_65_levels_deep_pass() {
     assert_eq!(out, "1", "{out}");
     assert_eq!(redis_cli(port, &["ping"]), "PONG");
 }
+
+/// Tester finding 16: the metrics endpoint is one of retunnel's own listeners too: a redirect
+/// naming its port gets no node listener (which would tunnel TLS into retunnel's HTTP port).
+#[test]
+fn a_redirect_to_the_metrics_port_gets_no_node_listener() {
+    let up = TlsUpstream::start(&[]);
+    let (port, m) = (free_port(), free_port());
+    let conf = format!(
+        "metrics = 127.0.0.1:{m}\n{}",
+        up.section("redis", port, "protocol = redis\n")
+    );
+    let rt = Retunnel::start(&conf, 1);
+    // Answering means its accept loop runs, and it registered its address before that.
+    assert_eq!(get(m, "/health").0, 200);
+    for _ in 0..2 {
+        assert_eq!(
+            fake_redirects(port, "127.0.0.1", m, 1),
+            [format!("-MOVED 1 127.0.0.1:{m}")]
+        );
+    }
+    assert!(
+        !rt.log.text().contains("cluster node listener opened"),
+        "{}",
+        rt.log.text()
+    );
+}

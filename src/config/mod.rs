@@ -9,6 +9,7 @@ mod include;
 mod lines;
 mod oneoff;
 pub mod options;
+mod selfloop;
 mod values;
 
 use std::fmt;
@@ -463,6 +464,23 @@ struct Asked {
     require: Option<bool>,
 }
 
+/// A section's lines and the defaults of the global part it inherits: section values override
+/// the defaults, except `options`, which add up. A default is reported where it is written
+/// (the global part), once for all sections.
+fn lines_of<'e>(section: &'e Section, defaults: &[&'e Entry]) -> selfloop::Lines<'e> {
+    let name = section.name.as_deref().unwrap_or_default();
+    let own = |key: &str| section.entries.iter().any(|e| e.key.eq_ignore_ascii_case(key));
+    let inherited = defaults
+        .iter()
+        .copied()
+        .filter(|d| d.key.eq_ignore_ascii_case("options") || !own(&d.key));
+    let entries = inherited
+        .map(|e| (None, e))
+        .chain(section.entries.iter().map(|e| (Some(name), e)))
+        .collect();
+    selfloop::Lines { name, entries }
+}
+
 /// Where an entry came from, for messages.
 struct At<'e> {
     section: Option<&'e str>,
@@ -625,6 +643,8 @@ impl Parser<'_> {
         if let Some(addr) = global.metrics {
             self.metrics_clash(addr, global_part, services, &out);
         }
+        let lines: Vec<_> = services.iter().map(|s| lines_of(s, &defaults)).collect();
+        self.self_loops(&lines);
         Config {
             path: self.path.to_path_buf(),
             global,
@@ -663,19 +683,9 @@ impl Parser<'_> {
 
     fn service(&mut self, section: &Section, defaults: &[&Entry]) -> Option<ServiceConfig> {
         let name = section.name.clone().expect("only the global part has no name");
-        // Section values override the global defaults, except `options`, which add up.
-        let own = |key: &str| section.entries.iter().any(|e| e.key.eq_ignore_ascii_case(key));
-        let inherited = defaults
-            .iter()
-            .copied()
-            .filter(|d| d.key.eq_ignore_ascii_case("options") || !own(&d.key));
-        // A default is reported where it is written (the global part), once for all sections.
-        let located = inherited
-            .map(|e| (None, e))
-            .chain(section.entries.iter().map(|e| (Some(name.as_str()), e)));
         let problems_before = self.problems.len();
         let mut draft = Draft::default();
-        for (written_in, entry) in located {
+        for (written_in, entry) in lines_of(section, defaults).entries {
             let at = At {
                 section: written_in,
                 entry,

@@ -89,7 +89,9 @@ impl Config {
             entries: o.entries(),
             file: None,
         };
-        match p.service(&section, &[]) {
+        let service = p.service(&section, &[]);
+        p.self_loops(&[super::lines_of(&section, &[])]);
+        match service {
             Some(service) if p.problems.is_empty() => Ok(Config {
                 path: path.to_path_buf(),
                 global: Global::default(),

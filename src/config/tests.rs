@@ -1150,4 +1150,47 @@ fn combination_problems_point_at_the_option_line() {
         let e = one_err(&section(&lines));
         assert!(e.starts_with(&format!("{FILE}:{at}")), "{lines}: {e}");
     }
+
+/// Tester finding 3: a section connecting to its own `accept` chained connections to itself
+/// until no descriptor was left. Refused naming both lines, as another section's `accept` is.
+#[test]
+fn connect_to_an_own_accept_is_refused_naming_both_lines() {
+    let p = one_err("[loop]\naccept = 6391\nconnect = localhost:6391\n");
+    assert_has(
+        &p,
+        &[
+            &format!("{FILE}:3: [loop] connect: "),
+            "localhost:6391 is this section's own `accept`",
+            &format!("({FILE}:2: accept = 6391)"),
+            "connect to itself",
+            "point `connect` at the TLS server",
+        ],
+    );
+    let p = one_err(
+        "[a]\naccept = 0.0.0.0:7001\nconnect = db.example.com:6379\n[b]\naccept = 7002\nconnect = 127.0.0.1:7001\n",
+    );
+    assert_has(
+        &p,
+        &[
+            &format!("{FILE}:6: [b] connect: "),
+            "[a]'s `accept`",
+            &format!("{FILE}:2: accept"),
+        ],
+    );
+    // Another port, another address, or a port the system picks: no loop.
+    ok("[a]\naccept = 7001\nconnect = localhost:7002\n");
+    ok("[a]\naccept = 127.0.0.1:7001\nconnect = 127.0.0.2:7001\n");
+    ok("[a]\naccept = 0\nconnect = db.example.com:6379\n");
+    // On the command line the flags are named.
+    let o = OneOff {
+        accept: "6391".into(),
+        connect: "localhost:6391".into(),
+        ..OneOff::default()
+    };
+    let p = Config::one_off(&o).unwrap_err().problems;
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_has(
+        &p[0],
+        &["--connect localhost:6391 is this section's own `accept` (--accept: accept = 6391)"],
+    );
 }

@@ -44,6 +44,8 @@ pub fn risk(addr: std::net::SocketAddr) -> Option<String> {
 
 /// Serves until `stop` fires.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: CancellationToken) {
+    // No section and no cluster node listener may tunnel to this port: it is retunnel's own.
+    let _own = crate::own::Listening::register(listener.local_addr().ok());
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
