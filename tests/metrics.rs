@@ -442,3 +442,25 @@ fn status_finds_a_metrics_port_chosen_at_start_through_the_pid_file() {
         r.stderr
     );
 }
+
+/// Tester finding 4: 16 idle TCP connections to the endpoint used to queue every other client
+/// behind their 10 s header timeout (probes failed). With 32 idle connections open, `/health`
+/// still answers, well within that.
+#[test]
+fn idle_connections_do_not_delay_health() {
+    use std::io::{Read, Write};
+    let (accept, metrics) = (free_port(), free_port());
+    let conf = format!("metrics = 127.0.0.1:{metrics}\n[a]\naccept = {accept}\nconnect = localhost:1\n");
+    let _rt = Retunnel::start(&conf, 1);
+    assert_eq!(get(metrics, "/health").0, 200);
+    let idle: Vec<_> = (0..32).map(|_| connect(metrics)).collect();
+    let mut s = connect(metrics);
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: retunnel\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let read = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(read.is_ok() && text.starts_with("HTTP/1.1 200"), "{read:?} {text:?}");
+    drop(idle);
+}

@@ -1,7 +1,8 @@
 //! The HTTP listener of `metrics = ADDR:PORT`, served by hyper: `GET /metrics` (Prometheus
 //! text), `GET /health` (200 or 503 with one line of JSON) and `GET /status` (every section as
 //! JSON, for `retunnel status`). It takes a bound listener and a stop signal, like the
-//! sections; a slow or stuck scraper holds only its own connection.
+//! sections; a slow, stuck or idle client holds only its own connection (each is its own task,
+//! closed when its headers do not come in time), and never delays another's answer.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,10 +21,12 @@ use tracing::{debug, warn};
 use super::Metrics;
 use super::export;
 
-/// Scrapes served at once; more wait in the backlog (Prometheus scrapes one at a time).
-const MAX_CLIENTS: usize = 16;
-/// A client that has not sent its request headers by then is closed.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Clients connected at once; one more is closed at once rather than queued behind them
+/// (Prometheus scrapes one at a time; probes and `retunnel status` add a few).
+const MAX_CLIENTS: usize = 128;
+/// A client that has not sent its request headers by then is closed, and so is a kept-alive
+/// one that sends no next request: an idle connection holds a slot this long at most.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a retunnel with `pid = PATH` and `metrics = ADDR:0` notes the port it was given, for
 /// `retunnel status -c FILE`: `PATH.metrics`, holding `ADDR:PORT` and a newline.
@@ -48,9 +51,6 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: Cancellat
     let _own = crate::own::Listening::register(listener.local_addr().ok());
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
             r = listener.accept() => r,
@@ -63,6 +63,12 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stop: Cancellat
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        // Taken after `accept`: a client queued behind idle ones would wait for their
+        // header timeout, and a health probe would fail for it.
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            debug!(%peer, "metrics: {MAX_CLIENTS} clients connected already; closing this one");
+            continue;
         };
         let metrics = metrics.clone();
         let stop = stop.clone();
