@@ -243,9 +243,13 @@ pub fn parse() -> Cli {
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
-/// Writes the completion script for `shell`.
-pub fn completions(shell: Shell, out: &mut dyn std::io::Write) {
-    clap_complete::generate(shell, &mut command(), "retunnel", out);
+/// Writes the completion script for `shell`. Generated into memory first: clap_complete
+/// panics on a failed write (`retunnel completions bash | head -1`).
+pub fn completions(shell: Shell, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command(), "retunnel", &mut script);
+    out.write_all(&script)?;
+    out.flush()
 }
 
 /// Writes the man page of retunnel, or of one of its subcommands (`retunnel-check(1)`, which

@@ -1,6 +1,7 @@
 //! The `retunnel` command: parse the command line, load the config, set up logging, run (or
 //! check), and turn the outcome into a message and an exit code.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use retunnel::check::{self, Style};
@@ -10,23 +11,55 @@ use retunnel::daemon::Detached;
 use retunnel::logging;
 use retunnel::upstream::ConnectTo;
 
+/// `print!` to standard output, except that a reader that went away (`retunnel check | head`)
+/// is no error: the rest is dropped and the exit code stays what the outcome says.
+macro_rules! out {
+    ($($t:tt)*) => { emit(&mut std::io::stdout(), format_args!($($t)*)) };
+}
+/// `println!`, as [`out!`].
+macro_rules! outln {
+    ($($t:tt)*) => { emit(&mut std::io::stdout(), format_args!("{}\n", format_args!($($t)*))) };
+}
+/// `eprintln!`, as [`out!`] (`2>&1 | head` closes standard error too).
+macro_rules! errln {
+    ($($t:tt)*) => { emit(&mut std::io::stderr(), format_args!("{}\n", format_args!($($t)*))) };
+}
+
+/// Writes and flushes; a closed pipe ends the output quietly, and any other failure is said
+/// once on standard error (if that still works) instead of panicking as `print!` does.
+fn emit(w: &mut dyn Write, text: std::fmt::Arguments) {
+    match w.write_fmt(text).and_then(|()| w.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            let _ = writeln!(std::io::stderr(), "retunnel: cannot write the output: {e}");
+        }
+        _ => {}
+    }
+}
+
+/// Whether a write failed only because the reader went away (`| head`): that ends the
+/// output, not the command's success.
+fn written(r: std::io::Result<()>, what: &str) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            errln!("retunnel: cannot write {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = cli::parse();
     match cli.command {
         Some(Command::Check(args)) => run_check(&args),
         Some(Command::Status(args)) => run_status(&args),
         Some(Command::Completions { shell }) => {
-            cli::completions(shell, &mut std::io::stdout());
-            ExitCode::SUCCESS
+            written(cli::completions(shell, &mut std::io::stdout()), "the completion script")
         }
-        Some(Command::Man { subcommand }) => match cli::man(subcommand.as_deref(), &mut std::io::stdout()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("retunnel: cannot write the man page: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Some(Command::Man { subcommand }) => {
+            written(cli::man(subcommand.as_deref(), &mut std::io::stdout()), "the man page")
+        }
         None => run_daemon(&cli.source, cli.daemon, cli.metrics.as_deref()),
     }
 }
@@ -37,13 +70,13 @@ fn load(source: &Source, what: &str, outcome: &str) -> Result<(Config, Vec<Warni
     match loaded {
         Ok(((config, warnings), map)) => Ok((config, warnings, map)),
         Err(SourceError::Missing) => {
-            eprintln!(
+            errln!(
                 "{what}: no configuration; give `-c FILE` (see tunnel.conf.example) or `--accept ADDR --connect HOST:PORT`, or see --help"
             );
             Err(ExitCode::from(2))
         }
         Err(SourceError::ConnectTo(e)) => {
-            eprintln!("{what}: {e}");
+            errln!("{what}: {e}");
             Err(ExitCode::from(2))
         }
         Err(SourceError::Config(e)) => Err(problems(what, outcome, &e.problems)),
@@ -52,16 +85,16 @@ fn load(source: &Source, what: &str, outcome: &str) -> Result<(Config, Vec<Warni
 
 /// Prints every problem of a configuration; returns the exit code for it.
 fn problems(what: &str, outcome: &str, problems: &[String]) -> ExitCode {
-    eprintln!("{what}: the configuration has {} problem(s){outcome}:", problems.len());
+    errln!("{what}: the configuration has {} problem(s){outcome}:", problems.len());
     for p in problems {
-        eprintln!("  {p}");
+        errln!("  {p}");
     }
     ExitCode::from(2)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Runtime::new().map_err(|e| {
-        eprintln!("retunnel: cannot start the async runtime: {e}");
+        errln!("retunnel: cannot start the async runtime: {e}");
         ExitCode::FAILURE
     })
 }
@@ -76,7 +109,7 @@ fn run_daemon(source: &Source, daemon: bool, metrics: Option<&str>) -> ExitCode 
             Ok(addr) => match retunnel::config::accepting_on(&config.services, addr) {
                 None => config.global.metrics = Some(addr),
                 Some(s) => {
-                    eprintln!(
+                    errln!(
                         "retunnel: --metrics {m}: [{}] accepts clients on {addr}; two listeners cannot share a port: choose another port for --metrics",
                         s.name
                     );
@@ -84,7 +117,7 @@ fn run_daemon(source: &Source, daemon: bool, metrics: Option<&str>) -> ExitCode 
                 }
             },
             Err(e) => {
-                eprintln!("retunnel: --metrics {m}: {e}");
+                errln!("retunnel: --metrics {m}: {e}");
                 return ExitCode::from(2);
             }
         }
@@ -96,7 +129,7 @@ fn run_daemon(source: &Source, daemon: bool, metrics: Option<&str>) -> ExitCode 
             Ok(Detached::Parent(code)) => return ExitCode::from(code),
             Ok(Detached::Child(ready)) => Some(ready),
             Err(e) => {
-                eprintln!("retunnel: cannot detach into the background: {e}");
+                errln!("retunnel: cannot detach into the background: {e}");
                 return ExitCode::FAILURE;
             }
         }
@@ -114,7 +147,7 @@ fn run_daemon(source: &Source, daemon: bool, metrics: Option<&str>) -> ExitCode 
     let log = match logging::init(&settings) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("retunnel: {e}");
+            errln!("retunnel: {e}");
             return ExitCode::from(2);
         }
     };
@@ -137,7 +170,7 @@ fn run_daemon(source: &Source, daemon: bool, metrics: Option<&str>) -> ExitCode 
         Err(e) => {
             tracing::error!("{e}");
             if log_elsewhere {
-                eprintln!("retunnel: {e}");
+                errln!("retunnel: {e}");
             }
             ExitCode::FAILURE
         }
@@ -148,7 +181,7 @@ fn run_status(args: &StatusArgs) -> ExitCode {
     let addr = match args.address() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("retunnel status: {e}");
+            errln!("retunnel status: {e}");
             return ExitCode::from(2);
         }
     };
@@ -159,13 +192,13 @@ fn run_status(args: &StatusArgs) -> ExitCode {
     let answer = match runtime.block_on(retunnel::status::ask(addr)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("retunnel status: {e}");
+            errln!("retunnel status: {e}");
             return ExitCode::from(2);
         }
     };
     match args.json {
-        true => println!("{}", serde_json::to_string_pretty(&answer.status).unwrap_or_default()),
-        false => print!("{}", retunnel::status::render_table(&answer.status)),
+        true => outln!("{}", serde_json::to_string_pretty(&answer.status).unwrap_or_default()),
+        false => out!("{}", retunnel::status::render_table(&answer.status)),
     }
     match answer.healthy {
         true => ExitCode::SUCCESS,
@@ -184,14 +217,14 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         warnings.extend(risks.into_iter().map(|w| Warning(format!("[{}] {w}", svc.name))));
     }
     for w in &warnings {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     if args.offline {
         let found = check::offline_problems(&config);
         if !found.is_empty() {
             return problems("retunnel check", "", &found);
         }
-        print!("{}", check::render_offline(&config, &warnings, args.json));
+        out!("{}", check::render_offline(&config, &warnings, args.json));
         return ExitCode::SUCCESS;
     }
     let runtime = match runtime() {
@@ -202,8 +235,8 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     // An inspecting handshake that ran out of time may still hold a blocking thread.
     runtime.shutdown_background();
     match args.json {
-        true => println!("{}", check::render_json(&report)),
-        false => print!("{}", check::render_text(&report, Style::detect())),
+        true => outln!("{}", check::render_json(&report)),
+        false => out!("{}", check::render_text(&report, Style::detect())),
     }
     if report.ok {
         ExitCode::SUCCESS

@@ -186,3 +186,51 @@ fn completions_and_man_page_come_from_the_cli() {
         bad.stderr
     );
 }
+
+/// Runs `retunnel ARGS` with standard output on a pipe whose reader is gone already, as
+/// `| head -1` leaves it once it has its line (and with `both`, standard error too, as
+/// `2>&1 | head`); returns the exit code and what went to standard error otherwise.
+fn into_closed_pipe(args: &[&str], both: bool) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = Command::new(retunnel_bin());
+    cmd.args(args).env_remove("RUST_LOG").stdin(std::process::Stdio::null());
+    cmd.stdout(writer.try_clone().unwrap());
+    match both {
+        true => cmd.stderr(writer),
+        false => cmd.stderr(std::process::Stdio::piped()),
+    };
+    let child = cmd.spawn().unwrap();
+    drop(cmd); // our copies of the pipe's writer: only the child's are left
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let out = rx.recv_timeout(WAIT).expect("retunnel finishes").unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Tester finding 9: `retunnel completions bash | head -1` and `retunnel check --offline -c
+/// many.conf 2>&1 | head -2` panicked (exit 101) when the pipe closed. A reader that went
+/// away now ends the output quietly, and the exit code says what the command found.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    for args in [&["completions", "bash"][..], &["man"], &["--help"], &["--version"]] {
+        let (code, stderr) = into_closed_pipe(args, false);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let many: String = (1..=50)
+        .map(|i| {
+            format!(
+                "[s{i}]\naccept = {}\nconnect = db.example.com:6379\ndebug = 7\n",
+                20000 + i
+            )
+        })
+        .collect();
+    let path = write_conf(dir.path(), &many);
+    let path = path.to_str().unwrap();
+    assert_eq!(into_closed_pipe(&["check", "--offline", "-c", path], true).0, Some(0));
+    let bad = write_conf(dir.path(), &format!("{many}[broken]\naccept = 1\n"));
+    let bad = bad.to_str().unwrap();
+    assert_eq!(into_closed_pipe(&["check", "--offline", "-c", bad], true).0, Some(2));
+}
