@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use tokio::signal::unix::{SignalKind, signal};
 
-/// A written pid file, removed again when dropped.
+/// A written pid file, removed again when dropped, unless it no longer holds what this
+/// process wrote (another instance given the same `pid` path has replaced it since).
 #[derive(Debug)]
 pub struct PidFile {
     path: PathBuf,
+    text: String,
 }
 
 impl PidFile {
@@ -17,7 +19,7 @@ impl PidFile {
     /// afresh (never through a symbolic link) with mode 0644: retunnel often starts as root,
     /// and a link planted in a writable pid directory must not make root truncate its target.
     pub fn create(path: &Path) -> io::Result<PidFile> {
-        PidFile::create_with(path, &format!("{}\n", std::process::id()))
+        PidFile::create_with(path, &PidFile::own_text())
     }
 
     /// Writes `text` to `path` with the same care (the metrics address beside the pid file);
@@ -38,14 +40,46 @@ impl PidFile {
         file.write_all(text.as_bytes())?;
         Ok(PidFile {
             path: path.to_path_buf(),
+            text: text.to_string(),
         })
+    }
+
+    /// What this process wrote into the file.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The text this process's pid file holds.
+    pub fn own_text() -> String {
+        format!("{}\n", std::process::id())
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        remove_if_ours(&self.path, &self.text);
     }
+}
+
+/// Removes `path` if it still holds `text`, what this process wrote there.
+pub fn remove_if_ours(path: &Path, text: &str) {
+    if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The process a pid file names, if it is another retunnel that is still running (the same
+/// program name, as `/proc/PID/comm` gives it): a second instance must not take its pid file.
+/// A file naming a process that is gone, or that is something else now (the pid was reused
+/// after a crash), is stale, as stunnel treats every existing pid file.
+pub fn live_owner(path: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    if pid == std::process::id() || pid == 0 {
+        return None;
+    }
+    let comm = |p: &str| std::fs::read_to_string(format!("/proc/{p}/comm")).ok();
+    let theirs = comm(&pid.to_string())?;
+    (Some(theirs) == comm("self")).then_some(pid)
 }
 
 /// Which signal asked retunnel to stop.

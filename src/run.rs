@@ -38,6 +38,16 @@ pub enum RunError {
         /// What the OS said.
         source: io::Error,
     },
+    /// The pid file names another retunnel that is still running.
+    #[error(
+        "pid file {path} names process {pid}, a retunnel that is still running; stop it first (`kill {pid}`), or give this instance a `pid` file of its own"
+    )]
+    PidInUse {
+        /// The `pid` path.
+        path: std::path::PathBuf,
+        /// The process it names.
+        pid: u32,
+    },
     /// `setuid`/`setgid` could not be applied; nothing was served.
     #[error("{0}")]
     Privileges(#[from] DropError),
@@ -69,6 +79,14 @@ pub async fn run(
         Ok(n) => tracing::debug!(limit = n, "open-file limit"),
         Err(e) => warn!(error = %e, "cannot raise the open-file limit; many clients may hit EMFILE"),
     }
+    if let Some(path) = &config.global.pid
+        && let Some(pid) = crate::process::live_owner(path)
+    {
+        return Err(RunError::PidInUse {
+            path: path.clone(),
+            pid,
+        });
+    }
     let metrics = Arc::new(Metrics::default());
     let bound = Tunnel::bind(config.services.clone(), &connect_to, metrics.clone()).await?;
     let endpoint = match config.global.metrics {
@@ -90,6 +108,7 @@ pub async fn run(
     };
     // `exit` skips destructors: the pid file has to be removed by hand on that path.
     let pid_path = config.global.pid.clone();
+    let address_text = _address.as_ref().map(|f| f.text().to_string());
     let was = unsafe { libc::geteuid() };
     privileges::drop_to(config.global.user.as_ref(), config.global.group.as_ref())?;
     match &config.global.user {
@@ -133,8 +152,10 @@ pub async fn run(
         let second = signals.next_stop().await;
         warn!(signal = ?second, "second signal: exiting now");
         if let Some(path) = pid_path {
-            let _ = std::fs::remove_file(metrics::server::address_file(&path));
-            let _ = std::fs::remove_file(path);
+            if let Some(text) = address_text {
+                crate::process::remove_if_ours(&metrics::server::address_file(&path), &text);
+            }
+            crate::process::remove_if_ours(&path, &PidFile::own_text());
         }
         std::process::exit(130);
     });

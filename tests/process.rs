@@ -407,3 +407,58 @@ fn errors_in_included_files_name_the_file_and_line() {
         "{stderr}"
     );
 }
+
+/// Tester finding 10: two instances given the same `pid` path. The second used to overwrite
+/// the first's pid file, and the first, exiting, deleted the second's `.pid` and
+/// `.pid.metrics`. Now a pid file naming a running retunnel stops the start (before anything
+/// binds), one naming a process that is gone or not retunnel is stale and replaced, and an
+/// instance removes its files at exit only while they still hold what it wrote.
+#[test]
+fn a_pid_file_is_not_taken_from_a_running_retunnel_nor_removed_once_not_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("shared.pid");
+    let metrics_file = dir.path().join("shared.pid.metrics");
+    let conf = |port: u16| {
+        format!(
+            "pid = {}\nmetrics = 127.0.0.1:0\n[a]\naccept = {port}\nconnect = localhost:1\n",
+            pid_file.display()
+        )
+    };
+    // The pid file is written once everything listens: wait for it to hold the pid.
+    let holds = |pid: i32| {
+        let text = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        (text.trim().parse() == Ok(pid)).then_some(())
+    };
+    let mut first = Retunnel::start(&conf(free_port()), 1);
+    wait_until("the pid file", || holds(first.pid()));
+    let second_port = free_port();
+    let (code, log) = run_to_exit(&conf(second_port), &[]);
+    assert_eq!(code, Some(1), "{log}");
+    let want = format!(
+        "pid file {} names process {}, a retunnel that is still running; stop it first (`kill {}`)",
+        pid_file.display(),
+        first.pid(),
+        first.pid()
+    );
+    assert!(log.contains(&want), "{log}");
+    assert!(!log.contains("listening"), "nothing was bound: {log}");
+    assert_refused(second_port);
+    assert_eq!(read_pid(&pid_file), first.pid(), "left as it was");
+    // Files another instance wrote since are not removed at exit.
+    std::fs::write(&pid_file, "4194304\n").unwrap();
+    std::fs::write(&metrics_file, "127.0.0.1:1\n").unwrap();
+    first.signal(libc::SIGTERM);
+    first.wait_exit();
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), "4194304\n");
+    assert_eq!(std::fs::read_to_string(&metrics_file).unwrap(), "127.0.0.1:1\n");
+    // A stale file (a pid no process has, or a process that is not retunnel: this test)
+    // is replaced, and removed at exit.
+    for stale in ["4194304".to_string(), std::process::id().to_string()] {
+        std::fs::write(&pid_file, format!("{stale}\n")).unwrap();
+        let mut rt = Retunnel::start(&conf(free_port()), 1);
+        wait_until("the pid file", || holds(rt.pid()));
+        rt.signal(libc::SIGTERM);
+        rt.wait_exit();
+        assert!(!pid_file.exists() && !metrics_file.exists(), "removed at exit");
+    }
+}
