@@ -93,10 +93,12 @@ pub struct StatusArgs {
 }
 
 impl StatusArgs {
-    /// The address to ask: `--metrics`, or the `metrics` option of the file.
-    pub fn address(&self) -> Result<std::net::SocketAddr, String> {
+    /// The address to ask: `--metrics`, or the `metrics` option of the file; with it, the
+    /// file it was read from when `metrics` leaves the port to the system (`PID.metrics`).
+    pub fn address(&self) -> Result<(std::net::SocketAddr, Option<PathBuf>), String> {
         if let Some(m) = &self.metrics {
-            return crate::config::parse_accept(m).map_err(|e| format!("--metrics {m}: {e}"));
+            let addr = crate::config::parse_accept(m).map_err(|e| format!("--metrics {m}: {e}"))?;
+            return Ok((addr, None));
         }
         let Some(path) = &self.config else {
             return Err("give `-c FILE` (the running retunnel's configuration) or `--metrics ADDR:PORT`".into());
@@ -108,27 +110,28 @@ impl StatusArgs {
                 path.display()
             )
         })?;
-        match addr.port() {
-            0 => given_port(path, addr, config.global.pid.as_deref()),
-            _ => Ok(addr),
+        match (addr.port(), config.global.pid.as_deref()) {
+            (0, Some(pid)) => {
+                let file = crate::metrics::server::address_file(pid);
+                Ok((given_port(path, addr, &file)?, Some(file)))
+            }
+            (0, None) => Err(format!(
+                "{} sets `metrics = {addr}`, so the running retunnel chose a free port at start, and with no `pid` it notes that port nowhere; set `pid = PATH` (retunnel then writes the address to PATH.metrics, which `status -c` reads) or a fixed port in `metrics`, and restart it; or ask with `--metrics ADDR:PORT` (retunnel logs it: `metrics listening`)",
+                path.display()
+            )),
+            _ => Ok((addr, None)),
         }
     }
 }
 
 /// `metrics = ADDR:0`: the port the running retunnel was given, from the file it writes
 /// beside its pid file.
-fn given_port(config: &Path, addr: std::net::SocketAddr, pid: Option<&Path>) -> Result<std::net::SocketAddr, String> {
+fn given_port(config: &Path, addr: std::net::SocketAddr, file: &Path) -> Result<std::net::SocketAddr, String> {
     let chosen = format!(
         "{} sets `metrics = {addr}`, so the running retunnel chose a free port at start",
         config.display()
     );
-    let Some(pid) = pid else {
-        return Err(format!(
-            "{chosen}, and with no `pid` it notes that port nowhere; set `pid = PATH` (retunnel then writes the address to PATH.metrics, which `status -c` reads) or a fixed port in `metrics`, and restart it; or ask with `--metrics ADDR:PORT` (retunnel logs it: `metrics listening`)"
-        ));
-    };
-    let file = crate::metrics::server::address_file(pid);
-    let text = std::fs::read_to_string(&file).map_err(|e| match e.kind() {
+    let text = std::fs::read_to_string(file).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!(
             "{chosen} and writes it to {}, which does not exist: is retunnel running with this file?",
             file.display()

@@ -178,7 +178,7 @@ fn run_daemon(source: &Source, daemon: bool, metrics: Option<&str>) -> ExitCode 
 }
 
 fn run_status(args: &StatusArgs) -> ExitCode {
-    let addr = match args.address() {
+    let (addr, noted_in) = match args.address() {
         Ok(a) => a,
         Err(e) => {
             errln!("retunnel status: {e}");
@@ -193,6 +193,12 @@ fn run_status(args: &StatusArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             errln!("retunnel status: {e}");
+            if let Some(file) = noted_in {
+                errln!(
+                    "retunnel status: {addr} was read from {}, which retunnel writes at start and removes at exit; one killed without a chance to clean up (kill -9) leaves it behind: start retunnel again (it replaces the file), or ask with --metrics ADDR:PORT",
+                    file.display()
+                );
+            }
             return ExitCode::from(2);
         }
     };

@@ -429,6 +429,15 @@ fn status_finds_a_metrics_port_chosen_at_start_through_the_pid_file() {
         "{}",
         gone.stderr
     );
+    // Tester finding 17: a file left by a retunnel killed with -9 names a port nobody
+    // answers on; status says where it read it from.
+    let stale = format!("127.0.0.1:{}\n", free_port());
+    std::fs::write(&note, &stale).unwrap();
+    let killed = run_retunnel(&["status".as_ref(), "-c".as_ref(), config.as_os_str()]);
+    assert_eq!(killed.code, Some(2));
+    let read_from = format!("{} was read from {}", stale.trim(), note.display());
+    assert!(killed.stderr.contains(&read_from), "{}", killed.stderr);
+    assert!(killed.stderr.contains("kill -9"), "{}", killed.stderr);
 
     let no_pid = write_conf(
         run.path(),

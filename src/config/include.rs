@@ -44,9 +44,9 @@ pub fn expand(
             Ok(f) => f,
             Err(e) => {
                 problems.push(format!(
-                    "{here}: cannot read directory {}: {e}; check the path (a relative one starts from {})",
+                    "{here}: cannot read directory {}: {e}; {}",
                     dir.display(),
-                    from.parent().unwrap_or(Path::new(".")).display()
+                    path_hint(from, &entry.value)
                 ));
                 continue;
             }
@@ -70,6 +70,22 @@ pub fn expand(
         }
     }
     std::iter::once(global).chain(included).chain(sections).collect()
+}
+
+/// What to check about an `include` path that cannot be read: where a relative one starts.
+fn path_hint(from: &Path, dir: &str) -> String {
+    if Path::new(dir).is_absolute() {
+        return "check the path".into();
+    }
+    let base = from
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    format!(
+        "check the path (a relative one starts from the directory of {}: {})",
+        from.display(),
+        base.display()
+    )
 }
 
 fn resolve(from: &Path, dir: &str) -> PathBuf {
@@ -159,4 +175,23 @@ fn read(file: &Path, problems: &mut Vec<String>) -> Option<Vec<Section>> {
         }
     }
     Some(sections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tester finding 17: an absolute path got "(a relative one starts from )".
+    #[test]
+    fn the_path_hint_says_where_a_relative_path_starts() {
+        assert_eq!(
+            path_hint(Path::new("tunnel.conf"), "/etc/retunnel/conf.d"),
+            "check the path"
+        );
+        assert_eq!(
+            path_hint(Path::new("tunnel.conf"), "conf.d"),
+            "check the path (a relative one starts from the directory of tunnel.conf: .)"
+        );
+        assert!(path_hint(Path::new("/etc/retunnel/tunnel.conf"), "conf.d").ends_with(": /etc/retunnel)"));
+    }
 }
