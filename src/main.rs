@@ -222,6 +222,10 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         let risks = retunnel::tunnel::risks(svc);
         warnings.extend(risks.into_iter().map(|w| Warning(format!("[{}] {w}", svc.name))));
     }
+    // And about the endpoint, as the daemon warns when it binds it.
+    if let Some(w) = config.global.metrics.and_then(retunnel::metrics::server::risk) {
+        warnings.push(Warning(w));
+    }
     for w in &warnings {
         errln!("warning: {w}");
     }

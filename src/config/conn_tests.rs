@@ -128,3 +128,71 @@ fn prewarm_defaults_to_none_and_takes_zero_to_the_cap() {
     let e = parse(&format!("{BASE}prewarm = 5000\n")).unwrap_err();
     assert!(e.contains("prewarm: `5000` is more than 1024"), "{e}");
 }
+
+/// The warnings of a valid file, as text.
+fn warnings(text: &str) -> Vec<String> {
+    match Config::parse(text, Path::new("t.conf")) {
+        Ok((_, w)) => w.into_iter().map(|w| w.0).collect(),
+        Err(e) => panic!("refused: {e}"),
+    }
+}
+
+/// Tester finding 15: lines that are valid but change nothing are warned about, naming the
+/// line or the section and the fix; lines that do something are not.
+#[test]
+fn lines_without_effect_are_warned_about() {
+    let w = warnings(&format!("{BASE}TIMEOUTidle = 10\nTIMEOUTidle = 20\n"));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with(
+            "t.conf:5: [s] TIMEOUTidle: is written again (first at t.conf:4); only the last `TIMEOUTidle` line counts"
+        ),
+        "{w:?}"
+    );
+    let repeatable = "connect = b.example:6379\ncheckIP = 127.0.0.1\ncheckIP = 127.0.0.2\noptions = NO_TLSv1.2\noptions = NO_TLSv1.2\n";
+    let w = warnings(&format!("{BASE}{repeatable}"));
+    assert!(!w.iter().any(|w| w.contains("written again")), "{w:?}");
+
+    let (_d, cert, key) = files();
+    let server = format!("{BASE}client = no\ncert = {cert}\nkey = {key}\n");
+    let w = warnings(&format!("{server}checkHost = db.example\nCAfile = {cert}\n"));
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].starts_with("t.conf:1: [s]: `checkHost` has no effect"), "{w:?}");
+    assert!(
+        w[1].contains("`CAfile` has no effect") && w[1].contains("verifyChain = yes"),
+        "{w:?}"
+    );
+    // Asking clients for certificates, or TLS to the upstream, gives them their effect.
+    assert!(warnings(&format!("{server}CAfile = {cert}\nverifyChain = yes\n")).is_empty());
+    assert!(
+        warnings(&format!(
+            "{server}connectTLS = yes\ncheckHost = a.example\nCAfile = {cert}\n"
+        ))
+        .is_empty()
+    );
+
+    let w = warnings(&format!("{BASE}ciphers = DEFAULT:@SECLEVEL=1\n"));
+    assert!(
+        w.len() == 1 && w[0].contains("ciphers: `@SECLEVEL` has no effect"),
+        "{w:?}"
+    );
+
+    let cluster =
+        "[c]\naccept = 127.0.0.1:7100\nconnect = a.example:6379\nprotocol = redis\nclusterPorts = 7100-7110\n";
+    let w = warnings(&format!("metrics = 7105\n{BASE}{cluster}"));
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w.iter()
+            .all(|w| w.starts_with("t.conf:5: [c]: clusterPorts = 7100-7110 includes")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter().any(|w| w.contains("includes 7100, where [c] accepts clients")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|w| w.contains("includes 7105, where the metrics endpoint listens")),
+        "{w:?}"
+    );
+}

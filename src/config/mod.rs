@@ -7,6 +7,7 @@
 
 mod include;
 mod lines;
+mod noeffect;
 mod oneoff;
 pub mod options;
 mod selfloop;
@@ -590,6 +591,8 @@ impl Parser<'_> {
                 None => {}
             }
         }
+        let global_lines: Vec<(Option<&str>, &Entry)> = global_part.entries.iter().map(|e| (None, e)).collect();
+        self.repeated(&global_lines);
         if let Some(u) = &global.user
             && u.gid.is_none()
             && global.group.is_none()
@@ -645,6 +648,7 @@ impl Parser<'_> {
         }
         let lines: Vec<_> = services.iter().map(|s| lines_of(s, &defaults)).collect();
         self.self_loops(&lines);
+        self.cluster_port_clashes(services, &out, global.metrics);
         Config {
             path: self.path.to_path_buf(),
             global,
@@ -685,7 +689,9 @@ impl Parser<'_> {
         let name = section.name.clone().expect("only the global part has no name");
         let problems_before = self.problems.len();
         let mut draft = Draft::default();
-        for (written_in, entry) in lines_of(section, defaults).entries {
+        let lines = lines_of(section, defaults);
+        self.repeated(&lines.entries);
+        for (written_in, entry) in lines.entries {
             let at = At {
                 section: written_in,
                 entry,
@@ -810,6 +816,10 @@ impl Parser<'_> {
             require: require_cert,
         };
         tls.client_auth = self.client_auth(header, client, connect_tls, asked, &tls, &written_at);
+        if !client && connect_tls != Some(true) {
+            let asks_clients = tls.client_auth.is_some();
+            self.server_mode_lines(&noeffect::ServerMode { header, asks_clients }, &written);
+        }
         let ends = self.ends(header, client, cert, key, connect_tls);
         if self.problems.len() > problems_before {
             return None;

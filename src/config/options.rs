@@ -143,6 +143,7 @@ const fn refused(name: &'static str, scope: Scope, why: &'static str) -> OptionS
 
 use Scope::{Global, Service};
 
+const SECLEVEL: &str = "`@SECLEVEL` has no effect: rustls has no OpenSSL security levels and keeps its own rules (SHA-1 signatures and RSA keys under 2048 bits are always refused; nothing stricter is added); remove it";
 const NO_REVOCATION: &str = "retunnel has no OCSP (rustls does not fetch OCSP responses), and ignoring the option would accept a revoked certificate; use CRLfile/CRLpath instead";
 const NO_EMAIL_CHECK: &str = "retunnel cannot check e-mail addresses in certificates, and ignoring the option would accept any valid certificate";
 
@@ -506,6 +507,9 @@ pub const OPTIONS: &[OptionSpec] = &[
         "rustls's TLS 1.2 suites",
         "TLS 1.2 cipher suites, OpenSSL names separated by `:`.",
         |p, at, s| {
+            if at.entry.value.to_ascii_uppercase().contains("@SECLEVEL") {
+                p.warn(at, SECLEVEL);
+            }
             s.tls.ciphers = p
                 .value(at, |v| owned(crate::tls::suites::tls12_names(v)))
                 .or(s.tls.ciphers.take())

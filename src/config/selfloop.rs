@@ -91,7 +91,7 @@ impl Parser<'_> {
     }
 
     /// `file:line`, or the flag on the command line.
-    fn where_written(&self, e: &Entry) -> String {
+    pub(super) fn where_written(&self, e: &Entry) -> String {
         match self.flags {
             true => super::oneoff::flag_of(&e.key),
             false => format!("{}:{}", e.file.as_deref().unwrap_or(self.path).display(), e.line),
