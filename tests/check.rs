@@ -709,6 +709,8 @@ fn a_server_that_demands_a_client_certificate_is_named_with_the_fix() {
             !all.contains("CertificateRequired") && !all.contains("fatal alert"),
             "{version}: {all}"
         );
+    }
+}
 
 /// Tester finding 3: a section whose `connect` is its own `accept` is a config error in
 /// `check --offline` (as at start), naming both lines.

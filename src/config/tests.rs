@@ -1150,6 +1150,7 @@ fn combination_problems_point_at_the_option_line() {
         let e = one_err(&section(&lines));
         assert!(e.starts_with(&format!("{FILE}:{at}")), "{lines}: {e}");
     }
+}
 
 /// Tester finding 3: a section connecting to its own `accept` chained connections to itself
 /// until no descriptor was left. Refused naming both lines, as another section's `accept` is.
