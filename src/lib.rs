@@ -8,6 +8,7 @@
 //! - [`tunnel`]: binds every service (all or nothing), serves, drains on shutdown.
 //! - [`listener`]: one `accept` address bound: TCP (port 0 too) or a Unix socket.
 //! - [`service`]: one service's accept loop; it only accepts.
+//! - [`workers`]: the threads connections run on, one event loop each.
 //! - [`connection`]: the relay core, a leaf: one client from open to log line, given its two
 //!   ends and its protocol from outside ([`connection::Section`]).
 //! - [`section`]: what a section gives the core: its ends and the plain or Redis relay.
@@ -54,3 +55,4 @@ pub mod status;
 pub mod tls;
 pub mod tunnel;
 pub mod upstream;
+pub mod workers;

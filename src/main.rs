@@ -157,10 +157,20 @@ fn run_daemon(source: &Source, daemon: bool, metrics: Option<&str>) -> ExitCode 
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    let runtime = match runtime() {
+    // The control runtime (listeners, reloads, the warm sets, metrics) is one thread, and
+    // worker 0; the connections run on every worker (see `retunnel::workers`).
+    let threads = config.global.threads.unwrap_or_else(retunnel::workers::auto);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
-        Err(code) => return code,
+        Err(e) => {
+            errln!("retunnel: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    if let Err(e) = retunnel::workers::start(threads, runtime.handle().clone()) {
+        errln!("retunnel: cannot start {threads} worker threads (`threads`): {e}; lower `threads`");
+        return ExitCode::FAILURE;
+    }
     let outcome = runtime.block_on(retunnel::run::run(config, connect_to, log, ready));
     // A DNS lookup still running on a blocking thread (a client that arrived during shutdown)
     // must not hold up the exit: TIMEOUTclose has already been given.

@@ -102,11 +102,16 @@ pub struct Opened {
 pub async fn open_upstream(shared: &Shared, warm: bool) -> Result<Opened, String> {
     let metrics = &shared.metrics;
     if let Some(set) = shared.warm.as_ref().filter(|_| warm)
-        && let Some(conn) = set.take(&shared.upstreams, &shared.connect_to).await
+        && let Some(mut conn) = set.take(&shared.upstreams, &shared.connect_to).await
     {
-        debug!(upstream = %conn.addr, "using a warm upstream connection (prewarm)");
-        metrics.reached();
-        return Ok(Opened { conn, warm: true });
+        match conn.follow() {
+            Ok(()) => {
+                debug!(upstream = %conn.addr, "using a warm upstream connection (prewarm)");
+                metrics.reached();
+                return Ok(Opened { conn, warm: true });
+            }
+            Err(e) => debug!(error = %e, "a warm connection could not move to this thread; connecting afresh"),
+        }
     }
     match dial(shared).await {
         Ok(conn) => {
@@ -173,6 +178,18 @@ pub struct Dialed {
     pub target: usize,
     /// Its TCP socket, owned by `stream`: for checking that the server has not closed it.
     pub fd: RawFd,
+}
+
+impl Dialed {
+    /// Moves a TLS connection's socket to the current thread's event loop (a warm one was
+    /// opened on another: see [`crate::workers::Socket`]). A plain TCP upstream stays where
+    /// it is: it still works, each of its events waking one thread more.
+    pub fn follow(&mut self) -> io::Result<()> {
+        match &mut self.stream {
+            Either::Left(tls) => tls.follow(),
+            Either::Right(_) => Ok(()),
+        }
+    }
 }
 
 /// Why the step after the TCP connect failed.

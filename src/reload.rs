@@ -65,6 +65,7 @@ pub fn fixed_changes(old: &Global, new: &Global) -> Vec<&'static str> {
         ("syslog", old.syslog != new.syslog),
         ("debug", old.log_level != new.log_level),
         ("metrics", old.metrics != new.metrics),
+        ("threads", old.threads != new.threads),
     ];
     checks
         .into_iter()

@@ -60,6 +60,8 @@ pub struct Global {
     pub group: Option<Group>,
     /// Serve `/metrics`, `/health` and `/status` over HTTP here (`metrics`); `None`: no endpoint.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Worker threads for the connections (`threads`); `None`: one per CPU.
+    pub threads: Option<usize>,
 }
 
 impl Default for Global {
@@ -75,6 +77,7 @@ impl Default for Global {
             user: None,
             group: None,
             metrics: None,
+            threads: None,
         }
     }
 }

@@ -225,6 +225,12 @@ pub const OPTIONS: &[OptionSpec] = &[
         "Serve /metrics (Prometheus), /health and /status over HTTP here: `port` (loopback), `host:port`.",
         |p, at, g| g.metrics = p.value(at, values::accept_addr),
     ),
+    process(
+        "threads",
+        "`auto`",
+        "Worker threads that run the connections, each with its own event loop: `auto` (one per CPU) or a number.",
+        |p, at, g| g.threads = p.value(at, values::threads).unwrap_or(g.threads),
+    ),
     // Honoured, per section.
     section(
         "client",

@@ -1195,3 +1195,17 @@ fn connect_to_an_own_accept_is_refused_naming_both_lines() {
         &["--connect localhost:6391 is this section's own `accept` (--accept: accept = 6391)"],
     );
 }
+
+#[test]
+fn threads_is_auto_or_a_count_of_at_least_one() {
+    let conf = |v: &str| format!("threads = {v}\n[a]\naccept = 1\nconnect = h.example:1\n");
+    assert_eq!(ok(&conf("auto")).0.global.threads, None);
+    assert_eq!(ok(&conf("AUTO")).0.global.threads, None);
+    assert_eq!(ok(&conf("3")).0.global.threads, Some(3));
+    assert_eq!(ok("[a]\naccept = 1\nconnect = h.example:1\n").0.global.threads, None);
+    let e = one_err(&conf("0"));
+    assert_has(&e, &[&format!("{FILE}:1"), "threads", "at least one thread", "`auto`"]);
+    let e = one_err(&conf("many"));
+    assert_has(&e, &["`many` is not `auto` or a whole number from 1 to 1024"]);
+    one_err(&conf("1025"));
+}

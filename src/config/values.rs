@@ -590,6 +590,25 @@ pub fn prewarm(v: &str) -> R<usize> {
     }
 }
 
+/// The most worker threads `threads` starts.
+pub const MAX_THREADS: usize = 1024;
+
+/// `threads`: `auto` (`None`: one per CPU) or 1 up to [`MAX_THREADS`].
+pub fn threads(v: &str) -> R<Option<usize>> {
+    if v.eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    match v.parse::<usize>() {
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(Some(n)),
+        Ok(0) => Err(format!(
+            "`{v}`: at least one thread runs the connections; write `auto` for one per CPU"
+        )),
+        _ => Err(format!(
+            "`{v}` is not `auto` or a whole number from 1 to {MAX_THREADS}; write `auto` for one per CPU"
+        )),
+    }
+}
+
 /// The longest timeout accepted: a year. Longer values would overflow the clock arithmetic
 /// and mean "never" in practice (`TIMEOUTidle = 0` says that).
 const MAX_SECONDS: u64 = 365 * 24 * 3600;

@@ -70,7 +70,7 @@ pub fn load(s: &TlsSettings, server: Option<&CertKey>) -> Result<(TlsClient, Opt
 pub const ENGINE: &str = "rustls 0.23, aws-lc-rs provider";
 
 /// The TLS stream the relay gets from the upstream side.
-pub type TlsStream = stream::Stream<tokio_rustls::client::TlsStream<TcpStream>>;
+pub type TlsStream = stream::Stream<tokio_rustls::client::TlsStream<crate::workers::Socket>>;
 
 /// The TLS stream a server-mode client gets.
 pub type ServerTlsStream = stream::Stream<tokio_rustls::server::TlsStream<TcpStream>>;
@@ -235,7 +235,7 @@ async fn connect(
 ) -> Result<TlsStream, HandshakeError> {
     let server_name = ServerName::try_from(name.clone()).map_err(|_| HandshakeError::BadName(name.clone()))?;
     tokio_rustls::TlsConnector::from(config)
-        .connect(server_name, tcp)
+        .connect(server_name, crate::workers::Socket::new(tcp))
         .await
         .map(stream::Stream)
         .map_err(|e| errors::upstream(name, &e, by_ip))

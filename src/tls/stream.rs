@@ -19,6 +19,13 @@ impl<IO> Stream<tokio_rustls::client::TlsStream<IO>> {
     }
 }
 
+impl Stream<tokio_rustls::client::TlsStream<crate::workers::Socket>> {
+    /// Moves the socket to the current thread's event loop (see [`crate::workers::Socket`]).
+    pub fn follow(&mut self) -> io::Result<()> {
+        self.0.get_mut().0.follow()
+    }
+}
+
 impl<IO> Stream<tokio_rustls::server::TlsStream<IO>> {
     /// The session's state (version, cipher, resumption).
     pub fn session(&self) -> &rustls::CommonState {
