@@ -285,3 +285,49 @@ fn a_server_refusing_reset_gets_no_reuse_and_one_log_line() {
     assert_eq!(log.matches("keeps the login it was opened with").count(), 1, "{log}");
     assert!(!log.contains("kept for the next client (reuse)"), "{log}");
 }
+
+/// A client library that closes with `QUIT` (phpredis does) gets Redis's `+OK` and the close
+/// from retunnel, and its upstream connection is reused; a `QUIT` with replies outstanding
+/// goes to Redis as before, and that connection is not reused.
+#[test]
+fn quit_is_answered_here_and_the_upstream_is_kept() {
+    let (up, rt, warm, _) = setup(&[]);
+    let mut c = Conn::open(warm);
+    assert_eq!(c.cmd(&["SELECT", "3"]), "+OK");
+    let id = c.cmd(&["CLIENT", "ID"]);
+    assert_eq!(c.cmd(&["QUIT"]), "+OK");
+    let mut rest = Vec::new();
+    c.r.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "bytes after QUIT's reply: {rest:?}");
+    rt.log.wait_for("the client said QUIT; answered by retunnel");
+    only_warm(&up, &rt, 0, id.trim_start_matches(':'));
+
+    // The next client gets that very connection, reset (database 0 again).
+    let mut next = Conn::open(warm);
+    assert_eq!(
+        next.cmd(&["CLIENT", "ID"]),
+        id,
+        "the upstream connection was not reused"
+    );
+    assert!(next.cmd(&["CLIENT", "INFO"]).contains(" db=0 "));
+    // Inline, as telnet sends it.
+    next.r.get_mut().write_all(b"quit\r\n").unwrap();
+    let mut rest = String::new();
+    next.r.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "+OK\r\n");
+    only_warm(&up, &rt, 1, id.trim_start_matches(':'));
+
+    // Pipelined behind a command whose reply has not come: Redis answers both and closes.
+    let mut last = Conn::open(warm);
+    let last_id = last.cmd(&["CLIENT", "ID"]);
+    last.r.get_mut().write_all(b"SET k v\r\nQUIT\r\n").unwrap();
+    let mut rest = String::new();
+    last.r.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "+OK\r\n+OK\r\n");
+    let after = Conn::open(warm).cmd(&["CLIENT", "ID"]);
+    assert_ne!(
+        after, last_id,
+        "a connection Redis closed after QUIT was handed out again"
+    );
+    assert_eq!(rt.log.text().matches("answered by retunnel").count(), 2);
+}

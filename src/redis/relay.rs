@@ -124,6 +124,9 @@ struct Pairing {
     /// The reply side's answer to [`Conn::gone`]: the upstream is at a clean point, handed
     /// back for reuse.
     reusable: Option<bool>,
+    /// The client's `QUIT` is answered here, not sent: when the upstream is handed back, the
+    /// reply side sends the client the `+OK` Redis would have.
+    quit: bool,
 }
 
 impl Pairing {
@@ -486,6 +489,17 @@ where
             }
         };
         counters.add_up(n as u64);
+        // A `QUIT` alone, after every reply came (a client library closing): answered here,
+        // so that the upstream survives for the next client. Otherwise it goes to Redis,
+        // which answers and closes, and the connection is not reused.
+        if conn.reuse && following && generation == 0 && scanner.at_frame_start() && lone_quit(&buf[..n]) {
+            conn.pairing.lock().unwrap_or_else(|p| p.into_inner()).quit = true;
+            if client_left_clean(conn, &session).await {
+                debug!("the client said QUIT; answered by retunnel, its upstream connection kept");
+                return Ok(Some(to));
+            }
+            conn.pairing.lock().unwrap_or_else(|p| p.into_inner()).quit = false;
+        }
         if following {
             following = scan_commands(&buf[..n], &mut scanner, &mut session, &mut batch, recorder.as_mut());
         }
@@ -536,6 +550,14 @@ async fn client_left_clean<R: Reach>(conn: &Conn<'_, R>, session: &Session) -> b
     conn.gone.notify_one();
     conn.verdict.notified().await;
     conn.pairing.lock().unwrap_or_else(|p| p.into_inner()).reusable == Some(true)
+}
+
+/// Whether `data` is exactly one `QUIT` command without arguments (inline or RESP).
+fn lone_quit(data: &[u8]) -> bool {
+    let mut scanner = Scanner::new(Side::Client);
+    matches!(scanner.feed(data), Ok((used, true)) if used == data.len())
+        && scanner.args() == 1
+        && is(scanner.word(0), "quit")
 }
 
 /// Scans one read of commands; false when the stream can no longer be followed.
@@ -756,6 +778,12 @@ where
                 () = conn.gone.notified() => {
                     asked = true;
                     if st.hand_back(conn) {
+                        if conn.pairing.lock().unwrap_or_else(|p| p.into_inner()).quit {
+                            // What Redis answers QUIT with; the client may be gone already.
+                            if crate::relay::write_flushed(&mut to, b"+OK\r\n").await.is_ok() {
+                                counters.add_down(5);
+                            }
+                        }
                         let _ = to.shutdown().await;
                         return Ok(Some(from));
                     }
@@ -1427,5 +1455,15 @@ mod tests {
     async fn readonly_from_a_node_the_name_still_points_at_passes() {
         let script = [("SET k v\r\n", READONLY), ("PING\r\n", "+PONG\r\n")];
         through(&Fixed, OnReadonly::Replay, true, &script, &script, None).await;
+    }
+
+    #[test]
+    fn only_a_lone_quit_is_one() {
+        assert!(lone_quit(b"*1\r\n$4\r\nQUIT\r\n"));
+        assert!(lone_quit(b"quit\r\n"));
+        assert!(!lone_quit(b"*2\r\n$4\r\nQUIT\r\n$1\r\nx\r\n"));
+        assert!(!lone_quit(b"QUIT\r\nPING\r\n"));
+        assert!(!lone_quit(b"PING\r\nQUIT\r\n"));
+        assert!(!lone_quit(b"QUI"));
     }
 }
