@@ -167,6 +167,8 @@ fn run_daemon(source: &Source, daemon: bool, metrics: Option<&str>) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
+    // Each worker's event loop takes descriptors too: the limit first (`run` says what it is).
+    let _ = retunnel::process::raise_fd_limit();
     if let Err(e) = retunnel::workers::start(threads, runtime.handle().clone()) {
         errln!("retunnel: cannot start {threads} worker threads (`threads`): {e}; lower `threads`");
         return ExitCode::FAILURE;

@@ -27,7 +27,7 @@ use crate::upstream;
 pub type ClientStream = Either<NotTls<Client>, Box<ServerTlsStream>>;
 
 /// The upstream's side: TLS, or plain TCP in server mode without `connectTLS`.
-pub type UpstreamStream = Either<TlsStream, TcpStream>;
+pub type UpstreamStream = Either<TlsStream, crate::workers::Socket>;
 
 /// A client, opened, with what a Redis relay needs to know of its socket.
 pub struct Accepted {
@@ -145,7 +145,7 @@ pub async fn dial(shared: &Shared) -> Result<Dialed, upstream::ConnectError> {
         }
         let fd = tcp.as_raw_fd();
         if !svc.connect_tls {
-            return Ok((Either::Right(tcp), fd));
+            return Ok((Either::Right(crate::workers::Socket::new(tcp)), fd));
         }
         let handshake = Instant::now();
         let tls = shared.tls.handshake(&targets[i].host, tcp).await;
@@ -181,13 +181,12 @@ pub struct Dialed {
 }
 
 impl Dialed {
-    /// Moves a TLS connection's socket to the current thread's event loop (a warm one was
-    /// opened on another: see [`crate::workers::Socket`]). A plain TCP upstream stays where
-    /// it is: it still works, each of its events waking one thread more.
+    /// Moves the connection's socket to the current thread's event loop (a warm one was
+    /// opened on another: see [`crate::workers::Socket`]).
     pub fn follow(&mut self) -> io::Result<()> {
         match &mut self.stream {
             Either::Left(tls) => tls.follow(),
-            Either::Right(_) => Ok(()),
+            Either::Right(tcp) => tcp.follow(),
         }
     }
 }

@@ -76,8 +76,9 @@ pub fn start(n: usize, control: Handle) -> io::Result<()> {
     Ok(())
 }
 
-/// Runs `task(sock, worker)` on the worker with the fewest open connections (`worker` is its
-/// number, for the log), tracked by `tracker`; without workers, on the current runtime as
+/// Runs `task(sock, worker)` on the worker with the fewest open connections, the control
+/// thread last among equals (its control work would hold them up), tracked by `tracker`
+/// (`worker` is the worker's number, for the log); without workers, on the current runtime as
 /// worker 0. The socket is moved to the worker's event loop
 /// first; a socket that cannot be moved (the system refused to watch it) is logged and
 /// closed, and the task does not run.
@@ -86,10 +87,11 @@ where
     F: FnOnce(Client, usize) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Some((i, worker)) = WORKERS
-        .get()
-        .and_then(|w| w.iter().enumerate().min_by_key(|(_, w)| w.open.load(Ordering::Relaxed)))
-    else {
+    let Some((i, worker)) = WORKERS.get().and_then(|w| {
+        w.iter()
+            .enumerate()
+            .min_by_key(|&(i, w)| (w.open.load(Ordering::Relaxed), i == 0))
+    }) else {
         tracker.spawn(task(sock, 0));
         return;
     };
