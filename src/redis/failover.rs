@@ -153,7 +153,16 @@ impl Recorder {
 
     /// The command the scanner just completed; `in_multi`: it was sent inside `MULTI`.
     pub fn command(&mut self, s: &Scanner, in_multi: bool) {
-        let bytes = self.current.replace(Vec::new());
+        // The previous command's buffer, not published (a pipeline), takes the next command:
+        // one allocation per read rather than one per command.
+        let spare = match self.last.take() {
+            Some(Some(mut b)) => {
+                b.clear();
+                b
+            }
+            _ => Vec::new(),
+        };
+        let bytes = self.current.replace(spare);
         self.last_blocks = BLOCKING.iter().any(|c| is(s.word(0), c));
         let name = s.word(0);
         if is(name, "reset") && s.args() == 1 {

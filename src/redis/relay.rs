@@ -480,10 +480,14 @@ where
     let mut batch = Vec::new();
     let mut generation = 0;
     let mut reset_first = conn.reset_first;
+    // Made once: a new one per read would register with the token and leave it again.
+    let closing = conn.switch.closing.cancelled();
+    tokio::pin!(closing);
     loop {
         let n = tokio::select! {
+            biased;
             r = from.read(&mut buf) => r?,
-            () = conn.switch.closing.cancelled() => {
+            () = &mut closing => {
                 failover::drain(&mut from).await;
                 return Ok(None);
             }
@@ -492,7 +496,13 @@ where
         // A `QUIT` alone, after every reply came (a client library closing): answered here,
         // so that the upstream survives for the next client. Otherwise it goes to Redis,
         // which answers and closes, and the connection is not reused.
-        if conn.reuse && following && generation == 0 && scanner.at_frame_start() && lone_quit(&buf[..n]) {
+        if conn.reuse
+            && following
+            && generation == 0
+            && scanner.at_frame_start()
+            && n <= QUIT_MAX
+            && lone_quit(&buf[..n])
+        {
             conn.pairing.lock().unwrap_or_else(|p| p.into_inner()).quit = true;
             if client_left_clean(conn, &session).await {
                 debug!("the client said QUIT; answered by retunnel, its upstream connection kept");
@@ -551,6 +561,10 @@ async fn client_left_clean<R: Reach>(conn: &Conn<'_, R>, session: &Session) -> b
     conn.verdict.notified().await;
     conn.pairing.lock().unwrap_or_else(|p| p.into_inner()).reusable == Some(true)
 }
+
+/// The longest a lone `QUIT` is (`*1\r\n$4\r\nQUIT\r\n` is 14 bytes; inline, spaces may pad
+/// it): longer reads are not looked at.
+const QUIT_MAX: usize = 32;
 
 /// Whether `data` is exactly one `QUIT` command without arguments (inline or RESP).
 fn lone_quit(data: &[u8]) -> bool {
@@ -780,9 +794,7 @@ where
                     if st.hand_back(conn) {
                         if conn.pairing.lock().unwrap_or_else(|p| p.into_inner()).quit {
                             // What Redis answers QUIT with; the client may be gone already.
-                            if crate::relay::write_flushed(&mut to, b"+OK\r\n").await.is_ok() {
-                                counters.add_down(5);
-                            }
+                            let _ = crate::relay::write_flushed(&mut to, b"+OK\r\n").await;
                         }
                         let _ = to.shutdown().await;
                         return Ok(Some(from));
@@ -915,7 +927,7 @@ impl Replies<'_> {
         drop(p);
         conn.verdict.notify_one();
         if !clean {
-            debug!("the client left before all its replies came; its upstream connection is not reused");
+            debug!("replies were still due when the client left or quit; its upstream connection is not reused");
         }
         clean
     }

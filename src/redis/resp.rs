@@ -357,11 +357,18 @@ fn length(digits: &[u8]) -> Result<Option<u64>, ProtocolError> {
     if digits == b"?" {
         return Err(ProtocolError::Streamed);
     }
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() || digits.len() > 19 {
         return Err(ProtocolError::BadLength);
     }
-    let text = std::str::from_utf8(digits).map_err(|_| ProtocolError::BadLength)?;
-    text.parse().map(Some).map_err(|_| ProtocolError::BadLength)
+    // At most 19 digits: below 10^19, which a u64 holds. On every frame of both directions,
+    // so by hand rather than through `str::parse`.
+    digits
+        .iter()
+        .try_fold(0u64, |n, &d| match d {
+            b'0'..=b'9' => Ok(n * 10 + u64::from(d - b'0')),
+            _ => Err(ProtocolError::BadLength),
+        })
+        .map(Some)
 }
 
 #[cfg(test)]
