@@ -160,7 +160,7 @@ fn run_daemon(source: &Source, daemon: bool, metrics: Option<&str>) -> ExitCode 
     // The control runtime (listeners, reloads, the warm sets, metrics) is one thread, and
     // worker 0; the connections run on every worker (see `retunnel::workers`).
     let threads = config.global.threads.unwrap_or_else(retunnel::workers::auto);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match retunnel::workers::runtime() {
         Ok(r) => r,
         Err(e) => {
             errln!("retunnel: cannot start the async runtime: {e}");

@@ -38,6 +38,15 @@ struct Worker {
     open: Arc<AtomicUsize>,
 }
 
+/// A worker's runtime. Its blocking pool (DNS lookups, giving memory back) is named too, so
+/// that a look at the process's threads shows whose they are.
+pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("retunnel-block")
+        .build()
+}
+
 /// How many workers `threads = auto` starts: one per CPU this process may use.
 pub fn auto() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -58,7 +67,7 @@ pub fn start(n: usize, control: Handle) -> io::Result<()> {
         open: Arc::new(AtomicUsize::new(0)),
     });
     for i in 1..n.max(1) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = runtime()?;
         let handle = rt.handle().clone();
         std::thread::Builder::new()
             .name(format!("retunnel-worker-{i}"))

@@ -324,6 +324,9 @@ fn quit_is_answered_here_and_the_upstream_is_kept() {
     let mut rest = String::new();
     last.r.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "+OK\r\n+OK\r\n");
+    last.close();
+    rt.log
+        .wait_for("not reused reason=\"QUIT went to Redis, which closes the connection\"");
     let after = Conn::open(warm).cmd(&["CLIENT", "ID"]);
     assert_ne!(
         after, last_id,

@@ -1208,4 +1208,6 @@ fn threads_is_auto_or_a_count_of_at_least_one() {
     let e = one_err(&conf("many"));
     assert_has(&e, &["`many` is not `auto` or a whole number from 1 to 1024"]);
     one_err(&conf("1025"));
+    one_err(&conf("+4"));
+    assert_has(&one_err(&conf("")), &["is empty", "`auto`"]);
 }

@@ -598,8 +598,11 @@ pub fn threads(v: &str) -> R<Option<usize>> {
     if v.eq_ignore_ascii_case("auto") {
         return Ok(None);
     }
+    if v.is_empty() {
+        return Err("is empty; write `auto` for one per CPU, or a number".into());
+    }
     match v.parse::<usize>() {
-        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(Some(n)),
+        Ok(n) if (1..=MAX_THREADS).contains(&n) && v.bytes().all(|b| b.is_ascii_digit()) => Ok(Some(n)),
         Ok(0) => Err(format!(
             "`{v}`: at least one thread runs the connections; write `auto` for one per CPU"
         )),

@@ -45,7 +45,13 @@ pub fn bars_reuse(s: &Scanner) -> Option<&'static str> {
         .chain(&super::relay::PUBSUB)
         .any(|c| name.eq_ignore_ascii_case(c.as_bytes()))
     {
-        return Some("subscribed, monitoring or replicating");
+        return Some(match () {
+            _ if name.eq_ignore_ascii_case(b"quit") => "QUIT went to Redis, which closes the connection",
+            _ if name.eq_ignore_ascii_case(b"shutdown") || name.eq_ignore_ascii_case(b"failover") => {
+                "SHUTDOWN or FAILOVER was sent"
+            }
+            _ => "subscribed, monitoring or replicating",
+        });
     }
     if name.eq_ignore_ascii_case(b"client") {
         let harmless = s
