@@ -215,27 +215,34 @@ fn spawn_connection(
     let open = shared.metrics.accepted();
     let cut = shared.cut.clone();
     let memory = crate::memory::opened();
-    crate::workers::spawn(tracker, sock, move |sock, worker| {
-        async move {
-            tracing::Span::current().record("worker", worker);
-            // Made and pinned inside the task's future: captured ready-made, or handed to
-            // select! by value, it would be stored twice in the task (measured: 65 KB per
-            // idle connection instead of 33).
-            let conn = crate::connection::handle(sock, shared, cut.clone());
-            tokio::pin!(conn);
-            // A connection cut while relaying logs its own line (see `connection::handle`);
-            // this covers one cut before that, still connecting.
-            tokio::select! {
-                biased;
-                () = &mut conn => {}
-                () = cut.cancelled() => info!(reason = %"shutdown", "connection closed before it was relaying"),
+    let metrics = shared.metrics.clone();
+    let lost = move || metrics.closed(crate::metrics::Close::Error);
+    crate::workers::spawn(
+        tracker,
+        sock,
+        move |sock, worker| {
+            async move {
+                tracing::Span::current().record("worker", worker);
+                // Made and pinned inside the task's future: captured ready-made, or handed to
+                // select! by value, it would be stored twice in the task (measured: 65 KB per
+                // idle connection instead of 33).
+                let conn = crate::connection::handle(sock, shared, cut.clone());
+                tokio::pin!(conn);
+                // A connection cut while relaying logs its own line (see `connection::handle`);
+                // this covers one cut before that, still connecting.
+                tokio::select! {
+                    biased;
+                    () = &mut conn => {}
+                    () = cut.cancelled() => info!(reason = %"shutdown", "connection closed before it was relaying"),
+                }
+                drop(permit); // the slot frees when the connection is done
+                drop(open);
+                drop(memory); // may give what the connection freed back to the system
             }
-            drop(permit); // the slot frees when the connection is done
-            drop(open);
-            drop(memory); // may give what the connection freed back to the system
-        }
-        .instrument(span)
-    });
+            .instrument(span)
+        },
+        lost,
+    );
 }
 
 #[cfg(test)]

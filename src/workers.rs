@@ -90,11 +90,12 @@ pub fn start(n: usize, control: Handle) -> io::Result<()> {
 /// (`worker` is the worker's number, for the log); without workers, on the current runtime as
 /// worker 0. The socket is moved to the worker's event loop
 /// first; a socket that cannot be moved (the system refused to watch it) is logged and
-/// closed, and the task does not run.
-pub fn spawn<F, Fut>(tracker: &TaskTracker, sock: Client, task: F)
+/// closed, the task does not run, and `lost` runs instead (to count it).
+pub fn spawn<F, Fut, L>(tracker: &TaskTracker, sock: Client, task: F, lost: L)
 where
     F: FnOnce(Client, usize) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
+    L: FnOnce() + Send + 'static,
 {
     let Some((i, worker)) = WORKERS.get().and_then(|w| {
         w.iter()
@@ -117,6 +118,7 @@ where
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "cannot hand the client to a worker thread; closing it");
+            lost();
             return;
         }
     };
@@ -125,7 +127,10 @@ where
             let _open = open;
             match attach(sock) {
                 Ok(sock) => task(sock, i).await,
-                Err(e) => warn!(error = %e, "cannot watch the client socket; closing it"),
+                Err(e) => {
+                    warn!(error = %e, "cannot watch the client socket; closing it");
+                    lost();
+                }
             }
         },
         &worker.handle,

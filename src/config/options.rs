@@ -229,7 +229,16 @@ pub const OPTIONS: &[OptionSpec] = &[
         "threads",
         "`auto`",
         "Worker threads that run the connections, each with its own event loop: `auto` (one per CPU) or a number.",
-        |p, at, g| g.threads = p.value(at, values::threads).unwrap_or(g.threads),
+        |p, at, g| {
+            g.threads = p.value(at, values::threads).unwrap_or(g.threads);
+            let cpus = crate::workers::auto();
+            if let Some(n) = g.threads.filter(|&n| n > cpus) {
+                p.warn(
+                    at,
+                    format!("{n} threads on {cpus} CPUs: the extra threads only take turns on them; `auto` starts one per CPU"),
+                );
+            }
+        },
     ),
     // Honoured, per section.
     section(

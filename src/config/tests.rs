@@ -1201,7 +1201,16 @@ fn threads_is_auto_or_a_count_of_at_least_one() {
     let conf = |v: &str| format!("threads = {v}\n[a]\naccept = 1\nconnect = h.example:1\n");
     assert_eq!(ok(&conf("auto")).0.global.threads, None);
     assert_eq!(ok(&conf("AUTO")).0.global.threads, None);
-    assert_eq!(ok(&conf("3")).0.global.threads, Some(3));
+    assert_eq!(ok(&conf("1")).0.global.threads, Some(1));
+    assert!(ok(&conf("1")).1.is_empty());
+    let (config, warnings) = ok(&conf("1024"));
+    assert_eq!(config.global.threads, Some(1024));
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("1024 threads on") && w.contains("`auto`")),
+        "{warnings:?}"
+    );
     assert_eq!(ok("[a]\naccept = 1\nconnect = h.example:1\n").0.global.threads, None);
     let e = one_err(&conf("0"));
     assert_has(&e, &[&format!("{FILE}:1"), "threads", "at least one thread", "`auto`"]);
