@@ -15,8 +15,8 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,7 +35,7 @@ static WORKERS: OnceLock<Vec<Worker>> = OnceLock::new();
 /// One worker thread's runtime, and how many connections run on it.
 struct Worker {
     handle: Handle,
-    open: Arc<AtomicUsize>,
+    open: AtomicUsize,
 }
 
 /// A worker's runtime. Its blocking pool (DNS lookups, giving memory back) is named too, so
@@ -64,7 +64,7 @@ pub fn start(n: usize, control: Handle) -> io::Result<()> {
     let mut workers = Vec::with_capacity(n.max(1));
     workers.push(Worker {
         handle: control,
-        open: Arc::new(AtomicUsize::new(0)),
+        open: AtomicUsize::new(0),
     });
     for i in 1..n.max(1) {
         let rt = runtime()?;
@@ -77,7 +77,7 @@ pub fn start(n: usize, control: Handle) -> io::Result<()> {
             })?;
         workers.push(Worker {
             handle,
-            open: Arc::new(AtomicUsize::new(0)),
+            open: AtomicUsize::new(0),
         });
     }
     HERE.with(|h| h.set(Some(0)));
@@ -156,13 +156,14 @@ fn attach(sock: Detached) -> io::Result<Client> {
     })
 }
 
-/// One connection counted on a worker until dropped.
-struct Open(Arc<AtomicUsize>);
+/// One connection counted on a worker until dropped (the workers live as long as the
+/// process).
+struct Open(&'static AtomicUsize);
 
 impl Open {
-    fn new(count: &Arc<AtomicUsize>) -> Open {
+    fn new(count: &'static AtomicUsize) -> Open {
         count.fetch_add(1, Ordering::Relaxed);
-        Open(count.clone())
+        Open(count)
     }
 }
 
@@ -173,7 +174,8 @@ impl Drop for Open {
 }
 
 thread_local! {
-    /// The worker this thread runs (`None`: the control runtime, or no workers).
+    /// The worker this thread runs (0: the control thread; `None`: no workers started, or a
+    /// thread that is none of them, such as the blocking pool's).
     static HERE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
