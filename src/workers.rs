@@ -221,8 +221,15 @@ impl Socket {
         Ok(())
     }
 
-    fn inner(&mut self) -> io::Result<&mut TcpStream> {
-        self.tcp.as_mut().ok_or_else(gone)
+    /// Runs `op` on the TCP stream; after a failed [`Socket::follow`], the error that says so.
+    fn with<T>(
+        self: Pin<&mut Self>,
+        op: impl FnOnce(Pin<&mut TcpStream>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match self.get_mut().tcp.as_mut() {
+            Some(tcp) => op(Pin::new(tcp)),
+            None => Poll::Ready(Err(gone())),
+        }
     }
 }
 
@@ -235,19 +242,13 @@ fn gone() -> io::Error {
 
 impl AsyncRead for Socket {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().inner() {
-            Ok(tcp) => Pin::new(tcp).poll_read(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.with(|tcp| tcp.poll_read(cx, buf))
     }
 }
 
 impl AsyncWrite for Socket {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut().inner() {
-            Ok(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.with(|tcp| tcp.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -255,10 +256,7 @@ impl AsyncWrite for Socket {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut().inner() {
-            Ok(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.with(|tcp| tcp.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -266,16 +264,10 @@ impl AsyncWrite for Socket {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().inner() {
-            Ok(tcp) => Pin::new(tcp).poll_flush(cx),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.with(|tcp| tcp.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut().inner() {
-            Ok(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.with(|tcp| tcp.poll_shutdown(cx))
     }
 }
