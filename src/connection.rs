@@ -130,6 +130,7 @@ fn log_end(end: Option<&End>, upstream: SocketAddr, c: &Counters, started: Insta
         End::Error(e)
             if down == 0
                 && no_client_cert
+                && !crate::relay::is_client_side(e)
                 && matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof)
                 && !e.to_string().contains("client certificate") =>
         {

@@ -158,6 +158,29 @@ async fn read_lent<R: AsyncRead + Unpin>(from: &mut R, size: usize) -> io::Resul
     .await
 }
 
+/// A read from the client that failed: said as the client's, so that the log does not blame
+/// the server (and suggest client certificates) for a client that reset its connection.
+#[derive(Debug)]
+pub struct ClientSide(io::Error);
+
+impl std::fmt::Display for ClientSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the client's side: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientSide {}
+
+/// Marks `e`, met reading from the client, as the client's (see [`ClientSide`]).
+pub fn client_side(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), ClientSide(e))
+}
+
+/// Whether `e` was met reading from the client.
+pub fn is_client_side(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<ClientSide>())
+}
+
 /// Relay buffers lent while bytes are in flight, kept per thread for reuse (at most
 /// [`lend::KEPT`] free ones per thread), so that a busy relay does not allocate per read.
 mod lend {
@@ -267,6 +290,16 @@ impl<S> Counted<S> {
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let up = self.up;
+        match self.as_mut().read_counted(cx, buf) {
+            Poll::Ready(Err(e)) if up => Poll::Ready(Err(client_side(e))),
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> Counted<S> {
+    fn read_counted(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if let Some(e) = self.deferred.take() {
             return Poll::Ready(Err(e));
         }

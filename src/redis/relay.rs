@@ -486,7 +486,7 @@ where
     loop {
         let n = tokio::select! {
             biased;
-            r = from.read(&mut buf) => r?,
+            r = from.read(&mut buf) => r.map_err(crate::relay::client_side)?,
             () = &mut closing => {
                 failover::drain(&mut from).await;
                 return Ok(None);
