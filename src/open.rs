@@ -300,4 +300,10 @@ impl crate::prewarm::Kept for Dialed {
     fn target(&self) -> usize {
         self.target
     }
+    fn absorb(&mut self) -> bool {
+        match &mut self.stream {
+            Either::Left(tls) => tls.absorb(),
+            Either::Right(_) => true,
+        }
+    }
 }

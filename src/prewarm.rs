@@ -40,6 +40,10 @@ pub trait Kept: Send + 'static {
     fn addr(&self) -> SocketAddr;
     /// Which `connect` target.
     fn target(&self) -> usize;
+    /// Takes in, without waiting, what the server sent while the connection was kept (TLS
+    /// session tickets, for the next dial to resume with); `false` when that shows the
+    /// connection closed or broken.
+    fn absorb(&mut self) -> bool;
 }
 
 /// A section's warm connections and what wakes its refill task.
@@ -82,7 +86,7 @@ impl<C: Kept> Warm<C> {
         // Spawned outside the section's accept-loop span: name the section as those lines do.
         let span = tracing::info_span!("prewarm", service = %service);
         let task = async move {
-            warm.pool.keep_filled(dial, &stop).await;
+            warm.pool.keep_filled(dial, C::absorb, &stop).await;
             if lifetime.is_cancelled() {
                 let n = warm.pool.clear();
                 debug!(closed = n, "section stopped or changed: warm connections closed");
@@ -204,10 +208,10 @@ impl<T> Pool<T> {
     }
 
     /// Keeps the items `keep` approves; wakes the refill. Returns how many went.
-    fn retain(&self, keep: impl FnMut(&T) -> bool) -> usize {
+    fn retain(&self, keep: impl FnMut(&mut T) -> bool) -> usize {
         let mut ready = lock(&self.ready);
         let before = ready.len();
-        ready.retain(keep);
+        ready.retain_mut(keep);
         let gone = before - ready.len();
         drop(ready);
         self.counted.dec_by(gone as i64);
@@ -229,7 +233,7 @@ impl<T> Pool<T> {
     /// Dials until `want` items are ready, then waits until one is taken, until `stop`. A
     /// failed dial waits a back-off that doubles up to [`MAX_BACKOFF`]; the first failure of a
     /// run is logged as a warning, the rest at debug, and the recovery once.
-    async fn keep_filled<E, F, Fut>(&self, dial: F, stop: &CancellationToken)
+    async fn keep_filled<E, F, Fut>(&self, dial: F, mut absorb: impl FnMut(&mut T) -> bool, stop: &CancellationToken)
     where
         E: std::fmt::Display,
         F: Fn() -> Fut,
@@ -238,6 +242,12 @@ impl<T> Pool<T> {
         let mut backoff: Option<Duration> = None;
         loop {
             while self.len() < self.want {
+                // The connections dialed before have their session tickets by now: into
+                // the store with them, so that this dial resumes.
+                let closed = self.retain(&mut absorb);
+                if closed > 0 {
+                    debug!(closed, "warm connections the server closed meanwhile; dropped");
+                }
                 let r = tokio::select! {
                     () = stop.cancelled() => return,
                     r = dial() => r,
@@ -308,7 +318,7 @@ mod tests {
                 a.fetch_add(1, Ordering::SeqCst);
                 tokio::net::TcpStream::connect(addr)
             };
-            p.keep_filled(dial, &s).await;
+            p.keep_filled(dial, |_| true, &s).await;
         });
         while attempts.load(Ordering::SeqCst) < 8 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -338,7 +348,7 @@ mod tests {
                 let k = c.fetch_add(1, Ordering::SeqCst);
                 async move { Ok::<_, String>(k) }
             };
-            p.keep_filled(dial, &s).await;
+            p.keep_filled(dial, |_| true, &s).await;
         });
         while pool.len() < 3 {
             tokio::task::yield_now().await;
@@ -352,7 +362,7 @@ mod tests {
         assert_eq!(pool.counted.get(), 3);
         stop.cancel();
         task.await.unwrap();
-        assert_eq!(pool.retain(|&k| k != 1), 1);
+        assert_eq!(pool.retain(|k| *k != 1), 1);
         assert_eq!(pool.counted.get(), 2);
         assert_eq!(pool.clear(), 2);
         assert_eq!(pool.counted.get(), 0);

@@ -90,6 +90,36 @@ fn clients_get_the_warm_connections_in_plain_and_redis_mode() {
     }
 }
 
+/// Each warm connection takes in its session tickets while it waits, so the refill resumes
+/// the sessions of the ones before instead of paying a full handshake for each (tickets left
+/// unread in the kept sockets would leave the store empty for every refill).
+#[test]
+fn warm_connections_resume_the_sessions_of_the_ones_before() {
+    let up = TlsUpstream::start(&[]);
+    let (port, metrics) = (free_port(), free_port());
+    let conf = format!(
+        "metrics = 127.0.0.1:{metrics}\ndebug = 7\n{}",
+        up.section("warm", port, "prewarm = 8\n")
+    );
+    let rt = Retunnel::start(&conf, 1);
+    rt.log.wait_for("metrics listening");
+    wait_warm(&rt, 8);
+    let text = scrape(metrics);
+    let full = sample(
+        &text,
+        r#"retunnel_upstream_handshakes_total{service="warm",kind="full"}"#,
+    );
+    let resumed = sample(
+        &text,
+        r#"retunnel_upstream_handshakes_total{service="warm",kind="resumed"}"#,
+    );
+    // The first is full; a ticket may arrive only after the next dial has begun.
+    assert!(
+        full.is_some_and(|f| f <= 3.0) && resumed.is_some_and(|r| r >= 5.0),
+        "full {full:?}, resumed {resumed:?} of 8 warm connections:\n{text}"
+    );
+}
+
 #[test]
 fn server_mode_with_connect_tls_uses_warm_connections() {
     let up = TlsUpstream::start(&[]);

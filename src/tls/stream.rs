@@ -24,6 +24,41 @@ impl Stream<tokio_rustls::client::TlsStream<crate::workers::Socket>> {
     pub fn follow(&mut self) -> io::Result<()> {
         self.0.get_mut().0.follow()
     }
+
+    /// For a connection kept idle (`prewarm`): takes in, without waiting, the TLS records
+    /// the server sent since the handshake. Those are its session tickets, which then go to
+    /// the section's session store at once; left unread until a client takes the connection,
+    /// the refill would dial with an empty store (a full handshake: a certificate chain to
+    /// verify here, a signature to make on the server). `false`: the server closed the
+    /// connection (close_notify or end of stream) or sent something broken; drop it. Any
+    /// application data stays buffered for the relay.
+    pub fn absorb(&mut self) -> bool {
+        let (sock, tls) = self.0.get_mut();
+        let Some(tcp) = sock.tcp() else { return false };
+        let mut from = TryRead(tcp);
+        while tls.wants_read() {
+            match tls.read_tls(&mut from) {
+                Ok(0) => return false,
+                Ok(_) => match tls.process_new_packets() {
+                    Ok(state) if state.peer_has_closed() => return false,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Reads a tokio socket without waiting: `WouldBlock` when nothing is there.
+struct TryRead<'a>(&'a tokio::net::TcpStream);
+
+impl io::Read for TryRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.try_read(buf)
+    }
 }
 
 impl<IO> Stream<tokio_rustls::server::TlsStream<IO>> {
