@@ -98,6 +98,9 @@ pub struct Scanner {
     /// Turns of the state machine so far: the work a feed did, for tests that bound it.
     #[cfg(test)]
     steps: u64,
+    /// Tests compare results with and without [`Scanner::whole`].
+    #[cfg(test)]
+    no_shortcut: bool,
 }
 
 impl Scanner {
@@ -116,6 +119,8 @@ impl Scanner {
             element: 0,
             #[cfg(test)]
             steps: 0,
+            #[cfg(test)]
+            no_shortcut: false,
         }
     }
 
@@ -150,6 +155,20 @@ impl Scanner {
     /// Scans `data` up to the end of the current top-level frame. Returns how many bytes were
     /// used and whether a frame ended there; call again with the rest.
     pub fn feed(&mut self, data: &[u8]) -> Result<(usize, bool), ProtocolError> {
+        #[cfg(test)]
+        let shortcut = !self.no_shortcut;
+        #[cfg(not(test))]
+        let shortcut = true;
+        if shortcut
+            && self.at_frame_start()
+            && let Some(used) = self.whole(data)
+        {
+            #[cfg(test)]
+            {
+                self.steps += 1;
+            }
+            return Ok((used, true));
+        }
         let mut i = 0;
         while i < data.len() {
             #[cfg(test)]
@@ -204,6 +223,55 @@ impl Scanner {
             }
         }
         Ok((i, false))
+    }
+
+    /// The frames nearly all traffic is made of, when one is whole at the start of `data`,
+    /// read in one pass instead of a turn of the state machine per line: a command of bulk
+    /// strings (`*N`, then N `$len` strings) on the client side; a simple line (`+`, `-`, `:`)
+    /// or a bulk string on the server side. Returns the frame's length. `None` for anything
+    /// else (inline commands, nulls, RESP3 types, a frame cut by the end of `data`, anything
+    /// malformed): the state machine then reads it from its start, and what it finds is what
+    /// this would have found (a proptest compares the two). Words written here before a
+    /// `None` are rewritten by the state machine before anyone reads them.
+    fn whole(&mut self, data: &[u8]) -> Option<usize> {
+        match (self.side, *data.first()?) {
+            (Side::Client, b'*') => {
+                let (n, mut at) = number(data, 1)?;
+                if n == 0 {
+                    return None;
+                }
+                for k in 0..n {
+                    if *data.get(at)? != b'$' {
+                        return None;
+                    }
+                    let (len, start) = number(data, at + 1)?;
+                    let end = bulk_end(data, start, len)?;
+                    if let Some(w) = self.words.get_mut(k as usize) {
+                        let keep = (end - start).min(WORD_MAX);
+                        w.bytes[..keep].copy_from_slice(&data[start..start + keep]);
+                        w.len = end - start;
+                    }
+                    at = end + 2;
+                }
+                self.n_args = n;
+                self.n_words = (n as usize).min(WORDS);
+                self.element = n;
+                self.top = b'*';
+                Some(at)
+            }
+            (Side::Server, kind @ (b'+' | b'-' | b':')) => {
+                let nl = data.iter().position(|&b| b == b'\n')?;
+                self.top = kind;
+                Some(nl + 1)
+            }
+            (Side::Server, b'$') => {
+                let (len, start) = number(data, 1)?;
+                let end = bulk_end(data, start, len)?;
+                self.top = b'$';
+                Some(end + 2)
+            }
+            _ => None,
+        }
     }
 
     fn keep_line(&mut self, part: &[u8]) {
@@ -345,6 +413,25 @@ impl Scanner {
     }
 }
 
+/// The decimal number at `data[at..]` (1 to 19 digits, as [`length`] takes them) ending in
+/// CRLF, and where what follows starts.
+fn number(data: &[u8], at: usize) -> Option<(u64, usize)> {
+    let rest = data.get(at..)?;
+    let digits = rest.iter().position(|b| !b.is_ascii_digit())?;
+    if digits == 0 || digits > 19 || rest.get(digits..digits + 2)? != b"\r\n" {
+        return None;
+    }
+    let n = rest[..digits].iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+    Some((n, at + digits + 2))
+}
+
+/// Where a bulk payload of `len` bytes starting at `start` ends, when it and its CRLF are
+/// within `data`.
+fn bulk_end(data: &[u8], start: usize, len: u64) -> Option<usize> {
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    (data.get(end..end.checked_add(2)?)? == b"\r\n").then_some(end)
+}
+
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
@@ -450,6 +537,67 @@ pub(crate) mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Commands the shortcut leaves to the state machine.
+    const ODD_COMMANDS: &[&[u8]] = &[
+        b"*0\r\n",
+        b"*1\r\n$-1\r\n",
+        b"*-1\r\n",
+        b"*2\r\n:1\r\n$1\r\nx\r\n",
+        b"*1\n$1\nx\n",
+        b"*01\r\n$03\r\nget\r\n",
+        b"*1\r\n$3\r\ngetxx",
+    ];
+
+    /// A client stream: commands of bulk strings (some words longer than kept), inline
+    /// commands, empty and null arrays, and stray bytes.
+    fn arb_client_stream() -> impl Strategy<Value = Vec<u8>> {
+        let word = proptest::collection::vec(any::<u8>(), 0..24);
+        let part = prop_oneof![
+            4 => proptest::collection::vec(word, 1..6).prop_map(|ws| {
+                let items = ws.iter().map(|w| blob(b'$', w)).collect();
+                aggregate(b'*', ws.len(), items)
+            }),
+            1 => "[a-zA-Z ]{0,30}".prop_map(|t| format!("{t}\r\n").into_bytes()),
+            1 => prop::sample::select(ODD_COMMANDS).prop_map(<[u8]>::to_vec),
+            1 => proptest::collection::vec(any::<u8>(), 0..8),
+        ];
+        proptest::collection::vec(part, 1..8).prop_map(|ps| ps.concat())
+    }
+
+    /// Every result of feeding `data` in `step`-byte reads, with what the scanner kept.
+    fn trace(side: Side, data: &[u8], step: usize, shortcut: bool) -> Vec<String> {
+        let mut s = Scanner::new(side);
+        s.no_shortcut = !shortcut;
+        let mut out = Vec::new();
+        for chunk in data.chunks(step.max(1)) {
+            let mut i = 0;
+            while i < chunk.len() {
+                match s.feed(&chunk[i..]) {
+                    Ok((used, done)) => {
+                        i += used;
+                        let words: Vec<_> = (0..WORDS).map(|k| s.word(k)).collect();
+                        out.push(format!("{used} {done} {} {} {} {words:?}", s.top, s.words(), s.args()));
+                    }
+                    Err(e) => {
+                        out.push(format!("{e:?}"));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Reading whole frames in one pass finds what the state machine finds, frame for frame.
+        #[test]
+        fn the_shortcut_agrees_with_the_state_machine(client in arb_client_stream(), server in proptest::collection::vec(arb_frame(), 1..8), step in 1usize..200) {
+            prop_assert_eq!(trace(Side::Client, &client, step, true), trace(Side::Client, &client, step, false));
+            let server = server.concat();
+            prop_assert_eq!(trace(Side::Server, &server, step, true), trace(Side::Server, &server, step, false));
         }
     }
 
