@@ -129,6 +129,8 @@ pub struct Recorder {
     last: Option<Option<Vec<u8>>>,
     /// The last whole command may block.
     last_blocks: bool,
+    /// A buffer for a later command (see [`Recorder::spare`]).
+    spare: Vec<u8>,
 }
 
 impl Recorder {
@@ -151,17 +153,28 @@ impl Recorder {
         }
     }
 
+    /// A command that changes no state the recorder follows, outside `MULTI`.
+    pub fn ordinary_command(&mut self) {
+        let spare = self.spare();
+        self.last = Some(self.current.replace(spare));
+        self.last_blocks = false;
+    }
+
+    /// An empty buffer for the next command: the previous command's, when it was not
+    /// published (a pipeline), or the one the last publish replaced. No allocation per
+    /// command, nor per read.
+    fn spare(&mut self) -> Vec<u8> {
+        let mut b = match self.last.take() {
+            Some(Some(b)) => b,
+            _ => std::mem::take(&mut self.spare),
+        };
+        b.clear();
+        b
+    }
+
     /// The command the scanner just completed; `in_multi`: it was sent inside `MULTI`.
     pub fn command(&mut self, s: &Scanner, in_multi: bool) {
-        // The previous command's buffer, not published (a pipeline), takes the next command:
-        // one allocation per read rather than one per command.
-        let spare = match self.last.take() {
-            Some(Some(mut b)) => {
-                b.clear();
-                b
-            }
-            _ => Vec::new(),
-        };
+        let spare = self.spare();
         let bytes = self.current.replace(spare);
         self.last_blocks = BLOCKING.iter().any(|c| is(s.word(0), c));
         let name = s.word(0);
@@ -198,7 +211,9 @@ impl Recorder {
             to.setup = self.setup.clone();
         }
         if let Some(last) = self.last.take() {
-            to.last = last;
+            if let Some(old) = std::mem::replace(&mut to.last, last) {
+                self.spare = old;
+            }
             to.last_blocks = self.last_blocks;
         }
         to.partial = partial;

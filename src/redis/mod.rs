@@ -9,8 +9,10 @@
 //! - [`relay`]: pairing replies with commands and rewriting on the way.
 //! - [`failover`]: moving a connection to a new primary after `-READONLY` (`onReadonly`).
 //! - [`reuse`]: which commands bar reusing an upstream connection, and the `RESET` exchange.
+//! - [`names`]: the command names those look at; every other command takes a short path.
 
 pub mod failover;
+pub mod names;
 pub mod nodes;
 pub mod relay;
 pub mod resp;

@@ -580,7 +580,21 @@ fn scan_commands(
     scanner: &mut Scanner,
     session: &mut Session,
     batch: &mut Vec<Expect>,
+    recorder: Option<&mut Recorder>,
+) -> bool {
+    scan(data, scanner, session, batch, recorder, true)
+}
+
+/// [`scan_commands`]; `shortcut`: an ordinary command ([`super::names`]) outside `MULTI`,
+/// with replies on, is paired with a plain reply without asking the session and recorder
+/// (tests compare the two ways).
+fn scan(
+    data: &[u8],
+    scanner: &mut Scanner,
+    session: &mut Session,
+    batch: &mut Vec<Expect>,
     mut recorder: Option<&mut Recorder>,
+    shortcut: bool,
 ) -> bool {
     let mut i = 0;
     while i < data.len() {
@@ -591,6 +605,18 @@ fn scan_commands(
                 }
                 i += used;
                 if !done {
+                    continue;
+                }
+                if shortcut
+                    && session.multi.is_none()
+                    && !session.reply_off
+                    && !session.skip_next
+                    && scanner.word(0).is_some_and(super::names::ordinary)
+                {
+                    if let Some(r) = recorder.as_deref_mut() {
+                        r.ordinary_command();
+                    }
+                    batch.push(Expect::Plain);
                     continue;
                 }
                 if let Some(r) = recorder.as_deref_mut() {
@@ -1132,6 +1158,76 @@ mod tests {
             let expects = topo.iter().map(|&t| if t { Expect::Topo(Topo::Slots) } else { Expect::Plain }).collect();
             let out = run_replies(expects, &data, step, &|_, _, _| None);
             prop_assert_eq!(out, data);
+        }
+    }
+
+    /// Commands made of the names the session and recorder look at, ordinary ones, and the
+    /// arguments that matter to them, in any case, inline or RESP.
+    fn arb_commands() -> impl Strategy<Value = Vec<u8>> {
+        let names = prop::sample::select(
+            &[
+                "GET",
+                "set",
+                "multi",
+                "EXEC",
+                "discard",
+                "client",
+                "CLIENT",
+                "reset",
+                "hello",
+                "subscribe",
+                "monitor",
+                "cluster",
+                "auth",
+                "select",
+                "watch",
+                "unwatch",
+                "blpop",
+                "quit",
+                "ping",
+                "xread",
+                "readonly",
+            ][..],
+        );
+        let args = prop::sample::select(
+            &[
+                "reply", "OFF", "on", "skip", "setname", "setinfo", "lib-name", "tracking", "3", "slots", "x", "nodes",
+            ][..],
+        );
+        let command = (names, proptest::collection::vec(args, 0..4), any::<bool>()).prop_map(|(name, args, inline)| {
+            let words: Vec<&str> = std::iter::once(name).chain(args).collect();
+            match inline {
+                true => format!("{}\r\n", words.join(" ")).into_bytes(),
+                false => {
+                    let mut out = format!("*{}\r\n", words.len());
+                    words
+                        .iter()
+                        .for_each(|w| out.push_str(&format!("${}\r\n{w}\r\n", w.len())));
+                    out.into_bytes()
+                }
+            }
+        });
+        proptest::collection::vec(command, 1..24).prop_map(|c| c.concat())
+    }
+
+    proptest! {
+        /// The short path for ordinary commands pairs and records exactly what asking the
+        /// session and the recorder would, whatever came before (MULTI, CLIENT REPLY, WATCH…).
+        #[test]
+        fn the_short_path_agrees_with_the_session_and_recorder(data in arb_commands(), step in 1usize..80) {
+            let run = |shortcut: bool| {
+                let (mut s, mut session, mut batch) = (Scanner::new(Side::Client), Session::default(), Vec::new());
+                let mut recorder = Recorder::new();
+                let mut published = Vec::new();
+                for chunk in data.chunks(step) {
+                    scan(chunk, &mut s, &mut session, &mut batch, Some(&mut recorder), shortcut);
+                    let mut p = failover::Published::default();
+                    recorder.publish(&mut p, !s.at_frame_start(), session.unreplayable());
+                    published.push(format!("{p:?} {:?}", session));
+                }
+                (batch, published)
+            };
+            prop_assert_eq!(run(true), run(false));
         }
     }
 
