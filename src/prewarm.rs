@@ -3,7 +3,8 @@
 //!
 //! A background task per section refills the set with the section's own resolve, failover
 //! order and `TIMEOUTconnect` (the same [`crate::open::dial`] a client uses). When the upstream is down it
-//! backs off (doubling up to [`MAX_BACKOFF`]) and logs once until it recovers; it never spins.
+//! backs off (doubling up to [`MAX_BACKOFF`]) and logs once until it recovers; it never spins,
+//! not even against a server that completes each handshake and then closes (see [`Closing`]).
 //! A connection is handed out only when it is still open (the server may close idle
 //! connections, restart or fail over: the kernel's TCP state says so without reading) and its
 //! address is still among those its `connect` host resolves to now (ElastiCache moves the
@@ -17,7 +18,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
@@ -240,13 +241,25 @@ impl<T> Pool<T> {
         Fut: Future<Output = Result<T, E>>,
     {
         let mut backoff: Option<Duration> = None;
+        let mut closing = Closing::default();
         loop {
             while self.len() < self.want {
                 // The connections dialed before have their session tickets by now: into
                 // the store with them, so that this dial resumes.
                 let closed = self.retain(&mut absorb);
                 if closed > 0 {
-                    debug!(closed, "warm connections the server closed meanwhile; dropped");
+                    let wait = closing.wait();
+                    debug!(
+                        closed,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "warm connections the server closed meanwhile; dropped"
+                    );
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    closing.waited();
+                    continue;
                 }
                 let r = tokio::select! {
                     () = stop.cancelled() => return,
@@ -286,6 +299,56 @@ impl<T> Pool<T> {
                 () = stop.cancelled() => return,
                 () = self.taken.notified() => {}
             }
+        }
+    }
+}
+
+/// Back-off for a server that closes connections soon after they open: one that refuses
+/// this client's certificate after the TLS 1.3 handshake (the client side is done first),
+/// or a TLS proxy with nothing behind it. Each dial succeeds, so the dial back-off never
+/// applies; without this the refill would redial at handshake speed.
+#[derive(Debug, Default)]
+struct Closing {
+    /// The last wait, and when it ended.
+    last: Option<(Duration, Instant)>,
+    /// Closures in a row, each within a few waits of the one before.
+    runs: u32,
+    /// The warning was logged for this run.
+    warned: bool,
+}
+
+impl Closing {
+    /// Closures in a row before the warning: a server's idle timeout closes the whole set at
+    /// once, which is one.
+    const WARN_AFTER: u32 = 3;
+
+    /// The wait before the next dial, now that kept connections were found closed: doubling
+    /// while closures keep coming, from [`FIRST_BACKOFF`] again after a quiet spell.
+    fn wait(&mut self) -> Duration {
+        let wait = match self.last {
+            Some((w, ended)) if ended.elapsed() < w * 4 => {
+                self.runs += 1;
+                (w * 2).min(MAX_BACKOFF)
+            }
+            _ => {
+                self.runs = 1;
+                self.warned = false;
+                FIRST_BACKOFF
+            }
+        };
+        if self.runs == Self::WARN_AFTER && !std::mem::replace(&mut self.warned, true) {
+            warn!(
+                "the upstream keeps closing warm connections right after they open (a client certificate it refuses? a TLS proxy with nothing behind it?); refilling with back-off (logged once)"
+            );
+        }
+        self.last = Some((wait, Instant::now()));
+        wait
+    }
+
+    /// The wait is over: closures count as in a row from now.
+    fn waited(&mut self) {
+        if let Some((_, ended)) = &mut self.last {
+            *ended = Instant::now();
         }
     }
 }

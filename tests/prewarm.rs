@@ -281,6 +281,47 @@ fn a_down_upstream_is_retried_with_back_off_and_logged_once() {
 
 /// SIGHUP: an unchanged section keeps its warm connections; a changed one drops them and
 /// fills again.
+/// A server that closes every connection right after the handshake (here: redis-server
+/// asking for a client certificate the section does not have; TLS 1.3 finishes on the client
+/// side first, then the server refuses and closes): every dial succeeds, and the refill
+/// still waits a doubling back-off between rounds and warns once, instead of redialing at
+/// handshake speed.
+#[test]
+fn a_server_that_closes_new_connections_gets_back_off_not_a_spin() {
+    let up = TlsUpstream::start(&["--tls-auth-clients", "yes"]);
+    let (port, metrics) = (free_port(), free_port());
+    let conf = format!(
+        "metrics = 127.0.0.1:{metrics}\ndebug = 7\n{}",
+        up.section("refused", port, "prewarm = 16\n")
+    );
+    let started = Instant::now();
+    let rt = Retunnel::start(&conf, 1);
+    let log = rt.log.wait_for_n("warm connections the server closed meanwhile", 5);
+    // The four waits before the fifth round were waited, not only logged.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(3000), "5 rounds in {took:?}:\n{log}");
+    let waits: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("warm connections the server closed meanwhile"))
+        .filter_map(|l| l.split("retry_in_ms=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(&waits[..4], [200, 400, 800, 1600], "{log}");
+    // Over those waits (3 s in all): a few handshakes a round, not thousands.
+    let text = scrape(metrics);
+    let dials: f64 = ["full", "resumed"]
+        .iter()
+        .filter_map(|k| {
+            sample(
+                &text,
+                &format!(r#"retunnel_upstream_handshakes_total{{service="refused",kind="{k}"}}"#),
+            )
+        })
+        .sum();
+    assert!(dials <= 16.0 * 6.0, "{dials} handshakes in 5 rounds:\n{text}");
+    // Warned once (at the third round in a row), not per round.
+    assert_eq!(log.matches("keeps closing warm connections").count(), 1, "{log}");
+}
+
 #[test]
 fn reload_keeps_warm_connections_of_an_unchanged_section_and_replaces_a_changed_ones() {
     let up = TlsUpstream::start(&[]);
