@@ -540,7 +540,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// Commands the shortcut leaves to the state machine.
+    /// Unusual commands: empty, null, with a non-bulk element, bare LF, cut short (left to
+    /// the state machine), and counts with leading zeros (read by both).
     const ODD_COMMANDS: &[&[u8]] = &[
         b"*0\r\n",
         b"*1\r\n$-1\r\n",
