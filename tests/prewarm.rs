@@ -62,6 +62,19 @@ fn wait_warm(rt: &Retunnel, n: usize) {
     rt.log.wait_for(&format!("warm upstream connection ready ready={n}"));
 }
 
+/// Waits for `n` log lines containing `what` and checks that the first four announce the
+/// doubling back-off (`retry_in_ms=` 200, 400, 800, 1600); returns the log.
+fn wait_backoff(rt: &Retunnel, what: &str, n: usize) -> String {
+    let log = rt.log.wait_for_n(what, n);
+    let waits: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains(what))
+        .filter_map(|l| l.split("retry_in_ms=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(&waits[..4], [200, 400, 800, 1600], "{log}");
+    log
+}
+
 /// The warm connections are open before any client, and a client is served on one of them.
 #[test]
 fn clients_get_the_warm_connections_in_plain_and_redis_mode() {
@@ -261,13 +274,7 @@ fn a_down_upstream_is_retried_with_back_off_and_logged_once() {
         &format!("debug = 7\n{}prewarm = 4\n", section("down", port, upstream, &ca)),
         1,
     );
-    let log = rt.log.wait_for_n("warm connection failed", 4);
-    let waits: Vec<u64> = log
-        .lines()
-        .filter(|l| l.contains("warm connection failed"))
-        .filter_map(|l| l.split("retry_in_ms=").nth(1)?.split(' ').next()?.parse().ok())
-        .collect();
-    assert_eq!(&waits[..4], [200, 400, 800, 1600], "{log}");
+    let log = wait_backoff(&rt, "warm connection failed", 4);
     // Each logged failure is one attempt (one TCP connection), no more.
     let n = accepts.load(Ordering::SeqCst);
     assert!((4..=5).contains(&n), "{n} connects for 4 logged failures");
@@ -296,16 +303,10 @@ fn a_server_that_closes_new_connections_gets_back_off_not_a_spin() {
     );
     let started = Instant::now();
     let rt = Retunnel::start(&conf, 1);
-    let log = rt.log.wait_for_n("warm connections the server closed meanwhile", 5);
+    let log = wait_backoff(&rt, "warm connections the server closed meanwhile", 5);
     // The four waits before the fifth round were waited, not only logged.
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(3000), "5 rounds in {took:?}:\n{log}");
-    let waits: Vec<u64> = log
-        .lines()
-        .filter(|l| l.contains("warm connections the server closed meanwhile"))
-        .filter_map(|l| l.split("retry_in_ms=").nth(1)?.split(' ').next()?.parse().ok())
-        .collect();
-    assert_eq!(&waits[..4], [200, 400, 800, 1600], "{log}");
     // Over those waits (3 s in all): a few handshakes a round, not thousands.
     let text = scrape(metrics);
     let dials: f64 = ["full", "resumed"]
