@@ -146,3 +146,48 @@ fn server_mode_issues_tickets_its_clients_resume_with() {
         );
     }
 }
+
+/// A burst of new clients after a first one (a reconnect storm, a pool filling at once): the
+/// store holds the first connection's two tickets, and each further handshake waits briefly
+/// for a ticket from the handshakes under way instead of going full, so the burst resumes in
+/// doubling generations. Counted by retunnel's metrics against a real TLS redis-server.
+#[test]
+fn a_burst_of_new_clients_resumes_instead_of_full_handshakes() {
+    const BURST: usize = 24;
+    let up = TlsUpstream::start(&[]);
+    let (port, metrics) = (free_port(), free_port());
+    let conf = format!("metrics = 127.0.0.1:{metrics}\n{}", up.section("burst", port, ""));
+    let rt = Retunnel::start(&conf, 1);
+    rt.log.wait_for("metrics listening");
+    ping_once(port); // the server issues tickets, and retunnel knows it does
+    let start = Arc::new(std::sync::Barrier::new(BURST));
+    let clients: Vec<_> = (0..BURST)
+        .map(|_| {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                let mut s = connect(port);
+                exchange(&mut s, b"PING\r\n", b"+PONG\r\n");
+                s // held open until every client was answered
+            })
+        })
+        .collect();
+    let held: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let text = scrape(metrics);
+    let count = |kind: &str| {
+        sample(
+            &text,
+            &format!(r#"retunnel_upstream_handshakes_total{{service="burst",kind="{kind}"}}"#),
+        )
+        .unwrap_or(0.0)
+    };
+    let (full, resumed) = (count("full"), count("resumed"));
+    assert_eq!(full + resumed, (BURST + 1) as f64, "{text}");
+    // Without the wait, all but the two the first connection's tickets cover are full.
+    assert!(
+        full <= 6.0,
+        "{full} full handshakes, {resumed} resumed, of {} connections",
+        BURST + 1
+    );
+    drop((held, rt));
+}

@@ -109,13 +109,13 @@ fn aes128_first() -> CryptoProvider {
 }
 
 /// The client side's resumption: a store of the section's own, or none (`sessionResume = no`).
-fn resumption(s: &TlsSettings) -> Resumption {
+fn resumption(s: &TlsSettings) -> (Resumption, Option<Arc<session::Store>>) {
     match s.session.resume {
-        true => Resumption::store(Arc::new(session::Store::new(
-            s.session.cache_size,
-            s.session.cache_timeout,
-        ))),
-        false => Resumption::disabled(),
+        true => {
+            let store = Arc::new(session::Store::new(s.session.cache_size, s.session.cache_timeout));
+            (Resumption::store(store.clone()), Some(store))
+        }
+        false => (Resumption::disabled(), None),
     }
 }
 
@@ -154,6 +154,8 @@ pub struct TlsClient {
     pinned: bool,
     /// With `checkIP`: the names the certificate is checked for, for messages.
     by_ip: Option<String>,
+    /// The session store both configurations share (`None`: `sessionResume = no`).
+    sessions: Option<Arc<session::Store>>,
 }
 
 impl fmt::Debug for TlsClient {
@@ -173,7 +175,8 @@ impl TlsClient {
         let provider = provider(s);
         let verifier = verify::for_section(s, &provider)?;
         let mut config = client_config(s, &provider, verifier)?;
-        config.resumption = resumption(s);
+        let (resumption, sessions) = resumption(s);
+        config.resumption = resumption;
         let mut without_sni = config.clone();
         without_sni.enable_sni = false;
         Ok(TlsClient {
@@ -184,6 +187,7 @@ impl TlsClient {
             verifying: s.verify_chain,
             pinned: s.verify_peer,
             by_ip: errors::check_ip_names(s),
+            sessions,
         })
     }
 
@@ -222,7 +226,12 @@ impl TlsClient {
             true => &self.with_sni,
             false => &self.without_sni,
         };
-        connect(config.clone(), self.verified_name(host), self.by_ip.as_deref(), tcp).await
+        let name = self.verified_name(host);
+        let server_name = ServerName::try_from(name.clone()).map_err(|_| HandshakeError::BadName(name.clone()))?;
+        if let Some(store) = &self.sessions {
+            store.ticket_or_wait(&server_name).await;
+        }
+        connect(config.clone(), name, server_name, self.by_ip.as_deref(), tcp).await
     }
 }
 
@@ -230,10 +239,10 @@ impl TlsClient {
 async fn connect(
     config: Arc<ClientConfig>,
     name: String,
+    server_name: ServerName<'static>,
     by_ip: Option<&str>,
     tcp: TcpStream,
 ) -> Result<TlsStream, HandshakeError> {
-    let server_name = ServerName::try_from(name.clone()).map_err(|_| HandshakeError::BadName(name.clone()))?;
     tokio_rustls::TlsConnector::from(config)
         .connect(server_name, crate::workers::Socket::new(tcp))
         .await
@@ -318,7 +327,9 @@ pub async fn inspect(
     config.enable_sni = sni;
     config.resumption = Resumption::disabled();
     let by_ip = errors::check_ip_names(s);
-    let stream = connect(Arc::new(config), host_name, by_ip.as_deref(), tcp).await?;
+    let server_name =
+        ServerName::try_from(host_name.clone()).map_err(|_| HandshakeError::BadName(host_name.clone()))?;
+    let stream = connect(Arc::new(config), host_name, server_name, by_ip.as_deref(), tcp).await?;
     let seen = recording.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok((stream, seen))
 }

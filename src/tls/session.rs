@@ -7,10 +7,19 @@
 //! starts empty and holds only what it was given. It keeps at most `sessionCacheSize`
 //! sessions in all (the oldest goes first; 0 = no limit) and forgets a session older than
 //! `sessionCacheTimeout`.
+//!
+//! A burst of new connections (a reconnect storm after a failover, a pool filling at once)
+//! empties the TLS 1.3 tickets (each used once; servers send two per handshake), and every
+//! further handshake in the burst would be a full one: a certificate signature on the server
+//! each. So a handshake that finds no ticket, while another handshake with the same server
+//! began just now (its tickets are on their way), waits for one, at most [`TICKET_WAIT`]:
+//! the burst then resumes in generations that double with each round trip.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use rustls::NamedGroup;
 use rustls::client::{ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue};
@@ -24,6 +33,11 @@ use rustls_pki_types::ServerName;
 /// bytes, and `sessionCacheSize` still bounds the section's total.
 const TICKETS_PER_NAME: usize = 32;
 
+/// The longest a handshake waits for a ticket from a handshake under way (see the module's
+/// documentation): about ten generations of resumed handshakes to a server nearby, and less
+/// than a full handshake costs to one far away.
+pub const TICKET_WAIT: Duration = Duration::from_millis(50);
+
 /// What one upstream name left behind.
 #[derive(Debug, Default)]
 struct Entry {
@@ -33,6 +47,10 @@ struct Entry {
     tls12: Option<(Instant, Tls12ClientSessionValue)>,
     /// Unused TLS 1.3 tickets, oldest first.
     tls13: VecDeque<(Instant, Tls13ClientSessionValue)>,
+    /// The server has issued TLS 1.3 tickets: worth waiting for.
+    issues_tickets: bool,
+    /// When the last handshake that did not wait began.
+    started: Option<Instant>,
 }
 
 impl Entry {
@@ -68,6 +86,8 @@ pub struct Store {
     size: usize,
     /// `sessionCacheTimeout`: a session older than this is not offered.
     timeout: Duration,
+    /// Wakes one waiting handshake per ticket stored.
+    arrived: Notify,
 }
 
 impl Store {
@@ -77,11 +97,51 @@ impl Store {
             entries: Mutex::default(),
             size,
             timeout,
+            arrived: Notify::new(),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<ServerName<'static>, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Before a handshake with `name`: when there is no ticket for it, the server issues
+    /// them, and another handshake with it began within [`TICKET_WAIT`], waits for a ticket
+    /// (at most [`TICKET_WAIT`]). Otherwise, or then, notes that a handshake begins.
+    pub async fn ticket_or_wait(&self, name: &ServerName<'static>) {
+        let deadline = tokio::time::Instant::now() + TICKET_WAIT;
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if !self.waits(name) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                self.begins(name);
+                return;
+            }
+        }
+    }
+
+    /// Whether a handshake with `name` should wait for a ticket now; when not, it begins.
+    fn waits(&self, name: &ServerName<'static>) -> bool {
+        let mut entries = self.lock();
+        let Some(e) = entries.get_mut(name) else {
+            return false; // never reached before: nothing known to wait for
+        };
+        let now = Instant::now();
+        let wait = e.issues_tickets && e.tls13.is_empty() && e.started.is_some_and(|t| now - t < TICKET_WAIT);
+        if !wait {
+            e.started = Some(now);
+        }
+        wait
+    }
+
+    fn begins(&self, name: &ServerName<'static>) {
+        if let Some(e) = self.lock().get_mut(name) {
+            e.started = Some(Instant::now());
+        }
     }
 
     fn fresh(&self, stored: Instant) -> bool {
@@ -139,11 +199,14 @@ impl ClientSessionStore for Store {
     fn insert_tls13_ticket(&self, server_name: ServerName<'static>, value: Tls13ClientSessionValue) {
         let mut entries = self.lock();
         self.make_room(&mut entries);
-        let tickets = &mut entries.entry(server_name).or_default().tls13;
-        if tickets.len() >= TICKETS_PER_NAME {
-            tickets.pop_front();
+        let entry = entries.entry(server_name).or_default();
+        entry.issues_tickets = true;
+        if entry.tls13.len() >= TICKETS_PER_NAME {
+            entry.tls13.pop_front();
         }
-        tickets.push_back((Instant::now(), value));
+        entry.tls13.push_back((Instant::now(), value));
+        drop(entries);
+        self.arrived.notify_one();
     }
 
     fn take_tls13_ticket(&self, server_name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
