@@ -42,6 +42,32 @@ fn standalone_redis_and_failures_as_redis_errors() {
     assert!(out.contains("certificate of db.example.com rejected"), "{out}");
 }
 
+/// Redis answers a protocol error before the command is whole (here: a bulk length over
+/// `proto-max-bulk-len`) and closes: the client gets Redis's error unchanged, and the log
+/// says what happened at info level, not the warning about a reply nobody asked for.
+#[test]
+fn a_protocol_error_before_a_whole_command_is_passed_and_explained() {
+    let pki = Pki::new();
+    let (ca, leaf) = pki.standard(&[]);
+    let redis = Redis::start_tls(&leaf, &ca, &[]);
+    let port = free_port();
+    let conf = format!(
+        "debug = 6\n{}",
+        redis_section(port, &format!("localhost:{}", redis.port), &ca)
+    );
+    let rt = Retunnel::start(&conf, 1);
+    let got = raw_exchange(port, b"*1\r\n$999999999999\r\n");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
+    let log = rt
+        .log
+        .wait_for("an error came before the client's command was complete");
+    assert!(!log.contains("no command waiting"), "{log}");
+    assert_eq!(redis_cli(port, &["ping"]), "PONG", "the tunnel keeps serving");
+}
+
 /// Issue 11 defect 1, in Redis mode: a first target with the wrong certificate falls through
 /// to the real server, for every client (`prio` and `rr`).
 #[test]

@@ -733,6 +733,15 @@ impl<'a> Replies<'a> {
             expect = self.next_expect(); // a reply that is no error answers a later command
         }
         match &expect {
+            // Redis answers only whole commands, except when it refuses the bytes as a
+            // protocol error (`*99999999`, a bulk length over `proto-max-bulk-len`): then
+            // an error comes before the command is whole here, and Redis closes.
+            None if self.tracking && first == b'-' => {
+                info!(
+                    "an error came before the client's command was complete (Redis refusing the client's bytes as a protocol error closes the connection); from now on only MOVED/ASK redirects are rewritten on this connection"
+                );
+                self.untrack();
+            }
             None if self.tracking => {
                 warn!(
                     "a reply came with no command waiting for it; from now on only MOVED/ASK redirects are rewritten on this connection"
