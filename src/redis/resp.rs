@@ -418,10 +418,10 @@ impl Scanner {
 fn number(data: &[u8], at: usize) -> Option<(u64, usize)> {
     let rest = data.get(at..)?;
     let digits = rest.iter().position(|b| !b.is_ascii_digit())?;
-    if digits == 0 || digits > 19 || rest.get(digits..digits + 2)? != b"\r\n" {
+    if rest.get(digits..digits + 2)? != b"\r\n" {
         return None;
     }
-    let n = rest[..digits].iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+    let n = length(&rest[..digits]).ok()??;
     Some((n, at + digits + 2))
 }
 
