@@ -254,9 +254,8 @@ impl<T> Pool<T> {
                         retry_in_ms = wait.as_millis() as u64,
                         "warm connections the server closed meanwhile; dropped"
                     );
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(wait) => {}
+                    if stopped_during(wait, stop).await {
+                        return;
                     }
                     closing.waited();
                     continue;
@@ -279,18 +278,14 @@ impl<T> Pool<T> {
                         debug!(ready = n, "warm upstream connection ready");
                     }
                     Err(e) => {
-                        let wait = match backoff {
-                            None => {
-                                warn!(error = %e, "cannot open a warm upstream connection; retrying with back-off (logged once until it works)");
-                                FIRST_BACKOFF
-                            }
-                            Some(w) => (w * 2).min(MAX_BACKOFF),
-                        };
+                        if backoff.is_none() {
+                            warn!(error = %e, "cannot open a warm upstream connection; retrying with back-off (logged once until it works)");
+                        }
+                        let wait = doubled(backoff);
                         debug!(error = %e, retry_in_ms = wait.as_millis() as u64, "warm connection failed");
                         backoff = Some(wait);
-                        tokio::select! {
-                            () = stop.cancelled() => return,
-                            () = tokio::time::sleep(wait) => {}
+                        if stopped_during(wait, stop).await {
+                            return;
                         }
                     }
                 }
@@ -325,17 +320,14 @@ impl Closing {
     /// The wait before the next dial, now that kept connections were found closed: doubling
     /// while closures keep coming, from [`FIRST_BACKOFF`] again after a quiet spell.
     fn wait(&mut self) -> Duration {
-        let wait = match self.last {
-            Some((w, ended)) if ended.elapsed() < w * 4 => {
-                self.runs += 1;
-                (w * 2).min(MAX_BACKOFF)
-            }
-            _ => {
-                self.runs = 1;
-                self.warned = false;
-                FIRST_BACKOFF
-            }
-        };
+        let in_a_row = self.last.filter(|(w, ended)| ended.elapsed() < *w * 4);
+        if in_a_row.is_some() {
+            self.runs += 1;
+        } else {
+            self.runs = 1;
+            self.warned = false;
+        }
+        let wait = doubled(in_a_row.map(|(w, _)| w));
         if self.runs == Self::WARN_AFTER && !std::mem::replace(&mut self.warned, true) {
             warn!(
                 "the upstream keeps closing warm connections right after they open (a client certificate it refuses? a TLS proxy with nothing behind it?); refilling with back-off (logged once)"
@@ -350,6 +342,20 @@ impl Closing {
         if let Some((_, ended)) = &mut self.last {
             *ended = Instant::now();
         }
+    }
+}
+
+/// The back-off after `previous`: [`FIRST_BACKOFF`] at first, then doubling up to
+/// [`MAX_BACKOFF`].
+fn doubled(previous: Option<Duration>) -> Duration {
+    previous.map_or(FIRST_BACKOFF, |w| (w * 2).min(MAX_BACKOFF))
+}
+
+/// Waits `wait`, or until `stop`; true when stopped.
+async fn stopped_during(wait: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(wait) => false,
     }
 }
 
