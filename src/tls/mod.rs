@@ -226,23 +226,32 @@ impl TlsClient {
             true => &self.with_sni,
             false => &self.without_sni,
         };
-        let name = self.verified_name(host);
-        let server_name = ServerName::try_from(name.clone()).map_err(|_| HandshakeError::BadName(name.clone()))?;
-        if let Some(store) = &self.sessions {
-            store.ticket_or_wait(&server_name).await;
-        }
-        connect(config.clone(), name, server_name, self.by_ip.as_deref(), tcp).await
+        let sessions = self.sessions.as_deref();
+        connect(
+            config.clone(),
+            self.verified_name(host),
+            self.by_ip.as_deref(),
+            sessions,
+            tcp,
+        )
+        .await
     }
 }
 
 /// A handshake with `config`, verifying `name` (or, with `checkIP`, the names `by_ip` says).
+/// With `sessions`, the section's store, a handshake in a burst may first wait for a ticket
+/// (see [`session::Store::ticket_or_wait`]).
 async fn connect(
     config: Arc<ClientConfig>,
     name: String,
-    server_name: ServerName<'static>,
     by_ip: Option<&str>,
+    sessions: Option<&session::Store>,
     tcp: TcpStream,
 ) -> Result<TlsStream, HandshakeError> {
+    let server_name = ServerName::try_from(name.clone()).map_err(|_| HandshakeError::BadName(name.clone()))?;
+    if let Some(store) = sessions {
+        store.ticket_or_wait(&server_name).await;
+    }
     tokio_rustls::TlsConnector::from(config)
         .connect(server_name, crate::workers::Socket::new(tcp))
         .await
@@ -327,9 +336,7 @@ pub async fn inspect(
     config.enable_sni = sni;
     config.resumption = Resumption::disabled();
     let by_ip = errors::check_ip_names(s);
-    let server_name =
-        ServerName::try_from(host_name.clone()).map_err(|_| HandshakeError::BadName(host_name.clone()))?;
-    let stream = connect(Arc::new(config), host_name, server_name, by_ip.as_deref(), tcp).await?;
+    let stream = connect(Arc::new(config), host_name, by_ip.as_deref(), None, tcp).await?;
     let seen = recording.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok((stream, seen))
 }
