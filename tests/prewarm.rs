@@ -118,14 +118,7 @@ fn warm_connections_resume_the_sessions_of_the_ones_before() {
     rt.log.wait_for("metrics listening");
     wait_warm(&rt, 8);
     let text = scrape(metrics);
-    let full = sample(
-        &text,
-        r#"retunnel_upstream_handshakes_total{service="warm",kind="full"}"#,
-    );
-    let resumed = sample(
-        &text,
-        r#"retunnel_upstream_handshakes_total{service="warm",kind="resumed"}"#,
-    );
+    let (full, resumed) = (handshakes(&text, "warm", "full"), handshakes(&text, "warm", "resumed"));
     // The first is full; a ticket may arrive only after the next dial has begun.
     assert!(
         full.is_some_and(|f| f <= 3.0) && resumed.is_some_and(|r| r >= 5.0),
@@ -311,12 +304,7 @@ fn a_server_that_closes_new_connections_gets_back_off_not_a_spin() {
     let text = scrape(metrics);
     let dials: f64 = ["full", "resumed"]
         .iter()
-        .filter_map(|k| {
-            sample(
-                &text,
-                &format!(r#"retunnel_upstream_handshakes_total{{service="refused",kind="{k}"}}"#),
-            )
-        })
+        .filter_map(|k| handshakes(&text, "refused", k))
         .sum();
     assert!(dials <= 16.0 * 6.0, "{dials} handshakes in 5 rounds:\n{text}");
     // Warned once (at the third round in a row), not per round.

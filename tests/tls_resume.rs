@@ -174,13 +174,7 @@ fn a_burst_of_new_clients_resumes_instead_of_full_handshakes() {
         .collect();
     let held: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     let text = scrape(metrics);
-    let count = |kind: &str| {
-        sample(
-            &text,
-            &format!(r#"retunnel_upstream_handshakes_total{{service="burst",kind="{kind}"}}"#),
-        )
-        .unwrap_or(0.0)
-    };
+    let count = |kind: &str| handshakes(&text, "burst", kind).unwrap_or(0.0);
     let (full, resumed) = (count("full"), count("resumed"));
     assert_eq!(full + resumed, (BURST + 1) as f64, "{text}");
     // Without the wait, all but the two the first connection's tickets cover are full.

@@ -160,6 +160,14 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// A section's upstream TLS handshakes of one kind (`full` or `resumed`) in a scrape.
+pub fn handshakes(text: &str, service: &str, kind: &str) -> Option<f64> {
+    sample(
+        text,
+        &format!(r#"retunnel_upstream_handshakes_total{{service="{service}",kind="{kind}"}}"#),
+    )
+}
+
 /// Asserts each `(series, value)` of a scrape; fails with the whole scrape.
 pub fn assert_samples(text: &str, want: &[(&str, f64)]) {
     for (series, value) in want {
