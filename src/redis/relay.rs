@@ -1208,11 +1208,11 @@ mod tests {
             match inline {
                 true => format!("{}\r\n", words.join(" ")).into_bytes(),
                 false => {
-                    let mut out = format!("*{}\r\n", words.len());
-                    words
+                    let items = words
                         .iter()
-                        .for_each(|w| out.push_str(&format!("${}\r\n{w}\r\n", w.len())));
-                    out.into_bytes()
+                        .map(|w| crate::redis::resp::tests::blob(b'$', w.as_bytes()))
+                        .collect();
+                    crate::redis::resp::tests::aggregate(b'*', words.len(), items)
                 }
             }
         });

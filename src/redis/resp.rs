@@ -494,7 +494,7 @@ pub(crate) mod tests {
         })
     }
 
-    fn blob(kind: u8, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn blob(kind: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = vec![kind];
         out.extend_from_slice(format!("{}\r\n", payload.len()).as_bytes());
         out.extend_from_slice(payload);
@@ -502,7 +502,7 @@ pub(crate) mod tests {
         out
     }
 
-    fn aggregate(kind: u8, n: usize, items: Vec<Vec<u8>>) -> Vec<u8> {
+    pub(crate) fn aggregate(kind: u8, n: usize, items: Vec<Vec<u8>>) -> Vec<u8> {
         let mut out = format!("{}{n}\r\n", kind as char).into_bytes();
         items.iter().for_each(|i| out.extend_from_slice(i));
         out
